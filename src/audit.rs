@@ -1,0 +1,422 @@
+//! Audit: one structured event for every decision at every stage, allow and deny.
+//!
+//! Each event carries timestamp, session id, identity, tenant, tool, stage, decision, denial code
+//! and duration — never arguments, SQL parameters or row values. Events go to an [`AuditSink`],
+//! never to stdout (which carries the protocol). The boundary hands the sink one
+//! [`AuditBatch`] at a time: the stage decisions up to admission before the tool runs, then
+//! the outcome. If a batch cannot be recorded the call is denied: a tool never runs
+//! unaudited, and a result is never returned unaudited.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::boundary::DenialCode;
+use crate::policy::SessionContext;
+
+/// A stage of the pipeline, as recorded in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Session validation and tool lookup.
+    Resolve,
+    /// The read-only mode check.
+    Mode,
+    /// The capability check.
+    Authorize,
+    /// Quota admission.
+    Admit,
+    /// The tool ran (or its input was refused).
+    Execute,
+}
+
+impl Stage {
+    /// The stage's name in the audit log.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Stage::Resolve => "resolve",
+            Stage::Mode => "mode",
+            Stage::Authorize => "authorize",
+            Stage::Admit => "admit",
+            Stage::Execute => "execute",
+        }
+    }
+}
+
+/// What was decided at a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditDecision {
+    /// The call passed this stage (for `execute`: the tool succeeded).
+    Allow,
+    /// The call was stopped at this stage, with a code.
+    Deny,
+    /// The caller went away while the tool ran; the call's future was dropped.
+    Cancelled,
+}
+
+impl AuditDecision {
+    /// The decision's name in the audit log.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allow => "allow",
+            AuditDecision::Deny => "deny",
+            AuditDecision::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One decision at one stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When the decision was made.
+    pub timestamp: SystemTime,
+    /// The stage.
+    pub stage: Stage,
+    /// The decision.
+    pub decision: AuditDecision,
+    /// The denial code, for denials.
+    pub code: Option<DenialCode>,
+    /// How long the stage took.
+    pub duration: Duration,
+}
+
+/// Consecutive decisions about one call, recorded together.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditBatch<'a> {
+    /// The call's session, if it had a valid one.
+    pub session: Option<&'a SessionContext>,
+    /// The tool requested (at most 128 characters of what the caller sent).
+    pub tool: &'a str,
+    /// The decisions, in order.
+    pub records: &'a [AuditRecord],
+}
+
+impl<'a> AuditBatch<'a> {
+    /// The batch as self-contained events, one per record.
+    pub fn events(&self) -> impl Iterator<Item = AuditEvent<'a>> + 'a {
+        let (session, tool) = (self.session, self.tool);
+        self.records.iter().map(move |record| AuditEvent { session, tool, record: *record })
+    }
+}
+
+/// One audit event, complete: a record with its call's session and tool. Serializes as the
+/// JSON object the [`JsonLinesSink`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditEvent<'a> {
+    /// The call's session, if it had a valid one.
+    pub session: Option<&'a SessionContext>,
+    /// The tool requested.
+    pub tool: &'a str,
+    /// The decision.
+    pub record: AuditRecord,
+}
+
+impl Serialize for AuditEvent<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let record = &self.record;
+        let mut map = serializer.serialize_map(Some(9))?;
+        map.serialize_entry("timestamp", &humantime::format_rfc3339_micros(record.timestamp).to_string())?;
+        map.serialize_entry("session_id", &self.session.map(|s| s.id().as_str()))?;
+        map.serialize_entry("identity", &self.session.map(SessionContext::identity))?;
+        map.serialize_entry("tenant", &self.session.map(SessionContext::tenant))?;
+        map.serialize_entry("tool", self.tool)?;
+        map.serialize_entry("stage", &record.stage)?;
+        map.serialize_entry("decision", &record.decision)?;
+        map.serialize_entry("code", &record.code)?;
+        map.serialize_entry("duration_us", &micros(record.duration))?;
+        map.end()
+    }
+}
+
+/// Why audit events could not be recorded.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// Writing to the sink failed.
+    #[error("cannot write audit events")]
+    Io(#[from] io::Error),
+    /// The events could not be serialized.
+    #[error("cannot serialize audit events")]
+    Serialize(#[from] serde_json::Error),
+    /// The sink is unusable after an earlier panic.
+    #[error("audit sink is poisoned")]
+    Poisoned,
+}
+
+/// Where audit events go. The boundary denies any call whose events cannot be recorded.
+pub trait AuditSink: Send + Sync {
+    /// Records a batch, all or nothing as far as the sink can tell.
+    fn record(&self, batch: &AuditBatch<'_>) -> Result<(), AuditError>;
+}
+
+impl<T: AuditSink + ?Sized> AuditSink for std::sync::Arc<T> {
+    fn record(&self, batch: &AuditBatch<'_>) -> Result<(), AuditError> {
+        (**self).record(batch)
+    }
+}
+
+/// Writes each event as one line of JSON; a batch goes out in a single `write`, not fsynced.
+pub struct JsonLinesSink<W> {
+    out: Mutex<(W, Vec<u8>)>,
+}
+
+impl JsonLinesSink<io::Stderr> {
+    /// Audit to standard error.
+    pub fn stderr() -> Self {
+        Self::new(io::stderr())
+    }
+}
+
+impl JsonLinesSink<File> {
+    /// Audit to a file, appending; the file is created if missing.
+    pub fn append_to(path: impl AsRef<Path>) -> io::Result<Self> {
+        Ok(Self::new(OpenOptions::new().create(true).append(true).open(path)?))
+    }
+}
+
+impl<W: Write + Send> JsonLinesSink<W> {
+    /// Audit to any writer.
+    pub fn new(out: W) -> Self {
+        JsonLinesSink { out: Mutex::new((out, Vec::with_capacity(2048))) }
+    }
+
+    /// Takes the writer back.
+    pub fn into_inner(self) -> W {
+        self.out.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).0
+    }
+}
+
+impl<W: Write + Send> AuditSink for JsonLinesSink<W> {
+    fn record(&self, batch: &AuditBatch<'_>) -> Result<(), AuditError> {
+        let mut guard = self.out.lock().map_err(|_| AuditError::Poisoned)?;
+        let (out, lines) = &mut *guard;
+        lines.clear();
+        write_lines(lines, batch)?;
+        out.write_all(lines)?;
+        out.flush()?;
+        Ok(())
+    }
+}
+
+impl<W> fmt::Debug for JsonLinesSink<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JsonLinesSink")
+    }
+}
+
+/// Writes the batch as JSON lines, byte for byte what serializing each [`AuditEvent`] gives,
+/// escaping the session's fields (once, at bind) and the tool (once per batch) only.
+fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<(), serde_json::Error> {
+    const NO_SESSION: &str = r#""session_id":null,"identity":null,"tenant":null"#;
+    let session = batch.session.map_or(NO_SESSION, SessionContext::audit_json);
+    let tool_start = lines.len();
+    serde_json::to_writer(&mut *lines, batch.tool)?;
+    let tool = lines.split_off(tool_start);
+    for record in batch.records {
+        lines.extend_from_slice(br#"{"timestamp":""#);
+        write_rfc3339_micros(lines, record.timestamp);
+        lines.extend_from_slice(b"\",");
+        lines.extend_from_slice(session.as_bytes());
+        lines.extend_from_slice(br#","tool":"#);
+        lines.extend_from_slice(&tool);
+        lines.extend_from_slice(br#","stage":""#);
+        lines.extend_from_slice(record.stage.as_str().as_bytes());
+        lines.extend_from_slice(br#"","decision":""#);
+        lines.extend_from_slice(record.decision.as_str().as_bytes());
+        lines.extend_from_slice(br#"","code":"#);
+        match record.code {
+            Some(code) => {
+                lines.push(b'"');
+                lines.extend_from_slice(code.as_str().as_bytes());
+                lines.push(b'"');
+            }
+            None => lines.extend_from_slice(b"null"),
+        }
+        lines.extend_from_slice(br#","duration_us":"#);
+        lines.extend_from_slice(itoa::Buffer::new().format(micros(record.duration)).as_bytes());
+        lines.extend_from_slice(b"}\n");
+    }
+    Ok(())
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as `humantime::format_rfc3339_micros` writes it, without
+/// going through `fmt`. Times before 1970 or after 9999 are clamped to those bounds.
+fn write_rfc3339_micros(out: &mut Vec<u8>, at: SystemTime) {
+    const MAX_SECS: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let (secs, micros) = match since_epoch.as_secs() {
+        secs if secs > MAX_SECS => (MAX_SECS, 999_999),
+        secs => (secs, since_epoch.subsec_micros()),
+    };
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let second_of_day = secs % 86_400;
+    push_digits(out, year, 4);
+    out.push(b'-');
+    push_digits(out, u64::from(month), 2);
+    out.push(b'-');
+    push_digits(out, u64::from(day), 2);
+    out.push(b'T');
+    push_digits(out, second_of_day / 3600, 2);
+    out.push(b':');
+    push_digits(out, second_of_day / 60 % 60, 2);
+    out.push(b':');
+    push_digits(out, second_of_day % 60, 2);
+    out.push(b'.');
+    push_digits(out, u64::from(micros), 6);
+    out.push(b'Z');
+}
+
+/// Writes the last `width` decimal digits of `value`, zero-padded.
+fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut buffer = [b'0'; 6];
+    let mut rest = value;
+    for slot in buffer[..width].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&buffer[..width]);
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: u64) -> (u64, u32, u32) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::SessionContext;
+
+    fn record(stage: Stage, decision: AuditDecision, code: Option<DenialCode>) -> AuditRecord {
+        AuditRecord {
+            timestamp: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_000_000_123_456),
+            stage,
+            decision,
+            code,
+            duration: Duration::from_micros(7),
+        }
+    }
+
+    fn written(batch: &AuditBatch<'_>) -> Vec<serde_json::Value> {
+        let sink = JsonLinesSink::new(Vec::new());
+        sink.record(batch).expect("writes");
+        let text = String::from_utf8(sink.into_inner()).expect("utf-8");
+        assert!(text.ends_with('\n'));
+        text.lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+    }
+
+    #[test]
+    fn each_event_is_one_line_of_json_with_every_field() {
+        let session = SessionContext::builder().identity("ali\"ce\\").tenant("ac/me").bind().expect("valid");
+        let records = [
+            record(Stage::Authorize, AuditDecision::Allow, None),
+            record(Stage::Admit, AuditDecision::Deny, Some(DenialCode::RateLimited)),
+        ];
+        let batch = AuditBatch { session: Some(&session), tool: "to\"ol\u{1}", records: &records };
+        let lines = written(&batch);
+        assert_eq!(
+            lines[1],
+            serde_json::json!({
+                "timestamp": "2025-11-24T16:00:00.123456Z",
+                "session_id": session.id().as_str(),
+                "identity": "ali\"ce\\",
+                "tenant": "ac/me",
+                "tool": "to\"ol\u{1}",
+                "stage": "admit",
+                "decision": "deny",
+                "code": "RATE_LIMITED",
+                "duration_us": 7,
+            })
+        );
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["code"], serde_json::Value::Null);
+        assert_eq!(lines[0]["stage"], "authorize");
+        // The fast writer and the Serialize impl agree.
+        let serialized: Vec<_> = batch.events().map(|e| serde_json::to_value(e).expect("serializes")).collect();
+        assert_eq!(lines, serialized);
+    }
+
+    #[test]
+    fn a_call_without_session_is_written_with_nulls() {
+        let records = [record(Stage::Resolve, AuditDecision::Deny, Some(DenialCode::SessionContextInvalid))];
+        let lines = written(&AuditBatch { session: None, tool: "t", records: &records });
+        for key in ["session_id", "identity", "tenant"] {
+            assert_eq!(lines[0][key], serde_json::Value::Null, "{key}");
+        }
+        assert_eq!(lines[0]["code"], "SESSION_CONTEXT_INVALID");
+    }
+
+    #[test]
+    fn timestamps_match_humantime_across_the_calendar() {
+        // Leap days, century rules, month ends, and a spread of ordinary instants.
+        let mut instants: Vec<u64> =
+            vec![0, 59, 951_782_400, 951_868_799, 4_107_542_399, 4_107_628_800, 253_402_300_799];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            instants.push(x % 253_402_300_800);
+        }
+        for secs in instants {
+            let at = SystemTime::UNIX_EPOCH + Duration::new(secs, (secs % 1_000_000) as u32 * 1_000 + 999);
+            let mut ours = Vec::new();
+            write_rfc3339_micros(&mut ours, at);
+            assert_eq!(
+                String::from_utf8(ours).expect("ascii"),
+                humantime::format_rfc3339_micros(at).to_string(),
+                "{secs}"
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_range_timestamps_are_clamped() {
+        let mut before = Vec::new();
+        write_rfc3339_micros(&mut before, SystemTime::UNIX_EPOCH - Duration::from_secs(1));
+        assert_eq!(before, b"1970-01-01T00:00:00.000000Z");
+        let mut after = Vec::new();
+        write_rfc3339_micros(&mut after, SystemTime::UNIX_EPOCH + Duration::from_secs(300_000_000_000));
+        assert_eq!(after, b"9999-12-31T23:59:59.999999Z");
+    }
+
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_writer_is_an_error() {
+        let records = [record(Stage::Resolve, AuditDecision::Allow, None)];
+        let batch = AuditBatch { session: None, tool: "t", records: &records };
+        assert!(matches!(JsonLinesSink::new(Broken).record(&batch), Err(AuditError::Io(_))));
+    }
+}

@@ -1,0 +1,83 @@
+//! Admitted evidence: the only key to the database, and typed by access class.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::policy::{Access, Mode, SessionContext, ToolName};
+
+/// An access class at the type level: [`Read`] or [`Write`]. Sealed.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an access class",
+    label = "use sqlwarden::Read or sqlwarden::Write",
+    note = "access classes are sealed: a tool reads or writes, nothing else"
+)]
+pub trait AccessClass: sealed::Sealed + Send + Sync + 'static {
+    /// The runtime access class this type stands for.
+    const ACCESS: Access;
+}
+
+/// The access class of tools that only read.
+#[derive(Debug)]
+pub enum Read {}
+/// The access class of tools that may change data.
+#[derive(Debug)]
+pub enum Write {}
+
+impl AccessClass for Read {
+    const ACCESS: Access = Access::Read;
+}
+impl AccessClass for Write {
+    const ACCESS: Access = Access::Write;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Read {}
+    impl Sealed for super::Write {}
+}
+
+/// Proof that this call passed every stage of the boundary, for a tool of access class `A`.
+///
+/// A tool's handler receives it; every [`Adapter`](crate::adapter::Adapter) method that
+/// touches a database takes it **by value**, so it can be spent once. It borrows the admitted
+/// invocation, so it cannot outlive the call (nor be moved into a spawned task), and it has no
+/// public constructor: it exists only because the boundary admitted the call.
+/// `Evidence<'_, Write>` exists only for a write tool admitted in read-write mode.
+pub struct Evidence<'a, A: AccessClass> {
+    call: &'a AdmittedCall,
+    _access: PhantomData<fn() -> A>,
+}
+
+/// The part of an admitted invocation a handler may see.
+pub(crate) struct AdmittedCall {
+    pub(crate) session: Arc<SessionContext>,
+    pub(crate) tool: ToolName,
+    pub(crate) access: Access,
+    pub(crate) mode: Mode,
+}
+
+impl<'a, A: AccessClass> Evidence<'a, A> {
+    /// The only constructor. It re-checks what the pipeline proved, failing closed should the
+    /// registry ever hand a tool evidence of another class.
+    pub(crate) fn new(call: &'a AdmittedCall) -> Option<Self> {
+        let consistent = call.access == A::ACCESS && call.mode.allows(A::ACCESS);
+        consistent.then_some(Evidence { call, _access: PhantomData })
+    }
+
+    /// The session the call runs in.
+    pub fn session(&self) -> &'a SessionContext {
+        &self.call.session
+    }
+
+    /// The tool being run.
+    pub fn tool(&self) -> &'a ToolName {
+        &self.call.tool
+    }
+}
+
+impl<A: AccessClass> fmt::Debug for Evidence<'_, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Evidence").field("tool", &self.call.tool).field("access", &A::ACCESS).finish()
+    }
+}

@@ -1,0 +1,469 @@
+//! The execution boundary: the typestate pipeline every tool call goes through.
+//!
+//! An [`Invocation`] moves through sealed states, each transition consuming it and returning
+//! the next state or a [`Denial`]:
+//!
+//! | state | reached by | proven |
+//! |---|---|---|
+//! | [`Unvalidated`] | [`Boundary::invocation`] | nothing |
+//! | [`Resolved`] | [`Invocation::resolve`] | the session context is present and unexpired; the tool exists; its access class |
+//! | [`ModeChecked`] | [`Invocation::check_mode`] | the server mode allows that access class (read-only stops write tools here, before authorization) |
+//! | [`Authorized`] | [`Invocation::authorize`] | a grant lets this identity in this tenant invoke this tool |
+//! | [`Admitted`] | [`Invocation::admit`] | quota is reserved, held by a permit until the call ends |
+//!
+//! [`Invocation::run`] exists only on `Invocation<Admitted>`; it hands the tool [`Evidence`], the
+//! only value adapter methods accept. [`Boundary::invoke`] runs the whole pipeline.
+//!
+//! Fail closed: an `Err` from a policy and a panic inside any check or handler become a
+//! denial; every decision is audited, and a call whose audit cannot be written is denied.
+
+pub(crate) mod denial;
+pub(crate) mod evidence;
+pub(crate) mod state;
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use futures_util::FutureExt;
+use serde_json::Value;
+
+pub use denial::{Denial, DenialCode};
+pub use evidence::{AccessClass, Evidence, Read, Write};
+pub use state::{Admitted, Authorized, ModeChecked, Resolved, State, Unvalidated};
+
+use crate::audit::{AuditBatch, AuditDecision, AuditRecord, AuditSink, JsonLinesSink, Stage};
+use crate::policy::{
+    Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, Mode, QuotaDenied,
+    QuotaEngine, QuotaKey, QuotaPolicy, SessionContext, SystemClock, ToolInfo, ToolRegistry,
+};
+use evidence::AdmittedCall;
+use state::sealed::{Admission, Claim, Resolution, Sealed};
+
+/// The configured boundary: registry, mode, authorizer, quotas, audit sink and clock.
+pub struct Boundary {
+    registry: ToolRegistry,
+    mode: Mode,
+    authorizer: Box<dyn Authorizer>,
+    quotas: Box<dyn QuotaAdmission>,
+    audit: Box<dyn AuditSink>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Builds a [`Boundary`]. Every part has a secure default: read-only mode, no grants, the
+/// default [`QuotaPolicy`], audit to stderr, the system clock.
+#[must_use]
+pub struct BoundaryBuilder {
+    registry: ToolRegistry,
+    mode: Mode,
+    authorizer: Option<Box<dyn Authorizer>>,
+    quotas: Option<Box<dyn QuotaAdmission>>,
+    audit: Option<Box<dyn AuditSink>>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl BoundaryBuilder {
+    /// Sets the server mode (default: read-only).
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the authorizer (default: [`Capabilities::none`], which denies every call).
+    pub fn authorizer(mut self, authorizer: impl Authorizer + 'static) -> Self {
+        self.authorizer = Some(Box::new(authorizer));
+        self
+    }
+
+    /// Sets the quota gate (default: a [`QuotaEngine`] with [`QuotaPolicy::default`]).
+    pub fn quotas(mut self, quotas: impl QuotaAdmission + 'static) -> Self {
+        self.quotas = Some(Box::new(quotas));
+        self
+    }
+
+    /// Sets the audit sink (default: JSON lines on stderr).
+    pub fn audit(mut self, sink: impl AuditSink + 'static) -> Self {
+        self.audit = Some(Box::new(sink));
+        self
+    }
+
+    /// Sets the clock used for expiries and, by the default quota engine, for rates.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Builds the boundary.
+    pub fn build(self) -> Boundary {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
+        Boundary {
+            registry: self.registry,
+            mode: self.mode,
+            authorizer: self.authorizer.unwrap_or_else(|| Box::new(Capabilities::none())),
+            quotas: self
+                .quotas
+                .unwrap_or_else(|| Box::new(QuotaEngine::with_clock(QuotaPolicy::default(), Arc::clone(&clock)))),
+            audit: self.audit.unwrap_or_else(|| Box::new(JsonLinesSink::stderr())),
+            clock,
+        }
+    }
+}
+
+impl Boundary {
+    /// Starts building a boundary around these tools.
+    pub fn builder(registry: ToolRegistry) -> BoundaryBuilder {
+        BoundaryBuilder { registry, mode: Mode::default(), authorizer: None, quotas: None, audit: None, clock: None }
+    }
+
+    /// The server mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The registered tools.
+    pub fn registry(&self) -> &ToolRegistry {
+        &self.registry
+    }
+
+    /// The tools `session` may invoke now: those its grants allow and, in read-only mode, only
+    /// read tools. An authorizer error or panic hides the tool.
+    pub fn visible_tools(&self, session: &SessionContext) -> Vec<ToolInfo<'_>> {
+        let now = self.clock.now();
+        self.registry
+            .iter()
+            .filter(|tool| self.mode.allows(tool.access))
+            .filter(|tool| {
+                let request = AuthzRequest {
+                    identity: session.identity(),
+                    tenant: session.tenant(),
+                    tool: tool.name.as_str(),
+                    now,
+                };
+                matches!(
+                    catch_unwind(AssertUnwindSafe(|| self.authorizer.authorize(&request))),
+                    Ok(Ok(Decision::Allow))
+                )
+            })
+            .collect()
+    }
+
+    /// A raw call, not yet validated: the session it claims, the tool name and the JSON
+    /// arguments.
+    pub fn invocation(
+        &self,
+        session: Option<Arc<SessionContext>>,
+        tool: &str,
+        args: Value,
+    ) -> Invocation<'_, Unvalidated> {
+        Invocation {
+            boundary: self,
+            call: Call {
+                requested: truncated(tool),
+                args,
+                trail: Vec::with_capacity(5),
+                now: self.clock.now(),
+                started: Instant::now(),
+            },
+            proof: Claim(session),
+        }
+    }
+
+    /// Runs a call through every stage, then the tool: the one entry point for callers.
+    ///
+    /// The quota reservation is released when the call ends: on success, on error, on a
+    /// panic in the tool and when this future is dropped mid-flight.
+    pub async fn invoke(&self, session: Option<Arc<SessionContext>>, tool: &str, args: Value) -> Result<Value, Denial> {
+        self.invocation(session, tool, args).resolve()?.check_mode()?.authorize()?.admit()?.run().await
+    }
+}
+
+impl fmt::Debug for Boundary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Boundary").field("mode", &self.mode).field("tools", &self.registry).finish_non_exhaustive()
+    }
+}
+
+/// One tool call on its way through the boundary; `S` is the stage it has reached.
+///
+/// The states, in order: [`Unvalidated`] → [`Resolved`] ([`resolve`](Invocation::resolve)) →
+/// [`ModeChecked`] ([`check_mode`](Invocation::check_mode)) → [`Authorized`]
+/// ([`authorize`](Invocation::authorize)) → [`Admitted`] ([`admit`](Invocation::admit)), then
+/// [`run`](Invocation::run). Each transition consumes the invocation. Fields are private,
+/// nothing here is `Clone`, `Default` or `Deserialize`, and the states are sealed, so there is
+/// no way to reach a state but through its transition.
+#[must_use = "an invocation does nothing until it is taken through every stage and run"]
+pub struct Invocation<'b, S: State> {
+    boundary: &'b Boundary,
+    call: Call,
+    proof: <S as Sealed>::Proof,
+}
+
+struct Call {
+    requested: Box<str>,
+    args: Value,
+    /// Stage decisions not yet written to the audit sink.
+    trail: Vec<AuditRecord>,
+    /// The wall-clock time of the call, read once: every expiry is judged against it.
+    now: SystemTime,
+    /// When the call was created; record timestamps are `now` plus the time since.
+    started: Instant,
+}
+
+impl<'b> Invocation<'b, Unvalidated> {
+    /// Validates the session context (present and unexpired) and finds the tool.
+    pub fn resolve(self) -> Result<Invocation<'b, Resolved>, Denial> {
+        let started = Instant::now();
+        let now = self.call.now;
+        let outcome = guarded(Stage::Resolve, || {
+            let session = match &self.proof.0 {
+                Some(session) if !session.is_expired_at(now) => Arc::clone(session),
+                Some(_) => {
+                    return Err(Denial::new(DenialCode::SessionContextInvalid, "the session context has expired"));
+                }
+                None => return Err(Denial::new(DenialCode::SessionContextInvalid, "no valid session context")),
+            };
+            let (name, tool) = self
+                .boundary
+                .registry
+                .lookup(&self.call.requested)
+                .ok_or_else(|| Denial::new(DenialCode::ToolNotFound, "unknown tool"))?;
+            Ok(Resolution { session, name: name.clone(), tool: Arc::clone(tool) })
+        });
+        let Invocation { boundary, mut call, proof } = self;
+        match outcome {
+            Ok(resolution) => {
+                call.note(Stage::Resolve, started, None);
+                Ok(Invocation { boundary, call, proof: resolution })
+            }
+            Err(denial) => Err(call.deny(boundary, proof.0.as_deref(), Stage::Resolve, started, denial)),
+        }
+    }
+}
+
+impl<'b> Invocation<'b, Resolved> {
+    /// Checks the tool's access class against the server mode: in read-only mode a write tool
+    /// stops here, before authorization is consulted.
+    pub fn check_mode(self) -> Result<Invocation<'b, ModeChecked>, Denial> {
+        let mode = self.boundary.mode;
+        self.check(Stage::Mode, |resolution, _| {
+            if mode.allows(resolution.tool.access()) {
+                Ok(())
+            } else {
+                Err(Denial::new(DenialCode::ReadOnly, "this tool writes and the server is in read-only mode"))
+            }
+        })
+    }
+}
+
+impl<'b> Invocation<'b, ModeChecked> {
+    /// Asks the authorizer whether this identity in this tenant may invoke this tool. Default
+    /// deny: anything but an explicit allow — a deny, an error, a panic — is a denial.
+    pub fn authorize(self) -> Result<Invocation<'b, Authorized>, Denial> {
+        let authorizer = &*self.boundary.authorizer;
+        self.check(Stage::Authorize, |resolution, now| {
+            let request = AuthzRequest {
+                identity: resolution.session.identity(),
+                tenant: resolution.session.tenant(),
+                tool: resolution.name.as_str(),
+                now,
+            };
+            let unauthorized = || Denial::new(DenialCode::Unauthorized, "not authorized to invoke this tool");
+            match authorizer.authorize(&request) {
+                Ok(Decision::Allow) => Ok(()),
+                Ok(Decision::Deny) => Err(unauthorized()),
+                Err(error) => {
+                    tracing::error!(tool = request.tool, %error, "authorizer failed; denying");
+                    Err(unauthorized())
+                }
+            }
+        })
+    }
+}
+
+impl<'b> Invocation<'b, Authorized> {
+    /// Reserves quota for the call, then writes the call's stage decisions to the audit sink.
+    /// The reservation is released when the invocation ends, however it ends.
+    pub fn admit(self) -> Result<Invocation<'b, Admitted>, Denial> {
+        let started = Instant::now();
+        let key = QuotaKey {
+            tenant: self.proof.session.tenant(),
+            identity: self.proof.session.identity(),
+            tool: self.proof.name.as_str(),
+        };
+        let outcome = guarded(Stage::Admit, || self.boundary.quotas.admit(&key).map_err(quota_denial));
+        let Invocation { boundary, mut call, proof } = self;
+        let permit = match outcome {
+            Ok(permit) => permit,
+            Err(denial) => return Err(call.deny(boundary, Some(&proof.session), Stage::Admit, started, denial)),
+        };
+        call.note(Stage::Admit, started, None);
+        // Nothing runs unless its admission is on record.
+        call.flush(boundary, Some(&proof.session))?;
+        Ok(Invocation { boundary, call, proof: Admission { resolution: proof, permit } })
+    }
+}
+
+impl Invocation<'_, Admitted> {
+    /// Runs the tool with [`Evidence`] of its access class and returns its JSON output.
+    ///
+    /// A panic in the tool becomes an internal denial. The quota permit is released when this
+    /// returns or when its future is dropped.
+    pub async fn run(self) -> Result<Value, Denial> {
+        let Invocation { boundary, mut call, proof: Admission { resolution, permit } } = self;
+        let Resolution { session, name, tool } = resolution;
+        let admitted = AdmittedCall { session, tool: name, access: tool.access(), mode: boundary.mode };
+        let args = std::mem::take(&mut call.args);
+        let started = Instant::now();
+        let mut cancelled = CancelRecorder { boundary, call: &admitted, started, armed: true };
+        let outcome = AssertUnwindSafe(tool.call(&admitted, args)).catch_unwind().await;
+        cancelled.armed = false;
+        drop(permit);
+
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.into_denial(admitted.tool.as_str())),
+            Err(_panic) => {
+                tracing::error!(tool = admitted.tool.as_str(), "tool panicked; denying");
+                Err(Denial::internal())
+            }
+        };
+        let code = result.as_ref().err().map(Denial::code);
+        call.note(Stage::Execute, started, code);
+        // A result is only returned once it is on record.
+        call.flush(boundary, Some(&admitted.session))?;
+        result
+    }
+}
+
+impl<'b, S: State<Proof = Resolution> + Sealed> Invocation<'b, S> {
+    /// A stage that only inspects what is already proven.
+    fn check<N: State + Sealed<Proof = Resolution>>(
+        self,
+        stage: Stage,
+        check: impl FnOnce(&Resolution, SystemTime) -> Result<(), Denial>,
+    ) -> Result<Invocation<'b, N>, Denial> {
+        let started = Instant::now();
+        let outcome = guarded(stage, || check(&self.proof, self.call.now));
+        let Invocation { boundary, mut call, proof } = self;
+        match outcome {
+            Ok(()) => {
+                call.note(stage, started, None);
+                Ok(Invocation { boundary, call, proof })
+            }
+            Err(denial) => Err(call.deny(boundary, Some(&proof.session), stage, started, denial)),
+        }
+    }
+}
+
+impl<S: State> fmt::Debug for Invocation<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invocation").field("tool", &self.call.requested).finish_non_exhaustive()
+    }
+}
+
+impl Call {
+    fn note(&mut self, stage: Stage, stage_started: Instant, code: Option<DenialCode>) {
+        let decided = Instant::now();
+        self.trail.push(AuditRecord {
+            timestamp: self.now + decided.duration_since(self.started),
+            stage,
+            decision: if code.is_some() { AuditDecision::Deny } else { AuditDecision::Allow },
+            code,
+            duration: decided.duration_since(stage_started),
+        });
+    }
+
+    /// Records a denial and writes the trail. The call is denied either way; a failed write
+    /// is logged.
+    fn deny(
+        &mut self,
+        boundary: &Boundary,
+        session: Option<&SessionContext>,
+        stage: Stage,
+        started: Instant,
+        denial: Denial,
+    ) -> Denial {
+        self.note(stage, started, Some(denial.code()));
+        let _already_denied = self.flush(boundary, session);
+        denial
+    }
+
+    /// Writes the pending stage records. A sink error or panic is an internal denial.
+    fn flush(&mut self, boundary: &Boundary, session: Option<&SessionContext>) -> Result<(), Denial> {
+        let batch = AuditBatch { session, tool: &self.requested, records: &self.trail };
+        let written = catch_unwind(AssertUnwindSafe(|| boundary.audit.record(&batch)));
+        self.trail.clear();
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "audit sink failed; denying the call");
+                Err(Denial::internal())
+            }
+            Err(_panic) => {
+                tracing::error!("audit sink panicked; denying the call");
+                Err(Denial::internal())
+            }
+        }
+    }
+}
+
+/// Records a `cancelled` execute event if the run future is dropped while the tool runs.
+struct CancelRecorder<'a> {
+    boundary: &'a Boundary,
+    call: &'a AdmittedCall,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for CancelRecorder<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let record = AuditRecord {
+            timestamp: self.boundary.clock.now(),
+            stage: Stage::Execute,
+            decision: AuditDecision::Cancelled,
+            code: None,
+            duration: self.started.elapsed(),
+        };
+        let batch = AuditBatch { session: Some(&self.call.session), tool: self.call.tool.as_str(), records: &[record] };
+        if !matches!(catch_unwind(AssertUnwindSafe(|| self.boundary.audit.record(&batch))), Ok(Ok(()))) {
+            tracing::error!(tool = self.call.tool.as_str(), "cannot audit a cancelled call");
+        }
+    }
+}
+
+/// Runs one check; a panic inside it is an internal denial, never an allow.
+fn guarded<T>(stage: Stage, check: impl FnOnce() -> Result<T, Denial>) -> Result<T, Denial> {
+    catch_unwind(AssertUnwindSafe(check)).unwrap_or_else(|_panic| {
+        tracing::error!(stage = stage.as_str(), "check panicked; denying");
+        Err(Denial::internal())
+    })
+}
+
+fn quota_denial(denied: QuotaDenied) -> Denial {
+    match denied {
+        QuotaDenied::Rate { retry_after } => Denial::new(
+            DenialCode::RateLimited,
+            format!("rate limit reached; retry in {} ms", retry_after.as_millis().max(1)),
+        ),
+        QuotaDenied::Concurrency => {
+            Denial::new(DenialCode::RateLimited, "too many calls in flight; retry when one finishes")
+        }
+        QuotaDenied::KeyTableFull => Denial::new(DenialCode::RateLimited, "quota capacity reached; retry later"),
+        other => {
+            tracing::error!(error = %other, "quota evaluation failed; denying");
+            Denial::internal()
+        }
+    }
+}
+
+/// The requested tool name as the audit log keeps it: at most 128 characters.
+fn truncated(tool: &str) -> Box<str> {
+    match tool.char_indices().nth(crate::policy::registry::MAX_TOOL_NAME_LEN) {
+        Some((cut, _)) => tool[..cut].into(),
+        None => tool.into(),
+    }
+}

@@ -1,0 +1,78 @@
+//! # sqlwarden
+//!
+//! Lets AI agents use SQL databases through tools, behind a security boundary whose ordering
+//! is proven by the type system.
+//!
+//! Every tool call is an [`Invocation`] that must pass, in order, session validation and tool
+//! lookup ([`Resolved`]), the read-only mode check ([`ModeChecked`]), authorization
+//! ([`Authorized`]) and quota admission ([`Admitted`]). Only an admitted invocation can run a
+//! tool, and only the [`Evidence`] it hands the tool opens the database: every
+//! [`adapter::Adapter`] method takes it by value. Skipping or reordering a stage does not
+//! compile; see `ui-tests/` and `SECURITY-INVARIANTS.md`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sqlwarden::policy::{Capabilities, Grant, SessionContext, ToolRegistry};
+//! use sqlwarden::{Boundary, DenialCode, Evidence, Read, Tool, ToolError};
+//!
+//! struct Greet;
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Who { name: String }
+//!
+//! impl Tool for Greet {
+//!     type Access = Read;
+//!     type Input = Who;
+//!     type Output = String;
+//!     fn name(&self) -> &str { "greet" }
+//!     fn description(&self) -> &str { "Says hello." }
+//!     async fn call(&self, _evidence: Evidence<'_, Read>, who: Who) -> Result<String, ToolError> {
+//!         Ok(format!("hello, {}", who.name))
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut tools = ToolRegistry::new();
+//! tools.register(Greet)?;
+//! let boundary = Boundary::builder(tools)
+//!     .authorizer(Capabilities::from_grants([Grant::new("ada", "acme", "greet")?]))
+//!     .audit(sqlwarden::audit::JsonLinesSink::new(std::io::sink()))
+//!     .build();
+//! let session = Arc::new(SessionContext::builder().identity("ada").tenant("acme").bind()?);
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! # rt.block_on(async {
+//! let hello = boundary.invoke(Some(session.clone()), "greet", serde_json::json!({"name": "Bob"})).await;
+//! assert_eq!(hello, Ok(serde_json::json!("hello, Bob")));
+//!
+//! let unknown = boundary.invoke(Some(session), "drop_all", serde_json::json!({})).await;
+//! assert_eq!(unknown.unwrap_err().code(), DenialCode::ToolNotFound);
+//! # });
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Modules
+//!
+//! | module | what |
+//! |---|---|
+//! | [`boundary`] | the typestate pipeline, evidence and denials |
+//! | [`policy`] | sessions, the tool registry, mode, capabilities, quotas: pure decisions |
+//! | [`tools`] | the [`Tool`] trait |
+//! | [`adapter`] | the database adapter interface |
+//! | [`audit`] | audit events and sinks |
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod adapter;
+pub mod audit;
+pub mod boundary;
+pub mod policy;
+pub mod tools;
+
+pub use boundary::{
+    AccessClass, Admitted, Authorized, Boundary, BoundaryBuilder, Denial, DenialCode, Evidence, Invocation,
+    ModeChecked, Read, Resolved, State, Unvalidated, Write,
+};
+pub use tools::{Tool, ToolError};

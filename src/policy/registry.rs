@@ -1,0 +1,160 @@
+//! The tool registry: name → tool, each with the access class its type declares.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use super::mode::Access;
+use crate::tools::{ErasedTool, Tool};
+
+/// The longest tool name accepted (the MCP limit).
+pub const MAX_TOOL_NAME_LEN: usize = 128;
+
+/// A tool name: 1 to 128 characters of `A-Z a-z 0-9 _ - .`, as MCP requires.
+///
+/// `*` is not a valid name, so no grant can be a wildcard.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ToolName(Box<str>);
+
+/// Why a tool name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("tool name must be 1 to {MAX_TOOL_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '-' or '.'")]
+pub struct ToolNameError;
+
+impl ToolName {
+    /// Validates a tool name.
+    pub fn new(name: &str) -> Result<Self, ToolNameError> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_TOOL_NAME_LEN
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if valid { Ok(ToolName(name.into())) } else { Err(ToolNameError) }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ToolName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a tool could not be registered.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A tool with this name is already registered.
+    #[error("a tool named `{0}` is already registered")]
+    Duplicate(ToolName),
+    /// The tool's name is not a valid tool name.
+    #[error("cannot register tool `{name}`: {source}")]
+    InvalidName {
+        /// The name as given (truncated for display).
+        name: String,
+        /// What is wrong with it.
+        source: ToolNameError,
+    },
+}
+
+/// The registered tools. A name maps to exactly one tool; its access class comes from the
+/// tool's type and cannot be overridden at registration.
+#[derive(Default)]
+pub struct ToolRegistry {
+    tools: HashMap<Box<str>, Registered>,
+}
+
+struct Registered {
+    name: ToolName,
+    tool: Arc<dyn ErasedTool>,
+}
+
+/// What the registry tells about one tool.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolInfo<'a> {
+    /// The tool's name.
+    pub name: &'a ToolName,
+    /// Its description for the model.
+    pub description: &'a str,
+    /// Its declared access class.
+    pub access: Access,
+}
+
+impl ToolRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a tool under its own name. A name already taken is an error, never a
+    /// replacement.
+    pub fn register<T: Tool>(&mut self, tool: T) -> Result<(), RegistryError> {
+        let name = ToolName::new(tool.name()).map_err(|source| RegistryError::InvalidName {
+            name: tool.name().chars().take(MAX_TOOL_NAME_LEN).collect(),
+            source,
+        })?;
+        if self.tools.contains_key(name.as_str()) {
+            return Err(RegistryError::Duplicate(name));
+        }
+        let key: Box<str> = name.as_str().into();
+        self.tools.insert(key, Registered { name, tool: Arc::new(tool) });
+        Ok(())
+    }
+
+    /// Looks a tool up by name.
+    pub fn get(&self, name: &str) -> Option<ToolInfo<'_>> {
+        self.tools.get(name).map(Registered::info)
+    }
+
+    /// Every registered tool, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = ToolInfo<'_>> {
+        let mut all: Vec<_> = self.tools.values().map(Registered::info).collect();
+        all.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        all.into_iter()
+    }
+
+    /// How many tools are registered.
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    /// Whether no tool is registered.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    pub(crate) fn lookup(&self, name: &str) -> Option<(&ToolName, &Arc<dyn ErasedTool>)> {
+        self.tools.get(name).map(|r| (&r.name, &r.tool))
+    }
+}
+
+impl Registered {
+    fn info(&self) -> ToolInfo<'_> {
+        ToolInfo { name: &self.name, description: self.tool.description(), access: self.tool.access() }
+    }
+}
+
+impl fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter().map(|t| (t.name.as_str(), t.access))).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_names_follow_the_mcp_alphabet() {
+        for ok in ["query_read", "a", "x.y-z_1", &"n".repeat(MAX_TOOL_NAME_LEN)] {
+            assert!(ToolName::new(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "*", "a b", "tool*", "é", "a/b", &"n".repeat(MAX_TOOL_NAME_LEN + 1)] {
+            assert_eq!(ToolName::new(bad), Err(ToolNameError), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Tools: the [`Tool`] trait every tool implements, built-in or custom.
+//!
+//! A tool declares its access class in its type (`type Access = Read` or `Write`). The registry
+//! reads it from there, so a write tool cannot be registered or run as a read tool, and its
+//! handler receives [`Evidence`] of exactly that class.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::adapter::AdapterError;
+use crate::boundary::evidence::AdmittedCall;
+use crate::boundary::{AccessClass, Denial, DenialCode, Evidence};
+use crate::policy::Access;
+
+/// A tool callable through the boundary.
+///
+/// ```
+/// use sqlwarden::{Evidence, Read, Tool, ToolError};
+///
+/// struct Echo;
+///
+/// #[derive(serde::Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct EchoInput { text: String }
+///
+/// impl Tool for Echo {
+///     type Access = Read;
+///     type Input = EchoInput;
+///     type Output = String;
+///
+///     fn name(&self) -> &str { "echo" }
+///     fn description(&self) -> &str { "Repeats its input." }
+///
+///     async fn call(&self, _evidence: Evidence<'_, Read>, input: EchoInput) -> Result<String, ToolError> {
+///         Ok(input.text)
+///     }
+/// }
+/// ```
+pub trait Tool: Send + Sync + 'static {
+    /// [`Read`](crate::Read) or [`Write`](crate::Write).
+    type Access: AccessClass;
+    /// The input, deserialized from the call's JSON arguments. Use
+    /// `#[serde(deny_unknown_fields)]` so that unknown fields are refused.
+    type Input: DeserializeOwned + Send;
+    /// The output, serialized to JSON for the caller.
+    type Output: Serialize + Send;
+
+    /// The tool's name (1 to 128 characters of `A-Z a-z 0-9 _ - .`).
+    fn name(&self) -> &str;
+
+    /// What the tool does, for the model.
+    fn description(&self) -> &str;
+
+    /// Runs the tool. Only the boundary can call this: `evidence` cannot be made anywhere else.
+    fn call(
+        &self,
+        evidence: Evidence<'_, Self::Access>,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, ToolError>> + Send;
+}
+
+/// A tool's failure: a [`Denial`] meant for the caller, or an internal fault that is logged in
+/// full and answered generically.
+pub struct ToolError(Repr);
+
+enum Repr {
+    Denied(Denial),
+    Internal(Box<dyn StdError + Send + Sync>),
+}
+
+impl ToolError {
+    /// The call is refused with this denial, shown to the caller as it is.
+    pub fn denied(denial: Denial) -> Self {
+        ToolError(Repr::Denied(denial))
+    }
+
+    /// An internal fault: logged in full, answered with [`DenialCode::Internal`].
+    pub fn internal(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        ToolError(Repr::Internal(error.into()))
+    }
+
+    /// What the caller is told. Internal faults are logged here, once.
+    pub(crate) fn into_denial(self, tool: &str) -> Denial {
+        match self.0 {
+            Repr::Denied(denial) => denial,
+            Repr::Internal(error) => {
+                tracing::error!(tool, error = %DisplayChain(&*error), "tool failed");
+                Denial::internal()
+            }
+        }
+    }
+}
+
+impl From<Denial> for ToolError {
+    fn from(denial: Denial) -> Self {
+        ToolError::denied(denial)
+    }
+}
+
+impl From<AdapterError> for ToolError {
+    fn from(error: AdapterError) -> Self {
+        match error.denial() {
+            Some(denial) => ToolError::denied(denial),
+            None => ToolError::internal(error),
+        }
+    }
+}
+
+impl fmt::Debug for ToolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Denied(denial) => f.debug_tuple("ToolError::Denied").field(denial).finish(),
+            Repr::Internal(error) => f.debug_tuple("ToolError::Internal").field(error).finish(),
+        }
+    }
+}
+
+/// Displays an error with its chain of sources.
+struct DisplayChain<'a>(&'a (dyn StdError + 'static));
+
+impl fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+/// A tool with its types erased, as the registry holds it.
+pub(crate) trait ErasedTool: Send + Sync {
+    fn description(&self) -> &str;
+    fn access(&self) -> Access;
+    fn call<'a>(&'a self, call: &'a AdmittedCall, args: Value) -> BoxFuture<'a, Result<Value, ToolError>>;
+}
+
+impl<T: Tool> ErasedTool for T {
+    fn description(&self) -> &str {
+        Tool::description(self)
+    }
+
+    fn access(&self) -> Access {
+        T::Access::ACCESS
+    }
+
+    fn call<'a>(&'a self, call: &'a AdmittedCall, args: Value) -> BoxFuture<'a, Result<Value, ToolError>> {
+        Box::pin(async move {
+            let evidence = Evidence::<T::Access>::new(call)
+                .ok_or_else(|| ToolError::internal("admitted evidence does not match the tool's access class"))?;
+            let input: T::Input = serde_json::from_value(args)
+                .map_err(|error| Denial::new(DenialCode::InvalidInput, format!("invalid arguments: {error}")))?;
+            let output = Tool::call(self, evidence, input).await?;
+            serde_json::to_value(output).map_err(ToolError::internal)
+        })
+    }
+}

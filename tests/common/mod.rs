@@ -1,0 +1,382 @@
+//! Counting fakes shared by the runtime tests: they count every side effect so that a test can
+//! assert that a denied call caused none.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use sqlwarden::adapter::{Adapter, AdapterError, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx};
+use sqlwarden::audit::{AuditBatch, AuditDecision, AuditError, AuditSink, Stage};
+use sqlwarden::policy::{
+    Admission, Authorizer, AuthzRequest, Capabilities, Decision, Grant, ManualClock, Mode, QuotaDenied, QuotaEngine,
+    QuotaKey, QuotaPermit, QuotaPolicy, SessionContext, ToolRegistry,
+};
+use sqlwarden::{Boundary, DenialCode, Evidence, Read, Tool, ToolError, Write};
+
+pub const IDENTITY: &str = "analyst@example.com";
+pub const TENANT: &str = "acme";
+
+pub fn session() -> Arc<SessionContext> {
+    Arc::new(SessionContext::builder().identity(IDENTITY).tenant(TENANT).bind().expect("valid session"))
+}
+
+pub fn session_of(identity: &str, tenant: &str) -> Arc<SessionContext> {
+    Arc::new(SessionContext::builder().identity(identity).tenant(tenant).bind().expect("valid session"))
+}
+
+pub fn grant(tool: &str) -> Grant {
+    Grant::new(IDENTITY, TENANT, tool).expect("valid grant")
+}
+
+/// Every side effect a call can have, counted.
+#[derive(Default)]
+pub struct Effects {
+    pub handler_runs: AtomicUsize,
+    pub adapter_calls: AtomicUsize,
+    pub rows_written: AtomicUsize,
+    pub authorizer_calls: AtomicUsize,
+    pub quota_admits: AtomicUsize,
+    pub permits_released: AtomicUsize,
+}
+
+impl Effects {
+    pub fn handler_runs(&self) -> usize {
+        self.handler_runs.load(SeqCst)
+    }
+    pub fn adapter_calls(&self) -> usize {
+        self.adapter_calls.load(SeqCst)
+    }
+    pub fn rows_written(&self) -> usize {
+        self.rows_written.load(SeqCst)
+    }
+    pub fn authorizer_calls(&self) -> usize {
+        self.authorizer_calls.load(SeqCst)
+    }
+    pub fn quota_admits(&self) -> usize {
+        self.quota_admits.load(SeqCst)
+    }
+    pub fn permits_released(&self) -> usize {
+        self.permits_released.load(SeqCst)
+    }
+    /// Everything but the policy checks themselves: what a denied call must never cause.
+    pub fn assert_untouched(&self) {
+        assert_eq!(self.handler_runs(), 0, "the handler ran");
+        assert_eq!(self.adapter_calls(), 0, "the adapter was called");
+        assert_eq!(self.rows_written(), 0, "rows were written");
+        assert_eq!(self.quota_admits(), 0, "quota was reserved");
+    }
+}
+
+/// A database stand-in that counts calls and writes.
+pub struct CountingAdapter {
+    pub effects: Arc<Effects>,
+}
+
+impl Adapter for CountingAdapter {
+    fn list_tables<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        _schema: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
+        self.effects.adapter_calls.fetch_add(1, SeqCst);
+        Box::pin(async {
+            Ok(vec![TableSummary { schema: "public".into(), name: "customers".into(), kind: "table".into() }])
+        })
+    }
+
+    fn describe_table<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        _schema: Option<&'a str>,
+        _table: &'a str,
+    ) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
+        self.effects.adapter_calls.fetch_add(1, SeqCst);
+        Box::pin(async { Err(AdapterError::of_kind(sqlwarden::adapter::AdapterErrorKind::NotVisible)) })
+    }
+
+    fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
+        self.effects.adapter_calls.fetch_add(1, SeqCst);
+        let tx = CountingTx { effects: &self.effects, pending: 0 };
+        Box::pin(async move { Ok(WriteTx::new(Box::new(tx))) })
+    }
+}
+
+struct CountingTx<'a> {
+    effects: &'a Effects,
+    pending: usize,
+}
+
+impl<'a> WriteTransaction<'a> for CountingTx<'a> {
+    fn execute<'s>(
+        &'s mut self,
+        _statement: &'static str,
+        _params: &'s [SqlValue],
+    ) -> BoxFuture<'s, Result<u64, AdapterError>> {
+        self.pending += 1;
+        Box::pin(async { Ok(1) })
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        self.effects.rows_written.fetch_add(self.pending, SeqCst);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// What a test tool does once it runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Succeed,
+    Fail,
+    Panic,
+    Hang,
+}
+
+/// A read tool that lists tables through the adapter.
+pub struct ReadTool {
+    pub name: &'static str,
+    pub adapter: Arc<CountingAdapter>,
+    pub behaviour: Behaviour,
+}
+
+/// A write tool that inserts one row through a write transaction.
+pub struct WriteTool {
+    pub name: &'static str,
+    pub adapter: Arc<CountingAdapter>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoInput {}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    pub name: String,
+}
+
+async fn behave(behaviour: Behaviour) -> Result<(), ToolError> {
+    match behaviour {
+        Behaviour::Succeed => Ok(()),
+        Behaviour::Fail => Err(ToolError::internal("the tool failed")),
+        Behaviour::Panic => panic!("the tool panicked"),
+        Behaviour::Hang => std::future::pending().await,
+    }
+}
+
+impl Tool for ReadTool {
+    type Access = Read;
+    type Input = NoInput;
+    type Output = Value;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn description(&self) -> &str {
+        "lists tables"
+    }
+    async fn call(&self, evidence: Evidence<'_, Read>, _input: NoInput) -> Result<Value, ToolError> {
+        self.adapter.effects.handler_runs.fetch_add(1, SeqCst);
+        behave(self.behaviour).await?;
+        let tables = self.adapter.list_tables(evidence, None).await?;
+        Ok(json!({ "tables": tables.len() }))
+    }
+}
+
+impl Tool for WriteTool {
+    type Access = Write;
+    type Input = Customer;
+    type Output = Value;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn description(&self) -> &str {
+        "adds a customer"
+    }
+    async fn call(&self, evidence: Evidence<'_, Write>, input: Customer) -> Result<Value, ToolError> {
+        self.adapter.effects.handler_runs.fetch_add(1, SeqCst);
+        let mut tx = self.adapter.begin_write(evidence).await?;
+        let affected = tx.execute("INSERT INTO customers (name) VALUES ($1)", &[SqlValue::Text(input.name)]).await?;
+        tx.commit().await?;
+        Ok(json!({ "inserted": affected }))
+    }
+}
+
+/// Wraps an authorizer and counts how often it is asked.
+pub struct CountingAuthorizer<A> {
+    pub inner: A,
+    pub effects: Arc<Effects>,
+}
+
+impl<A: Authorizer> Authorizer for CountingAuthorizer<A> {
+    fn authorize(&self, request: &AuthzRequest<'_>) -> Result<Decision, Box<dyn std::error::Error + Send + Sync>> {
+        self.effects.authorizer_calls.fetch_add(1, SeqCst);
+        self.inner.authorize(request)
+    }
+}
+
+/// Wraps a quota gate; counts admissions and releases.
+pub struct CountingQuota<Q> {
+    pub inner: Q,
+    pub effects: Arc<Effects>,
+}
+
+struct Release {
+    _inner: QuotaPermit,
+    effects: Arc<Effects>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.effects.permits_released.fetch_add(1, SeqCst);
+    }
+}
+
+impl<Q: Admission> Admission for CountingQuota<Q> {
+    fn admit(&self, key: &QuotaKey<'_>) -> Result<QuotaPermit, QuotaDenied> {
+        let permit = self.inner.admit(key)?;
+        self.effects.quota_admits.fetch_add(1, SeqCst);
+        Ok(QuotaPermit::from_guard(Release { _inner: permit, effects: Arc::clone(&self.effects) }))
+    }
+}
+
+/// An audit sink that keeps events in memory and can be told to fail.
+pub struct MemorySink {
+    pub events: Mutex<Vec<Recorded>>,
+    /// Batches written so far.
+    pub batches: AtomicUsize,
+    /// Batches from this index on fail (`usize::MAX`: never).
+    pub fail_from: AtomicUsize,
+    pub panic: std::sync::atomic::AtomicBool,
+}
+
+impl Default for MemorySink {
+    fn default() -> Self {
+        MemorySink {
+            events: Mutex::default(),
+            batches: AtomicUsize::new(0),
+            fail_from: AtomicUsize::new(usize::MAX),
+            panic: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+/// An audit event as recorded, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub timestamp: SystemTime,
+    pub session_id: Option<String>,
+    pub identity: Option<String>,
+    pub tenant: Option<String>,
+    pub tool: String,
+    pub stage: Stage,
+    pub decision: AuditDecision,
+    pub code: Option<DenialCode>,
+    pub duration: Duration,
+}
+
+impl MemorySink {
+    pub fn events(&self) -> Vec<Recorded> {
+        self.events.lock().expect("sink lock").clone()
+    }
+    pub fn stages(&self) -> Vec<(Stage, AuditDecision, Option<DenialCode>)> {
+        self.events().into_iter().map(|e| (e.stage, e.decision, e.code)).collect()
+    }
+}
+
+impl AuditSink for MemorySink {
+    fn record(&self, batch: &AuditBatch<'_>) -> Result<(), AuditError> {
+        if self.panic.load(SeqCst) {
+            panic!("audit sink panicked");
+        }
+        if self.batches.fetch_add(1, SeqCst) >= self.fail_from.load(SeqCst) {
+            return Err(AuditError::Io(std::io::Error::other("disk full")));
+        }
+        let mut kept = self.events.lock().expect("sink lock");
+        kept.extend(batch.events().map(|e| Recorded {
+            timestamp: e.record.timestamp,
+            session_id: e.session.map(|s| s.id().to_string()),
+            identity: e.session.map(|s| s.identity().to_owned()),
+            tenant: e.session.map(|s| s.tenant().to_owned()),
+            tool: e.tool.to_owned(),
+            stage: e.record.stage,
+            decision: e.record.decision,
+            code: e.record.code,
+            duration: e.record.duration,
+        }));
+        Ok(())
+    }
+}
+
+/// A boundary wired with counting fakes: a read tool `list`, a write tool `add_customer`, plus
+/// read tools `failing`, `panicking` and `hanging`.
+pub struct Harness {
+    pub boundary: Boundary,
+    pub effects: Arc<Effects>,
+    pub audit: Arc<MemorySink>,
+    pub clock: Arc<ManualClock>,
+}
+
+pub struct Setup {
+    pub mode: Mode,
+    pub grants: Vec<Grant>,
+    pub policy: QuotaPolicy,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup { mode: Mode::ReadOnly, grants: Vec::new(), policy: QuotaPolicy::default() }
+    }
+}
+
+pub const START: SystemTime = SystemTime::UNIX_EPOCH;
+
+pub fn start() -> SystemTime {
+    START + Duration::from_secs(1_800_000_000)
+}
+
+impl Harness {
+    pub fn new(setup: Setup) -> Self {
+        let effects = Arc::new(Effects::default());
+        let adapter = Arc::new(CountingAdapter { effects: Arc::clone(&effects) });
+        let mut tools = ToolRegistry::new();
+        let read = |name, behaviour| ReadTool { name, adapter: Arc::clone(&adapter), behaviour };
+        tools.register(read("list", Behaviour::Succeed)).expect("register");
+        tools.register(read("failing", Behaviour::Fail)).expect("register");
+        tools.register(read("panicking", Behaviour::Panic)).expect("register");
+        tools.register(read("hanging", Behaviour::Hang)).expect("register");
+        tools.register(WriteTool { name: "add_customer", adapter: Arc::clone(&adapter) }).expect("register");
+        let clock = Arc::new(ManualClock::starting_at(start()));
+        let audit = Arc::new(MemorySink::default());
+        let boundary = Boundary::builder(tools)
+            .mode(setup.mode)
+            .clock(clock.clone())
+            .authorizer(CountingAuthorizer {
+                inner: Capabilities::from_grants(setup.grants),
+                effects: Arc::clone(&effects),
+            })
+            .quotas(CountingQuota {
+                inner: QuotaEngine::with_clock(setup.policy, clock.clone()),
+                effects: Arc::clone(&effects),
+            })
+            .audit(Arc::clone(&audit))
+            .build();
+        Harness { boundary, effects, audit, clock }
+    }
+
+    pub fn granting(tools: &[&str]) -> Self {
+        Harness::new(Setup { grants: tools.iter().map(|t| grant(t)).collect(), ..Setup::default() })
+    }
+
+    pub async fn call(
+        &self,
+        session: &Arc<SessionContext>,
+        tool: &str,
+        args: Value,
+    ) -> Result<Value, sqlwarden::Denial> {
+        self.boundary.invoke(Some(Arc::clone(session)), tool, args).await
+    }
+}
