@@ -81,3 +81,30 @@ impl<A: AccessClass> fmt::Debug for Evidence<'_, A> {
         f.debug_struct("Evidence").field("tool", &self.call.tool).field("access", &A::ACCESS).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(access: Access, mode: Mode) -> AdmittedCall {
+        let session = SessionContext::builder().identity("ada").tenant("acme").bind().expect("valid");
+        AdmittedCall { session: Arc::new(session), tool: ToolName::new("t").expect("valid"), access, mode }
+    }
+
+    #[test]
+    fn evidence_matches_the_admitted_access_class_only() {
+        for mode in [Mode::ReadOnly, Mode::ReadWrite] {
+            let read = call(Access::Read, mode);
+            assert!(Evidence::<Read>::new(&read).is_some());
+            assert!(Evidence::<Write>::new(&read).is_none(), "a read call never yields write evidence");
+        }
+        let write = call(Access::Write, Mode::ReadWrite);
+        assert!(Evidence::<Write>::new(&write).is_some());
+        assert!(Evidence::<Read>::new(&write).is_none(), "evidence is of exactly the declared class");
+    }
+
+    #[test]
+    fn write_evidence_needs_read_write_mode() {
+        assert!(Evidence::<Write>::new(&call(Access::Write, Mode::ReadOnly)).is_none());
+    }
+}

@@ -38,12 +38,9 @@ pub enum QuotaConfigError {
     /// A limit was zero.
     #[error("quota `{0}` must be at least 1")]
     Zero(&'static str),
-    /// The concurrency limit is beyond what a semaphore can hold.
-    #[error("quota `max_concurrent` must be at most {max}")]
-    TooManyConcurrent {
-        /// The largest accepted value.
-        max: usize,
-    },
+    /// The concurrency limit is above [`QuotaPolicy::MAX_CONCURRENT`].
+    #[error("quota `max_concurrent` must be at most {}", QuotaPolicy::MAX_CONCURRENT)]
+    TooManyConcurrent,
 }
 
 impl QuotaPolicy {
@@ -55,14 +52,16 @@ impl QuotaPolicy {
     pub const DEFAULT_MAX_CONCURRENT: u32 = 4;
     /// Keys whose state is kept when nothing is configured.
     pub const DEFAULT_MAX_KEYS: usize = 10_000;
+    /// The largest concurrency limit accepted: far above any real pool, and a typo guard.
+    pub const MAX_CONCURRENT: u32 = 1_000_000;
 
     /// A policy of `rate_per_minute` calls a minute with bursts of up to `burst`, and at most
     /// `max_concurrent` calls in flight, per key.
     pub fn new(rate_per_minute: u32, burst: u32, max_concurrent: u32) -> Result<Self, QuotaConfigError> {
         let nonzero = |value: u32, name| NonZeroU32::new(value).ok_or(QuotaConfigError::Zero(name));
         let max_concurrent = nonzero(max_concurrent, "max_concurrent")?;
-        if max_concurrent.get() as usize > Semaphore::MAX_PERMITS {
-            return Err(QuotaConfigError::TooManyConcurrent { max: Semaphore::MAX_PERMITS });
+        if max_concurrent.get() > Self::MAX_CONCURRENT {
+            return Err(QuotaConfigError::TooManyConcurrent);
         }
         Ok(QuotaPolicy {
             rate_per_minute: nonzero(rate_per_minute, "rate_per_minute")?,

@@ -1,0 +1,259 @@
+//! Quotas: rate, burst, concurrency, release on every way a call can end, atomic admission,
+//! isolation between tenants and identities, and bounded key state.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use serde_json::json;
+use sqlwarden::DenialCode;
+use sqlwarden::audit::{AuditDecision, Stage};
+use sqlwarden::policy::{
+    Admission, ManualClock, Mode, QuotaConfigError, QuotaDenied, QuotaEngine, QuotaKey, QuotaPolicy,
+};
+
+fn policy(rate_per_minute: u32, burst: u32, max_concurrent: u32) -> QuotaPolicy {
+    QuotaPolicy::new(rate_per_minute, burst, max_concurrent).expect("valid policy")
+}
+
+fn engine(policy: QuotaPolicy) -> (QuotaEngine, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::starting_at(SystemTime::UNIX_EPOCH));
+    (QuotaEngine::with_clock(policy, clock.clone()), clock)
+}
+
+const KEY: QuotaKey<'static> = QuotaKey { tenant: "acme", identity: "ada", tool: "query_read" };
+
+fn harness(policy: QuotaPolicy, tools: &[&str]) -> Harness {
+    Harness::new(Setup { mode: Mode::ReadOnly, grants: tools.iter().map(|t| grant(t)).collect(), policy })
+}
+
+#[test]
+fn the_default_policy_is_documented_and_neither_unlimited_nor_deny_all() {
+    let default = QuotaPolicy::default();
+    assert_eq!(default.rate_per_minute(), 600);
+    assert_eq!(default.burst(), 60);
+    assert_eq!(default.max_concurrent(), 4);
+    assert_eq!(default.max_keys(), 10_000);
+    let (engine, _clock) = engine(default);
+    let held: Vec<_> = (0..100).filter_map(|_| engine.admit(&KEY).ok()).collect();
+    assert_eq!(held.len(), 4, "the default concurrency limit holds while permits are held");
+    drop(held);
+    let mut admitted = 4;
+    while engine.admit(&KEY).is_ok() {
+        admitted += 1;
+    }
+    assert_eq!(admitted, 60, "then the default burst");
+}
+
+#[test]
+fn zero_limits_are_configuration_errors() {
+    assert_eq!(QuotaPolicy::new(0, 1, 1), Err(QuotaConfigError::Zero("rate_per_minute")));
+    assert_eq!(QuotaPolicy::new(1, 0, 1), Err(QuotaConfigError::Zero("burst")));
+    assert_eq!(QuotaPolicy::new(1, 1, 0), Err(QuotaConfigError::Zero("max_concurrent")));
+    assert_eq!(policy(1, 1, 1).with_max_keys(0), Err(QuotaConfigError::Zero("max_keys")));
+    assert_eq!(QuotaPolicy::new(1, 1, 1_000_001), Err(QuotaConfigError::TooManyConcurrent));
+    assert_eq!(policy(1, 1, 1_000_000).max_concurrent(), 1_000_000);
+}
+
+#[test]
+fn rate_allows_a_burst_then_refills_one_call_per_interval() {
+    let (engine, clock) = engine(policy(60, 3, 100));
+    for _ in 0..3 {
+        drop(engine.admit(&KEY).expect("within the burst"));
+    }
+    let Err(QuotaDenied::Rate { retry_after }) = engine.admit(&KEY) else { panic!("the burst is spent") };
+    assert_eq!(retry_after, Duration::from_secs(1), "60 a minute is one a second");
+
+    clock.advance(Duration::from_millis(999));
+    assert!(matches!(engine.admit(&KEY), Err(QuotaDenied::Rate { .. })), "not yet refilled");
+    clock.advance(Duration::from_millis(1));
+    drop(engine.admit(&KEY).expect("one call refilled"));
+    assert!(matches!(engine.admit(&KEY), Err(QuotaDenied::Rate { .. })), "only one");
+}
+
+#[test]
+fn the_bucket_never_holds_more_than_the_burst() {
+    let (engine, clock) = engine(policy(60, 3, 100));
+    clock.advance(Duration::from_secs(3600));
+    let admitted = (0..10).filter_map(|_| engine.admit(&KEY).ok()).count();
+    assert_eq!(admitted, 3);
+}
+
+#[test]
+fn concurrency_is_limited_while_permits_are_held() {
+    let (engine, _clock) = engine(policy(6000, 100, 2));
+    let first = engine.admit(&KEY).expect("1 of 2");
+    let second = engine.admit(&KEY).expect("2 of 2");
+    assert_eq!(engine.in_flight(&KEY), 2);
+    assert_eq!(engine.admit(&KEY).err(), Some(QuotaDenied::Concurrency));
+    drop(first);
+    assert_eq!(engine.in_flight(&KEY), 1);
+    let third = engine.admit(&KEY).expect("a slot was released");
+    drop((second, third));
+    assert_eq!(engine.in_flight(&KEY), 0);
+}
+
+#[test]
+fn admission_is_atomic_across_dimensions() {
+    let (engine, clock) = engine(policy(1, 2, 1));
+    let held = engine.admit(&KEY).expect("token 1 of 2, slot 1 of 1");
+    // A concurrency denial must not spend a token…
+    for _ in 0..5 {
+        assert_eq!(engine.admit(&KEY).err(), Some(QuotaDenied::Concurrency));
+    }
+    drop(held);
+    drop(engine.admit(&KEY).expect("token 2 of 2 is still there"));
+    // …and a rate denial must not keep a slot.
+    assert!(matches!(engine.admit(&KEY), Err(QuotaDenied::Rate { .. })));
+    assert_eq!(engine.in_flight(&KEY), 0);
+    clock.advance(Duration::from_secs(60));
+    drop(engine.admit(&KEY).expect("a token refilled and the slot is free"));
+}
+
+#[test]
+fn keys_are_isolated_between_tenants_identities_and_tools() {
+    let (engine, _clock) = engine(policy(1, 1, 1));
+    let spent = engine.admit(&KEY).expect("the first call");
+    assert!(engine.admit(&KEY).is_err(), "this key is exhausted in both dimensions");
+    let neighbours = [
+        QuotaKey { tenant: "globex", ..KEY },
+        QuotaKey { identity: "bob", ..KEY },
+        QuotaKey { tool: "list_tables", ..KEY },
+        // Names that would collide if keys were joined with a separator.
+        QuotaKey { tenant: "acme:ada", identity: "", tool: "query_read" },
+        QuotaKey { tenant: "acme", identity: "ada:query_read", tool: "" },
+    ];
+    let _held: Vec<_> =
+        neighbours.iter().map(|key| engine.admit(key).unwrap_or_else(|e| panic!("{key:?}: {e}"))).collect();
+    drop(spent);
+}
+
+#[test]
+fn key_state_is_bounded_and_eviction_never_drops_a_held_permit() {
+    let (engine, clock) = engine(policy(60, 1, 1).with_max_keys(2).expect("valid"));
+    let a = QuotaKey { identity: "a", ..KEY };
+    let b = QuotaKey { identity: "b", ..KEY };
+    let c = QuotaKey { identity: "c", ..KEY };
+
+    let held_a = engine.admit(&a).expect("a");
+    drop(engine.admit(&b).expect("b"));
+    assert_eq!(engine.admit(&c).err(), Some(QuotaDenied::KeyTableFull), "b's bucket has not refilled");
+    assert_eq!(engine.tracked_keys(), 2);
+
+    clock.advance(Duration::from_secs(1));
+    drop(engine.admit(&c).expect("b is idle and refilled, so it is forgotten"));
+    assert_eq!(engine.tracked_keys(), 2);
+    assert_eq!(engine.in_flight(&a), 1, "a's held permit survived the eviction");
+    assert_eq!(engine.admit(&a).err(), Some(QuotaDenied::Concurrency), "and still counts");
+    drop(held_a);
+}
+
+#[test]
+fn evicting_a_refilled_key_costs_it_nothing() {
+    let (engine, clock) = engine(policy(60, 2, 1).with_max_keys(1).expect("valid"));
+    let a = QuotaKey { identity: "a", ..KEY };
+    let b = QuotaKey { identity: "b", ..KEY };
+    drop(engine.admit(&a).expect("a"));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(engine.admit(&b).err(), Some(QuotaDenied::KeyTableFull), "a's burst of 2 takes 2 s to refill");
+    clock.advance(Duration::from_secs(1));
+    drop(engine.admit(&b).expect("a is now indistinguishable from a fresh key"));
+    drop(engine.admit(&b).expect("b has its own burst"));
+}
+
+#[tokio::test]
+async fn through_the_boundary_a_rate_denial_runs_nothing_and_says_when_to_retry() {
+    let h = harness(policy(60, 2, 10), &["list"]);
+    let s = session();
+    assert!(h.call(&s, "list", json!({})).await.is_ok());
+    assert!(h.call(&s, "list", json!({})).await.is_ok());
+    let denied = h.call(&s, "list", json!({})).await.expect_err("rate");
+    assert_eq!(denied.code(), DenialCode::RateLimited);
+    assert_eq!(denied.message(), "rate limit reached; retry in 1000 ms");
+    assert_eq!(h.effects.handler_runs(), 2);
+    assert_eq!(h.audit.stages().last(), Some(&(Stage::Admit, AuditDecision::Deny, Some(DenialCode::RateLimited))));
+}
+
+#[tokio::test]
+async fn one_tenant_cannot_exhaust_another() {
+    let grants = vec![
+        sqlwarden::policy::Grant::new(IDENTITY, TENANT, "list").expect("valid"),
+        sqlwarden::policy::Grant::new(IDENTITY, "globex", "list").expect("valid"),
+        sqlwarden::policy::Grant::new("bob", TENANT, "list").expect("valid"),
+    ];
+    let h = Harness::new(Setup { mode: Mode::ReadOnly, grants, policy: policy(1, 1, 1) });
+    let noisy = session();
+    assert!(h.call(&noisy, "list", json!({})).await.is_ok());
+    for _ in 0..10 {
+        assert_eq!(h.call(&noisy, "list", json!({})).await.expect_err("spent").code(), DenialCode::RateLimited);
+    }
+    assert!(h.call(&session_of(IDENTITY, "globex"), "list", json!({})).await.is_ok(), "another tenant");
+    assert!(h.call(&session_of("bob", TENANT), "list", json!({})).await.is_ok(), "another identity");
+}
+
+/// With one slot, a second call can only be admitted if the first call's permit came back.
+async fn assert_slot_released(h: &Harness, tool: &str, expected: DenialCode) {
+    let s = session();
+    for round in 0..3 {
+        let denied = h.call(&s, tool, json!({})).await.expect_err("the tool fails");
+        assert_eq!(denied.code(), expected, "round {round}: a leaked slot would show as RATE_LIMITED");
+    }
+    assert_eq!(h.effects.quota_admits(), 3);
+    assert_eq!(h.effects.permits_released(), 3);
+}
+
+#[tokio::test]
+async fn the_permit_is_released_when_the_tool_fails() {
+    let h = harness(policy(6000, 100, 1), &["failing"]);
+    assert_slot_released(&h, "failing", DenialCode::Internal).await;
+}
+
+#[tokio::test]
+async fn the_permit_is_released_when_the_tool_panics() {
+    let h = harness(policy(6000, 100, 1), &["panicking"]);
+    assert_slot_released(&h, "panicking", DenialCode::Internal).await;
+    assert_eq!(h.effects.handler_runs(), 3);
+}
+
+#[tokio::test]
+async fn the_permit_is_released_when_the_input_is_invalid() {
+    let h = harness(policy(6000, 100, 1), &["list"]);
+    let s = session();
+    for args in [json!({"unexpected": 1}), json!([1, 2]), json!("text"), json!({"unexpected": 2})] {
+        let denied = h.call(&s, "list", args).await.expect_err("bad input");
+        assert_eq!(denied.code(), DenialCode::InvalidInput);
+    }
+    assert_eq!(h.effects.permits_released(), 4);
+    assert_eq!(h.effects.adapter_calls(), 0, "invalid input never reaches the adapter");
+}
+
+#[tokio::test]
+async fn the_permit_is_released_when_the_call_is_cancelled() {
+    let h = harness(policy(6000, 100, 1), &["hanging"]);
+    let s = session();
+    let mut first = Box::pin(h.call(&s, "hanging", json!({})));
+    assert!(tokio::time::timeout(Duration::from_millis(20), &mut first).await.is_err(), "the tool hangs");
+    assert_eq!(h.effects.handler_runs(), 1);
+    let busy = h.call(&s, "hanging", json!({})).await.expect_err("the only slot is held");
+    assert_eq!(busy.code(), DenialCode::RateLimited);
+
+    drop(first);
+    assert_eq!(h.effects.permits_released(), 1);
+    assert_eq!(h.audit.stages().last(), Some(&(Stage::Execute, AuditDecision::Cancelled, None)));
+    let second = tokio::time::timeout(Duration::from_millis(20), h.call(&s, "hanging", json!({}))).await;
+    assert!(second.is_err(), "admitted again: it hangs rather than being refused");
+    assert_eq!(h.effects.handler_runs(), 2);
+    assert_eq!(h.effects.permits_released(), 2);
+}
+
+#[tokio::test]
+async fn a_successful_call_releases_its_permit() {
+    let h = harness(policy(6000, 100, 1), &["list"]);
+    let s = session();
+    for _ in 0..3 {
+        assert!(h.call(&s, "list", json!({})).await.is_ok());
+    }
+    assert_eq!(h.effects.permits_released(), 3);
+}

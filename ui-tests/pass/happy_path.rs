@@ -1,0 +1,119 @@
+// The happy path compiles from outside the crate: a custom adapter and custom tools, driven
+// through every stage by hand and through `Boundary::invoke`.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::future::BoxFuture;
+use serde_json::json;
+use sqlwarden::adapter::{Adapter, AdapterError, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx};
+use sqlwarden::audit::JsonLinesSink;
+use sqlwarden::policy::{Capabilities, Grant, Mode, SessionContext, ToolRegistry};
+use sqlwarden::{Boundary, Denial, DenialCode, Evidence, Read, Tool, ToolError, Write};
+
+#[derive(Default)]
+struct Memory {
+    rows: AtomicU64,
+}
+
+struct Insert<'a>(&'a Memory, u64);
+
+impl<'a> WriteTransaction<'a> for Insert<'a> {
+    fn execute<'s>(&'s mut self, _statement: &'static str, _params: &'s [SqlValue]) -> BoxFuture<'s, Result<u64, AdapterError>> {
+        self.1 += 1;
+        Box::pin(async { Ok(1) })
+    }
+    fn commit(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        self.0.rows.fetch_add(self.1, Ordering::SeqCst);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl Adapter for Memory {
+    fn list_tables<'a>(&'a self, _: Evidence<'a, Read>, _: Option<&'a str>) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
+        Box::pin(async { Ok(vec![TableSummary { schema: "main".into(), name: "customers".into(), kind: "table".into() }]) })
+    }
+    fn describe_table<'a>(&'a self, _: Evidence<'a, Read>, _: Option<&'a str>, _: &'a str) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
+        Box::pin(async { Err(AdapterError::of_kind(sqlwarden::adapter::AdapterErrorKind::NotVisible)) })
+    }
+    fn begin_write<'a>(&'a self, _: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
+        Box::pin(async move { Ok(WriteTx::new(Box::new(Insert(self, 0)))) })
+    }
+}
+
+struct ListTables(Arc<Memory>);
+struct AddCustomer(Arc<Memory>);
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCustomer {
+    name: String,
+}
+
+impl Tool for ListTables {
+    type Access = Read;
+    type Input = serde_json::Map<String, serde_json::Value>;
+    type Output = Vec<TableSummary>;
+    fn name(&self) -> &str {
+        "list_tables"
+    }
+    fn description(&self) -> &str {
+        "Lists tables."
+    }
+    async fn call(&self, evidence: Evidence<'_, Read>, _: Self::Input) -> Result<Vec<TableSummary>, ToolError> {
+        Ok(self.0.list_tables(evidence, None).await?)
+    }
+}
+
+impl Tool for AddCustomer {
+    type Access = Write;
+    type Input = NewCustomer;
+    type Output = u64;
+    fn name(&self) -> &str {
+        "add_customer"
+    }
+    fn description(&self) -> &str {
+        "Adds a customer."
+    }
+    async fn call(&self, evidence: Evidence<'_, Write>, input: NewCustomer) -> Result<u64, ToolError> {
+        // A write tool may also read what it was admitted as: the session it runs in.
+        assert_eq!(evidence.session().tenant(), "acme");
+        if input.name.is_empty() {
+            return Err(Denial::new(DenialCode::InvalidInput, "name must not be empty").into());
+        }
+        let mut tx = self.0.begin_write(evidence).await?;
+        let inserted = tx.execute("INSERT INTO customers (name) VALUES (?)", &[SqlValue::Text(input.name)]).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let db = Arc::new(Memory::default());
+    let mut tools = ToolRegistry::new();
+    tools.register(ListTables(Arc::clone(&db)))?;
+    tools.register(AddCustomer(Arc::clone(&db)))?;
+    let boundary = Boundary::builder(tools)
+        .mode(Mode::ReadWrite)
+        .authorizer(Capabilities::from_grants([Grant::new("ada", "acme", "list_tables")?, Grant::new("ada", "acme", "add_customer")?]))
+        .audit(JsonLinesSink::new(std::io::sink()))
+        .build();
+    let session = Arc::new(SessionContext::builder().identity("ada").tenant("acme").bind()?);
+
+    // Every stage by hand, in order.
+    let admitted = boundary
+        .invocation(Some(Arc::clone(&session)), "list_tables", json!({}))
+        .resolve()?
+        .check_mode()?
+        .authorize()?
+        .admit()?;
+    let listed = admitted.run().await?;
+    assert_eq!(listed[0]["name"], "customers");
+
+    // The one-call entry point.
+    assert_eq!(boundary.invoke(Some(Arc::clone(&session)), "add_customer", json!({"name": "Bob"})).await?, json!(1));
+    assert_eq!(db.rows.load(Ordering::SeqCst), 1);
+    let refused = boundary.invoke(Some(session), "add_customer", json!({"name": ""})).await;
+    assert_eq!(refused.map_err(|d| d.code()), Err(DenialCode::InvalidInput));
+    Ok(())
+}
