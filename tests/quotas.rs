@@ -236,7 +236,10 @@ async fn the_permit_is_released_when_the_call_is_cancelled() {
     let mut first = Box::pin(h.call(&s, "hanging", json!({})));
     assert!(tokio::time::timeout(Duration::from_millis(20), &mut first).await.is_err(), "the tool hangs");
     assert_eq!(h.effects.handler_runs(), 1);
-    let busy = h.call(&s, "hanging", json!({})).await.expect_err("the only slot is held");
+    let busy = tokio::time::timeout(Duration::from_secs(5), h.call(&s, "hanging", json!({})))
+        .await
+        .expect("refused at once, not admitted to hang")
+        .expect_err("the only slot is held");
     assert_eq!(busy.code(), DenialCode::RateLimited);
 
     drop(first);
