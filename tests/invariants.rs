@@ -158,3 +158,52 @@ async fn invariant_5_write_tools_run_only_when_mode_and_grant_allow() {
     assert_eq!(h.effects.rows_written(), 1);
     assert_eq!((h.effects.quota_admits(), h.effects.permits_released()), (1, 1));
 }
+
+/// A name longer than any tool name is unknown, even when it starts with a real tool's name:
+/// the audit log keeps a truncated copy, but the lookup never uses it.
+#[tokio::test]
+async fn an_over_long_name_never_resolves_to_the_tool_it_starts_with() {
+    let longest: &'static str = "t".repeat(128).leak();
+    let effects = Arc::new(Effects::default());
+    let adapter = Arc::new(CountingAdapter { effects: Arc::clone(&effects) });
+    let mut tools = sqlwarden::policy::ToolRegistry::new();
+    tools.register(ReadTool { name: longest, adapter, behaviour: Behaviour::Succeed }).expect("128 is allowed");
+    let boundary = sqlwarden::Boundary::builder(tools)
+        .authorizer(sqlwarden::policy::Capabilities::from_grants([grant(longest)]))
+        .audit(Arc::new(MemorySink::default()))
+        .build();
+    for suffix in ["x", "t", "é"] {
+        let asked = format!("{longest}{suffix}");
+        let denied = boundary.invoke(Some(session()), &asked, json!({})).await.expect_err("not a tool");
+        assert_eq!(denied.code(), DenialCode::ToolNotFound, "{suffix:?}");
+    }
+    effects.assert_untouched();
+    assert!(boundary.invoke(Some(session()), longest, json!({})).await.is_ok(), "the real name still works");
+}
+
+/// Expiries are judged when each stage decides, not when the call was created.
+#[tokio::test]
+async fn stages_judge_expiry_at_the_time_they_run() {
+    let h = Harness::granting(&["list"]);
+    let session = Arc::new(
+        SessionContext::builder()
+            .identity(IDENTITY)
+            .tenant(TENANT)
+            .expires_at(start() + Duration::from_secs(10))
+            .bind()
+            .expect("binds"),
+    );
+    let pending = h.boundary.invocation(Some(session), "list", json!({}));
+    h.clock.advance(Duration::from_secs(10));
+    let denied = pending.resolve().expect_err("expired while waiting to be resolved");
+    assert_eq!(denied.code(), DenialCode::SessionContextInvalid);
+
+    let grants = vec![grant("list").expires_at(start() + Duration::from_secs(10))];
+    let h = Harness::new(Setup { grants, ..Setup::default() });
+    let checked =
+        h.boundary.invocation(Some(common::session()), "list", json!({})).resolve().and_then(|r| r.check_mode());
+    h.clock.advance(Duration::from_secs(10));
+    let denied = checked.expect("resolved before the grant expired").authorize().expect_err("grant expired");
+    assert_eq!(denied.code(), DenialCode::Unauthorized);
+    h.effects.assert_untouched();
+}

@@ -34,6 +34,7 @@ pub use evidence::{AccessClass, Evidence, Read, Write};
 pub use state::{Admitted, Authorized, ModeChecked, Resolved, State, Unvalidated};
 
 use crate::audit::{AuditBatch, AuditDecision, AuditRecord, AuditSink, JsonLinesSink, Stage};
+use crate::policy::registry::MAX_TOOL_NAME_LEN;
 use crate::policy::{
     Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, Mode, QuotaDenied,
     QuotaEngine, QuotaKey, QuotaPolicy, SessionContext, SystemClock, ToolInfo, ToolRegistry,
@@ -160,9 +161,10 @@ impl Boundary {
             boundary: self,
             call: Call {
                 requested: truncated(tool),
+                oversized_name: tool.chars().nth(MAX_TOOL_NAME_LEN).is_some(),
                 args,
                 trail: Vec::with_capacity(5),
-                now: self.clock.now(),
+                anchor: self.clock.now(),
                 started: Instant::now(),
             },
             proof: Claim(session),
@@ -200,13 +202,16 @@ pub struct Invocation<'b, S: State> {
 }
 
 struct Call {
+    /// The tool name as asked, cut to [`MAX_TOOL_NAME_LEN`] characters for the audit log.
     requested: Box<str>,
+    /// The name as asked was longer than any tool name can be, so it names no tool.
+    oversized_name: bool,
     args: Value,
     /// Stage decisions not yet written to the audit sink.
     trail: Vec<AuditRecord>,
-    /// The wall-clock time of the call, read once: every expiry is judged against it.
-    now: SystemTime,
-    /// When the call was created; record timestamps are `now` plus the time since.
+    /// The wall-clock time when the call was created; record timestamps are this plus the
+    /// monotonic time since `started`. Decisions read the clock afresh.
+    anchor: SystemTime,
     started: Instant,
 }
 
@@ -214,7 +219,7 @@ impl<'b> Invocation<'b, Unvalidated> {
     /// Validates the session context (present and unexpired) and finds the tool.
     pub fn resolve(self) -> Result<Invocation<'b, Resolved>, Denial> {
         let started = Instant::now();
-        let now = self.call.now;
+        let now = self.boundary.clock.now();
         let outcome = guarded(Stage::Resolve, || {
             let session = match &self.proof.0 {
                 Some(session) if !session.is_expired_at(now) => Arc::clone(session),
@@ -223,11 +228,11 @@ impl<'b> Invocation<'b, Unvalidated> {
                 }
                 None => return Err(Denial::new(DenialCode::SessionContextInvalid, "no valid session context")),
             };
-            let (name, tool) = self
-                .boundary
-                .registry
-                .lookup(&self.call.requested)
-                .ok_or_else(|| Denial::new(DenialCode::ToolNotFound, "unknown tool"))?;
+            let unknown = || Denial::new(DenialCode::ToolNotFound, "unknown tool");
+            if self.call.oversized_name {
+                return Err(unknown());
+            }
+            let (name, tool) = self.boundary.registry.lookup(&self.call.requested).ok_or_else(unknown)?;
             Ok(Resolution { session, name: name.clone(), tool: Arc::clone(tool) })
         });
         let Invocation { boundary, mut call, proof } = self;
@@ -344,7 +349,7 @@ impl<'b, S: State<Proof = Resolution> + Sealed> Invocation<'b, S> {
         check: impl FnOnce(&Resolution, SystemTime) -> Result<(), Denial>,
     ) -> Result<Invocation<'b, N>, Denial> {
         let started = Instant::now();
-        let outcome = guarded(stage, || check(&self.proof, self.call.now));
+        let outcome = guarded(stage, || check(&self.proof, self.boundary.clock.now()));
         let Invocation { boundary, mut call, proof } = self;
         match outcome {
             Ok(()) => {
@@ -366,7 +371,7 @@ impl Call {
     fn note(&mut self, stage: Stage, stage_started: Instant, code: Option<DenialCode>) {
         let decided = Instant::now();
         self.trail.push(AuditRecord {
-            timestamp: self.now + decided.duration_since(self.started),
+            timestamp: self.anchor + decided.duration_since(self.started),
             stage,
             decision: if code.is_some() { AuditDecision::Deny } else { AuditDecision::Allow },
             code,
@@ -462,7 +467,7 @@ fn quota_denial(denied: QuotaDenied) -> Denial {
 
 /// The requested tool name as the audit log keeps it: at most 128 characters.
 fn truncated(tool: &str) -> Box<str> {
-    match tool.char_indices().nth(crate::policy::registry::MAX_TOOL_NAME_LEN) {
+    match tool.char_indices().nth(MAX_TOOL_NAME_LEN) {
         Some((cut, _)) => tool[..cut].into(),
         None => tool.into(),
     }
