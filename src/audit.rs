@@ -83,7 +83,8 @@ pub struct AuditRecord {
     pub decision: AuditDecision,
     /// The denial code, for denials.
     pub code: Option<DenialCode>,
-    /// How long the stage took.
+    /// How long the stage took: the time since the call's previous decision (or since the
+    /// call was created). For the execute stage, how long the tool ran.
     pub duration: Duration,
 }
 
@@ -199,8 +200,8 @@ impl<W: Write + Send> AuditSink for JsonLinesSink<W> {
         let mut guard = self.out.lock().map_err(|_| AuditError::Poisoned)?;
         let (out, lines) = &mut *guard;
         lines.clear();
-        write_lines(lines, batch)?;
-        out.write_all(lines)?;
+        let start = write_lines(lines, batch)?;
+        out.write_all(&lines[start..])?;
         out.flush()?;
         Ok(())
     }
@@ -212,21 +213,24 @@ impl<W> fmt::Debug for JsonLinesSink<W> {
     }
 }
 
-/// Writes the batch as JSON lines, byte for byte what serializing each [`AuditEvent`] gives,
-/// escaping the session's fields (once, at bind) and the tool (once per batch) only.
-fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<(), serde_json::Error> {
+/// Appends the batch as JSON lines, byte for byte what serializing each [`AuditEvent`] gives,
+/// escaping the session's fields (once, at bind) and the tool (once per batch) only. Returns
+/// where the lines start: the escaped tool name is kept in front of them.
+fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<usize, serde_json::Error> {
     const NO_SESSION: &str = r#""session_id":null,"identity":null,"tenant":null"#;
     let session = batch.session.map_or(NO_SESSION, SessionContext::audit_json);
+    // The escaped tool name goes first, once; each line copies it from there.
     let tool_start = lines.len();
     serde_json::to_writer(&mut *lines, batch.tool)?;
-    let tool = lines.split_off(tool_start);
+    let tool = tool_start..lines.len();
+    let mut clock = Rfc3339::default();
     for record in batch.records {
         lines.extend_from_slice(br#"{"timestamp":""#);
-        write_rfc3339_micros(lines, record.timestamp);
+        clock.write(lines, record.timestamp);
         lines.extend_from_slice(b"\",");
         lines.extend_from_slice(session.as_bytes());
         lines.extend_from_slice(br#","tool":"#);
-        lines.extend_from_slice(&tool);
+        lines.extend_from_within(tool.clone());
         lines.extend_from_slice(br#","stage":""#);
         lines.extend_from_slice(record.stage.as_str().as_bytes());
         lines.extend_from_slice(br#"","decision":""#);
@@ -244,38 +248,58 @@ fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<(), serde_
         lines.extend_from_slice(itoa::Buffer::new().format(micros(record.duration)).as_bytes());
         lines.extend_from_slice(b"}\n");
     }
-    Ok(())
+    Ok(tool.end)
 }
 
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as `humantime::format_rfc3339_micros` writes it, without
-/// going through `fmt`. Times before 1970 or after 9999 are clamped to those bounds.
+/// Writes `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as `humantime::format_rfc3339_micros` does, without
+/// going through `fmt`, and formats the date and time once for consecutive timestamps in the
+/// same second. Times before 1970 or after 9999 are clamped to those bounds.
+#[derive(Default)]
+struct Rfc3339 {
+    second: Option<u64>,
+    prefix: Vec<u8>,
+}
+
+impl Rfc3339 {
+    fn write(&mut self, out: &mut Vec<u8>, at: SystemTime) {
+        const MAX_SECS: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+        let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let (secs, micros) = match since_epoch.as_secs() {
+            secs if secs > MAX_SECS => (MAX_SECS, 999_999),
+            secs => (secs, since_epoch.subsec_micros()),
+        };
+        if self.second != Some(secs) {
+            self.second = Some(secs);
+            self.prefix.clear();
+            let (year, month, day) = civil_from_days(secs / 86_400);
+            let second_of_day = secs % 86_400;
+            let prefix = &mut self.prefix;
+            push_digits(prefix, year, 4);
+            prefix.push(b'-');
+            push_digits(prefix, u64::from(month), 2);
+            prefix.push(b'-');
+            push_digits(prefix, u64::from(day), 2);
+            prefix.push(b'T');
+            push_digits(prefix, second_of_day / 3600, 2);
+            prefix.push(b':');
+            push_digits(prefix, second_of_day / 60 % 60, 2);
+            prefix.push(b':');
+            push_digits(prefix, second_of_day % 60, 2);
+            prefix.push(b'.');
+        }
+        out.extend_from_slice(&self.prefix);
+        push_digits(out, u64::from(micros), 6);
+        out.push(b'Z');
+    }
+}
+
+#[cfg(test)]
 fn write_rfc3339_micros(out: &mut Vec<u8>, at: SystemTime) {
-    const MAX_SECS: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-    let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let (secs, micros) = match since_epoch.as_secs() {
-        secs if secs > MAX_SECS => (MAX_SECS, 999_999),
-        secs => (secs, since_epoch.subsec_micros()),
-    };
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let second_of_day = secs % 86_400;
-    push_digits(out, year, 4);
-    out.push(b'-');
-    push_digits(out, u64::from(month), 2);
-    out.push(b'-');
-    push_digits(out, u64::from(day), 2);
-    out.push(b'T');
-    push_digits(out, second_of_day / 3600, 2);
-    out.push(b':');
-    push_digits(out, second_of_day / 60 % 60, 2);
-    out.push(b':');
-    push_digits(out, second_of_day % 60, 2);
-    out.push(b'.');
-    push_digits(out, u64::from(micros), 6);
-    out.push(b'Z');
+    Rfc3339::default().write(out, at);
 }
 
 /// Writes the last `width` decimal digits of `value`, zero-padded.
@@ -389,6 +413,19 @@ mod tests {
                 humantime::format_rfc3339_micros(at).to_string(),
                 "{secs}"
             );
+        }
+    }
+
+    #[test]
+    fn a_reused_formatter_matches_a_fresh_one() {
+        let mut reused = Rfc3339::default();
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let offsets_us = [0, 1, 999_999, 1_000_000, 1_000_001, 86_400_000_000, 86_400_000_000, 3];
+        for offset in offsets_us {
+            let at = base + Duration::from_micros(offset);
+            let mut ours = Vec::new();
+            reused.write(&mut ours, at);
+            assert_eq!(String::from_utf8(ours).expect("ascii"), humantime::format_rfc3339_micros(at).to_string());
         }
     }
 

@@ -157,16 +157,18 @@ impl Boundary {
         tool: &str,
         args: Value,
     ) -> Invocation<'_, Unvalidated> {
+        let started = Instant::now();
         Invocation {
             boundary: self,
-            call: Call {
+            call: Box::new(Call {
                 requested: truncated(tool),
                 oversized_name: tool.chars().nth(MAX_TOOL_NAME_LEN).is_some(),
                 args,
-                trail: Vec::with_capacity(5),
+                trail: Trail::default(),
                 anchor: self.clock.now(),
-                started: Instant::now(),
-            },
+                started,
+                mark: started,
+            }),
             proof: Claim(session),
         }
     }
@@ -197,7 +199,8 @@ impl fmt::Debug for Boundary {
 #[must_use = "an invocation does nothing until it is taken through every stage and run"]
 pub struct Invocation<'b, S: State> {
     boundary: &'b Boundary,
-    call: Call,
+    // Boxed so that each transition moves a few words, not the whole call.
+    call: Box<Call>,
     proof: <S as Sealed>::Proof,
 }
 
@@ -208,17 +211,18 @@ struct Call {
     oversized_name: bool,
     args: Value,
     /// Stage decisions not yet written to the audit sink.
-    trail: Vec<AuditRecord>,
+    trail: Trail,
     /// The wall-clock time when the call was created; record timestamps are this plus the
     /// monotonic time since `started`. Decisions read the clock afresh.
     anchor: SystemTime,
     started: Instant,
+    /// When the previous decision was made: a stage's duration runs from here.
+    mark: Instant,
 }
 
 impl<'b> Invocation<'b, Unvalidated> {
     /// Validates the session context (present and unexpired) and finds the tool.
     pub fn resolve(self) -> Result<Invocation<'b, Resolved>, Denial> {
-        let started = Instant::now();
         let now = self.boundary.clock.now();
         let outcome = guarded(Stage::Resolve, || {
             let session = match &self.proof.0 {
@@ -238,10 +242,10 @@ impl<'b> Invocation<'b, Unvalidated> {
         let Invocation { boundary, mut call, proof } = self;
         match outcome {
             Ok(resolution) => {
-                call.note(Stage::Resolve, started, None);
+                call.note(Stage::Resolve, None);
                 Ok(Invocation { boundary, call, proof: resolution })
             }
-            Err(denial) => Err(call.deny(boundary, proof.0.as_deref(), Stage::Resolve, started, denial)),
+            Err(denial) => Err(call.deny(boundary, proof.0.as_deref(), Stage::Resolve, denial)),
         }
     }
 }
@@ -251,7 +255,7 @@ impl<'b> Invocation<'b, Resolved> {
     /// stops here, before authorization is consulted.
     pub fn check_mode(self) -> Result<Invocation<'b, ModeChecked>, Denial> {
         let mode = self.boundary.mode;
-        self.check(Stage::Mode, |resolution, _| {
+        self.check(Stage::Mode, |resolution| {
             if mode.allows(resolution.tool.access()) {
                 Ok(())
             } else {
@@ -265,13 +269,13 @@ impl<'b> Invocation<'b, ModeChecked> {
     /// Asks the authorizer whether this identity in this tenant may invoke this tool. Default
     /// deny: anything but an explicit allow — a deny, an error, a panic — is a denial.
     pub fn authorize(self) -> Result<Invocation<'b, Authorized>, Denial> {
-        let authorizer = &*self.boundary.authorizer;
-        self.check(Stage::Authorize, |resolution, now| {
+        let (authorizer, clock) = (&*self.boundary.authorizer, &*self.boundary.clock);
+        self.check(Stage::Authorize, |resolution| {
             let request = AuthzRequest {
                 identity: resolution.session.identity(),
                 tenant: resolution.session.tenant(),
                 tool: resolution.name.as_str(),
-                now,
+                now: clock.now(),
             };
             let unauthorized = || Denial::new(DenialCode::Unauthorized, "not authorized to invoke this tool");
             match authorizer.authorize(&request) {
@@ -290,7 +294,6 @@ impl<'b> Invocation<'b, Authorized> {
     /// Reserves quota for the call, then writes the call's stage decisions to the audit sink.
     /// The reservation is released when the invocation ends, however it ends.
     pub fn admit(self) -> Result<Invocation<'b, Admitted>, Denial> {
-        let started = Instant::now();
         let key = QuotaKey {
             tenant: self.proof.session.tenant(),
             identity: self.proof.session.identity(),
@@ -300,9 +303,9 @@ impl<'b> Invocation<'b, Authorized> {
         let Invocation { boundary, mut call, proof } = self;
         let permit = match outcome {
             Ok(permit) => permit,
-            Err(denial) => return Err(call.deny(boundary, Some(&proof.session), Stage::Admit, started, denial)),
+            Err(denial) => return Err(call.deny(boundary, Some(&proof.session), Stage::Admit, denial)),
         };
-        call.note(Stage::Admit, started, None);
+        call.note(Stage::Admit, None);
         // Nothing runs unless its admission is on record.
         call.flush(boundary, Some(&proof.session))?;
         Ok(Invocation { boundary, call, proof: Admission { resolution: proof, permit } })
@@ -319,8 +322,7 @@ impl Invocation<'_, Admitted> {
         let Resolution { session, name, tool } = resolution;
         let admitted = AdmittedCall { session, tool: name, access: tool.access(), mode: boundary.mode };
         let args = std::mem::take(&mut call.args);
-        let started = Instant::now();
-        let mut cancelled = CancelRecorder { boundary, call: &admitted, started, armed: true };
+        let mut cancelled = CancelRecorder { boundary, call: &admitted, started: call.mark, armed: true };
         let outcome = AssertUnwindSafe(tool.call(&admitted, args)).catch_unwind().await;
         cancelled.armed = false;
         drop(permit);
@@ -334,7 +336,7 @@ impl Invocation<'_, Admitted> {
             }
         };
         let code = result.as_ref().err().map(Denial::code);
-        call.note(Stage::Execute, started, code);
+        call.note(Stage::Execute, code);
         // A result is only returned once it is on record.
         call.flush(boundary, Some(&admitted.session))?;
         result
@@ -346,17 +348,16 @@ impl<'b, S: State<Proof = Resolution> + Sealed> Invocation<'b, S> {
     fn check<N: State + Sealed<Proof = Resolution>>(
         self,
         stage: Stage,
-        check: impl FnOnce(&Resolution, SystemTime) -> Result<(), Denial>,
+        check: impl FnOnce(&Resolution) -> Result<(), Denial>,
     ) -> Result<Invocation<'b, N>, Denial> {
-        let started = Instant::now();
-        let outcome = guarded(stage, || check(&self.proof, self.boundary.clock.now()));
+        let outcome = guarded(stage, || check(&self.proof));
         let Invocation { boundary, mut call, proof } = self;
         match outcome {
             Ok(()) => {
-                call.note(stage, started, None);
+                call.note(stage, None);
                 Ok(Invocation { boundary, call, proof })
             }
-            Err(denial) => Err(call.deny(boundary, Some(&proof.session), stage, started, denial)),
+            Err(denial) => Err(call.deny(boundary, Some(&proof.session), stage, denial)),
         }
     }
 }
@@ -368,35 +369,31 @@ impl<S: State> fmt::Debug for Invocation<'_, S> {
 }
 
 impl Call {
-    fn note(&mut self, stage: Stage, stage_started: Instant, code: Option<DenialCode>) {
+    /// Records a decision made now. Its duration runs from the previous decision: through
+    /// [`Boundary::invoke`] the stages run back to back, so that is the stage's own time.
+    fn note(&mut self, stage: Stage, code: Option<DenialCode>) {
         let decided = Instant::now();
         self.trail.push(AuditRecord {
             timestamp: self.anchor + decided.duration_since(self.started),
             stage,
             decision: if code.is_some() { AuditDecision::Deny } else { AuditDecision::Allow },
             code,
-            duration: decided.duration_since(stage_started),
+            duration: decided.duration_since(self.mark),
         });
+        self.mark = decided;
     }
 
     /// Records a denial and writes the trail. The call is denied either way; a failed write
     /// is logged.
-    fn deny(
-        &mut self,
-        boundary: &Boundary,
-        session: Option<&SessionContext>,
-        stage: Stage,
-        started: Instant,
-        denial: Denial,
-    ) -> Denial {
-        self.note(stage, started, Some(denial.code()));
+    fn deny(&mut self, boundary: &Boundary, session: Option<&SessionContext>, stage: Stage, denial: Denial) -> Denial {
+        self.note(stage, Some(denial.code()));
         let _already_denied = self.flush(boundary, session);
         denial
     }
 
     /// Writes the pending stage records. A sink error or panic is an internal denial.
     fn flush(&mut self, boundary: &Boundary, session: Option<&SessionContext>) -> Result<(), Denial> {
-        let batch = AuditBatch { session, tool: &self.requested, records: &self.trail };
+        let batch = AuditBatch { session, tool: &self.requested, records: self.trail.as_slice() };
         let written = catch_unwind(AssertUnwindSafe(|| boundary.audit.record(&batch)));
         self.trail.clear();
         match written {
@@ -410,6 +407,44 @@ impl Call {
                 Err(Denial::internal())
             }
         }
+    }
+}
+
+/// The decisions of one call not yet written: at most one per stage, kept inline.
+struct Trail {
+    records: [AuditRecord; 5],
+    len: usize,
+}
+
+impl Default for Trail {
+    fn default() -> Self {
+        const BLANK: AuditRecord = AuditRecord {
+            timestamp: SystemTime::UNIX_EPOCH,
+            stage: Stage::Resolve,
+            decision: AuditDecision::Deny,
+            code: None,
+            duration: std::time::Duration::ZERO,
+        };
+        Trail { records: [BLANK; 5], len: 0 }
+    }
+}
+
+impl Trail {
+    fn push(&mut self, record: AuditRecord) {
+        // A call makes at most one decision per stage, and each batch is written and cleared
+        // before the next stage, so there is always room.
+        if let Some(slot) = self.records.get_mut(self.len) {
+            *slot = record;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[AuditRecord] {
+        &self.records[..self.len]
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
     }
 }
 
