@@ -22,6 +22,7 @@ async fn an_admitted_call_leaves_one_record_per_stage() {
     let h = Harness::granting(&["list"]);
     let s = session();
     h.call(&s, "list", json!({})).await.expect("admitted");
+    assert_eq!(h.boundary.audit_failures(), 0);
 
     let events = h.audit.events();
     let stages: Vec<_> = events.iter().map(|e| (e.stage, e.decision, e.code)).collect();
@@ -121,6 +122,7 @@ async fn a_sink_that_cannot_be_written_denies_the_call_before_the_tool_runs() {
     assert_eq!(h.effects.adapter_calls(), 0);
     assert_eq!(h.effects.rows_written(), 0);
     assert_eq!(h.effects.permits_released(), h.effects.quota_admits(), "the reservation was returned");
+    assert_eq!(h.boundary.audit_failures(), 1, "the failure is counted for operators");
 }
 
 #[tokio::test]
@@ -139,6 +141,20 @@ async fn a_panicking_sink_denies_the_call() {
     let denied = h.call(&session(), "list", json!({})).await.expect_err("audit panicked");
     assert_eq!(denied.code(), DenialCode::Internal);
     assert_eq!(h.effects.handler_runs(), 0);
+    assert_eq!(h.boundary.audit_failures(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_cancellation_record_is_counted() {
+    let h = Harness::granting(&["hanging"]);
+    let s = session();
+    let mut call = Box::pin(h.call(&s, "hanging", json!({})));
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(20), &mut call).await.is_err());
+    assert_eq!(h.boundary.audit_failures(), 0);
+    h.audit.fail_from.store(1, SeqCst);
+    drop(call);
+    assert_eq!(h.boundary.audit_failures(), 1);
+    assert_eq!(h.effects.permits_released(), 1, "the permit is released all the same");
 }
 
 #[tokio::test]

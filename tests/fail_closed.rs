@@ -169,6 +169,8 @@ fn visible_tools_are_only_those_granted_and_allowed_by_the_mode() {
 
     let read_write =
         Boundary::builder(tools(&effects)).mode(Mode::ReadWrite).authorizer(Capabilities::from_grants(grants)).build();
+    assert_eq!(read_write.mode(), Mode::ReadWrite);
+    assert_eq!(read_write.registry().len(), 2);
     assert_eq!(names(&read_write, &s), ["add_customer", "list"]);
     let nobody = session_of("nobody", TENANT);
     assert!(names(&read_write, &nobody).is_empty());
@@ -203,4 +205,6 @@ fn registering_a_duplicate_name_is_an_error() {
     let invalid = ReadTool { name: "drop *", adapter, behaviour: Behaviour::Succeed };
     assert!(matches!(registry.register(invalid), Err(sqlwarden::policy::RegistryError::InvalidName { .. })));
     assert_eq!(registry.len(), 2);
+    assert!(!registry.is_empty());
+    assert!(ToolRegistry::new().is_empty());
 }

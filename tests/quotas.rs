@@ -37,6 +37,11 @@ fn the_default_policy_is_documented_and_neither_unlimited_nor_deny_all() {
     assert_eq!(default.max_concurrent(), 4);
     assert_eq!(default.max_keys(), 10_000);
     let (engine, _clock) = engine(default);
+    assert_eq!(engine.policy(), &default);
+    assert_eq!(
+        format!("{engine:?}"),
+        "QuotaEngine { policy: QuotaPolicy { rate_per_minute: 600, burst: 60, max_concurrent: 4, max_keys: 10000 }, keys: 0 }"
+    );
     let held: Vec<_> = (0..100).filter_map(|_| engine.admit(&KEY).ok()).collect();
     assert_eq!(held.len(), 4, "the default concurrency limit holds while permits are held");
     drop(held);
@@ -128,6 +133,24 @@ fn keys_are_isolated_between_tenants_identities_and_tools() {
     let _held: Vec<_> =
         neighbours.iter().map(|key| engine.admit(key).unwrap_or_else(|e| panic!("{key:?}: {e}"))).collect();
     drop(spent);
+}
+
+#[test]
+fn a_thousand_keys_never_share_state() {
+    let (engine, _clock) = engine(policy(1, 1, 1));
+    let identities: Vec<String> = (0..1000).map(|i| format!("user-{i}")).collect();
+    let held: Vec<_> = identities
+        .iter()
+        .map(|identity| {
+            let key = QuotaKey { identity, ..KEY };
+            engine.admit(&key).unwrap_or_else(|e| panic!("{identity} shares another key's state: {e}"))
+        })
+        .collect();
+    assert_eq!(engine.tracked_keys(), 1000);
+    for identity in &identities {
+        assert_eq!(engine.in_flight(&QuotaKey { identity, ..KEY }), 1);
+    }
+    drop(held);
 }
 
 #[test]

@@ -38,3 +38,38 @@ fn sinks_and_permits_print_their_kind_only() {
     let permit = sqlwarden::policy::QuotaPermit::from_guard("secret guard");
     assert_eq!(format!("{permit:?}"), "QuotaPermit");
 }
+
+#[tokio::test]
+async fn evidence_prints_its_tool_and_access_class_only() {
+    use sqlwarden::policy::ToolRegistry;
+    use sqlwarden::{Boundary, Evidence, Read, Tool, ToolError};
+
+    struct ShowEvidence;
+    #[derive(serde::Deserialize)]
+    struct Anything {
+        #[allow(dead_code)]
+        secret: String,
+    }
+    impl Tool for ShowEvidence {
+        type Access = Read;
+        type Input = Anything;
+        type Output = String;
+        fn name(&self) -> &str {
+            "show_evidence"
+        }
+        fn description(&self) -> &str {
+            "returns its evidence's Debug text"
+        }
+        async fn call(&self, evidence: Evidence<'_, Read>, _: Anything) -> Result<String, ToolError> {
+            Ok(format!("{evidence:?}"))
+        }
+    }
+    let mut tools = ToolRegistry::new();
+    tools.register(ShowEvidence).expect("register");
+    let boundary = Boundary::builder(tools)
+        .authorizer(Capabilities::from_grants([grant("show_evidence")]))
+        .audit(JsonLinesSink::new(std::io::sink()))
+        .build();
+    let shown = boundary.invoke(Some(session()), "show_evidence", json!({"secret": "hunter2"})).await.expect("runs");
+    assert_eq!(shown, json!("Evidence { tool: ToolName(\"show_evidence\"), access: Read }"));
+}

@@ -24,6 +24,7 @@ pub(crate) mod state;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use futures_util::FutureExt;
@@ -49,6 +50,7 @@ pub struct Boundary {
     authorizer: Box<dyn Authorizer>,
     quotas: Box<dyn QuotaAdmission>,
     audit: Box<dyn AuditSink>,
+    audit_failures: AtomicU64,
     clock: Arc<dyn Clock>,
 }
 
@@ -106,6 +108,7 @@ impl BoundaryBuilder {
                 .quotas
                 .unwrap_or_else(|| Box::new(QuotaEngine::with_clock(QuotaPolicy::default(), Arc::clone(&clock)))),
             audit: self.audit.unwrap_or_else(|| Box::new(JsonLinesSink::stderr())),
+            audit_failures: AtomicU64::new(0),
             clock,
         }
     }
@@ -125,6 +128,24 @@ impl Boundary {
     /// The registered tools.
     pub fn registry(&self) -> &ToolRegistry {
         &self.registry
+    }
+
+    /// How many audit writes have failed since the boundary was built. Each failure denied
+    /// its call (or, for a call already cancelled, lost its `cancelled` record): alert on it.
+    pub fn audit_failures(&self) -> u64 {
+        self.audit_failures.load(Ordering::Relaxed)
+    }
+
+    /// Writes a batch to the audit sink. An error or a panic is logged and counted.
+    fn write_audit(&self, batch: &AuditBatch<'_>) -> Result<(), ()> {
+        let failure = match catch_unwind(AssertUnwindSafe(|| self.audit.record(batch))) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_panic) => "the audit sink panicked".to_owned(),
+        };
+        self.audit_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(tool = batch.tool, error = failure, "cannot write audit records");
+        Err(())
     }
 
     /// The tools `session` may invoke now: those its grants allow and, in read-only mode, only
@@ -394,19 +415,9 @@ impl Call {
     /// Writes the pending stage records. A sink error or panic is an internal denial.
     fn flush(&mut self, boundary: &Boundary, session: Option<&SessionContext>) -> Result<(), Denial> {
         let batch = AuditBatch { session, tool: &self.requested, records: self.trail.as_slice() };
-        let written = catch_unwind(AssertUnwindSafe(|| boundary.audit.record(&batch)));
+        let written = boundary.write_audit(&batch);
         self.trail.clear();
-        match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => {
-                tracing::error!(%error, "audit sink failed; denying the call");
-                Err(Denial::internal())
-            }
-            Err(_panic) => {
-                tracing::error!("audit sink panicked; denying the call");
-                Err(Denial::internal())
-            }
-        }
+        written.map_err(|()| Denial::internal())
     }
 }
 
@@ -469,9 +480,8 @@ impl Drop for CancelRecorder<'_> {
             duration: self.started.elapsed(),
         };
         let batch = AuditBatch { session: Some(&self.call.session), tool: self.call.tool.as_str(), records: &[record] };
-        if !matches!(catch_unwind(AssertUnwindSafe(|| self.boundary.audit.record(&batch))), Ok(Ok(()))) {
-            tracing::error!(tool = self.call.tool.as_str(), "cannot audit a cancelled call");
-        }
+        // Nothing is left to deny; a failure is logged and counted by `write_audit`.
+        let _ = self.boundary.write_audit(&batch);
     }
 }
 

@@ -158,6 +158,8 @@ mod tests {
     #[test]
     fn a_grant_matches_identity_tenant_and_tool_exactly() {
         let caps = Capabilities::from_grants([Grant::new("alice", "acme", "query_read").expect("valid")]);
+        assert_eq!(caps.grants().len(), 1);
+        assert_eq!(caps.grants()[0].tool().as_str(), "query_read");
         assert_eq!(decide(&caps, &request("alice", "acme", "query_read")), Decision::Allow);
         assert_eq!(decide(&caps, &request("bob", "acme", "query_read")), Decision::Deny);
         assert_eq!(decide(&caps, &request("alice", "globex", "query_read")), Decision::Deny);

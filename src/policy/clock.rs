@@ -69,3 +69,27 @@ impl Clock for ManualClock {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_clock_moves_forward() {
+        let clock = SystemClock::new();
+        let (wall, mono) = (clock.now(), clock.monotonic());
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(clock.monotonic() >= mono + Duration::from_millis(2));
+        assert!(clock.now() > wall);
+        assert!(SystemClock::default().monotonic() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let clock = ManualClock::starting_at(start);
+        assert_eq!((clock.now(), clock.monotonic()), (start, Duration::ZERO));
+        clock.advance(Duration::from_secs(3));
+        assert_eq!((clock.now(), clock.monotonic()), (start + Duration::from_secs(3), Duration::from_secs(3)));
+    }
+}

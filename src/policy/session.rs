@@ -210,6 +210,15 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_field_and_the_reason() {
+        let message = |identity, tenant| bind(identity, tenant).expect_err("invalid").to_string();
+        assert_eq!(message(None, Some("acme")), "session identity is missing");
+        assert_eq!(message(Some("alice"), None), "session tenant is missing");
+        assert_eq!(message(Some(" alice"), Some("acme")), "session identity starts or ends with white space");
+        assert_eq!(message(Some("alice"), Some("a\tb")), "session tenant contains a control or invisible character");
+    }
+
+    #[test]
     fn refuses_an_invalid_identity_or_tenant() {
         for bad in ["", "  ", "a\u{1b}[2J", &"x".repeat(257)] {
             assert!(
@@ -233,6 +242,7 @@ mod tests {
     fn expiry_is_exclusive() {
         let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let session = SessionContext::builder().identity("a").tenant("t").expires_at(expiry).bind().expect("valid");
+        assert_eq!(session.expires_at(), Some(expiry));
         assert!(!session.is_expired_at(expiry - Duration::from_nanos(1)));
         assert!(session.is_expired_at(expiry));
         assert!(session.is_expired_at(expiry + Duration::from_secs(1)));
