@@ -62,6 +62,7 @@
 //! | [`tools`] | the [`Tool`] trait |
 //! | [`adapter`] | the database adapter interface |
 //! | [`audit`] | audit events and sinks |
+//! | [`sql`] | the SQL gate: sqlparser-based validation into a [`sql::ValidatedQuery`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -69,6 +70,7 @@ pub mod adapter;
 pub mod audit;
 pub mod boundary;
 pub mod policy;
+pub mod sql;
 pub mod tools;
 
 pub use boundary::{

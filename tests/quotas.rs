@@ -65,6 +65,7 @@ fn zero_limits_are_configuration_errors() {
 #[test]
 fn rate_allows_a_burst_then_refills_one_call_per_interval() {
     let (engine, clock) = engine(policy(60, 3, 100));
+    assert_eq!(engine.policy(), &policy(60, 3, 100));
     for _ in 0..3 {
         drop(engine.admit(&KEY).expect("within the burst"));
     }

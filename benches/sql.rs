@@ -1,0 +1,36 @@
+//! The SQL gate's cost: parse, walk, re-print and re-validate, for the query shapes
+//! `query_read` sees.
+//!
+//! Run with `cargo bench --bench sql`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use sqlwarden::sql::{AllowList, SqlDialect, SqlValidator};
+
+const JOIN_WITH_CTE: &str = "WITH big AS (SELECT customer_id, sum(total) AS spent FROM orders GROUP BY customer_id) \
+    SELECT c.name, b.spent, count(i.id) AS items FROM customers c JOIN big b ON b.customer_id = c.id \
+    JOIN order_items i ON i.customer_id = c.id WHERE c.created_at > now() - interval '30 days' \
+    GROUP BY c.name, b.spent ORDER BY b.spent DESC LIMIT 20";
+
+const POINT: &str = "SELECT id, name FROM customers WHERE id = $1";
+
+fn sql(c: &mut Criterion) {
+    let allow = AllowList::new(SqlDialect::Postgres, "public")
+        .table("public", "customers")
+        .table("public", "orders")
+        .table("public", "order_items");
+    let validator = SqlValidator::new(allow);
+    c.bench_function("sql/three_table_join_with_cte", |b| {
+        b.iter(|| black_box(validator.validate(black_box(JOIN_WITH_CTE), 0).expect("accepted")))
+    });
+    c.bench_function("sql/point_query", |b| {
+        b.iter(|| black_box(validator.validate(black_box(POINT), 1).expect("accepted")))
+    });
+    c.bench_function("sql/rejected_function", |b| {
+        b.iter(|| black_box(validator.validate(black_box("SELECT pg_sleep(10)"), 0).expect_err("refused")))
+    });
+}
+
+criterion_group!(benches, sql);
+criterion_main!(benches);

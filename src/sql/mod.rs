@@ -1,0 +1,331 @@
+//! SQL validation: the read-only gate for caller-written SQL. The only module that imports
+//! sqlparser.
+//!
+//! A query is parsed with the target database's own dialect and accepted only if it is exactly
+//! one pure query (SELECT, VALUES, set operations) that:
+//! - calls only functions on the dialect's allow-list,
+//! - reads only allow-listed tables, with exact CTE scoping and the dialect's identifier folding,
+//! - has no data-modifying CTE, no `SELECT … INTO`, no locking clause,
+//! - has as many placeholders as parameters given.
+//!
+//! What runs is not the caller's text. It is the validated syntax tree, printed again with
+//! every table written out as `schema.table`. So comments, executable comments and the
+//! session's search path cannot change what is read. That printed text must validate again
+//! to itself. Anything the parser does not understand is rejected.
+
+mod functions;
+mod walk;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use sqlparser::ast::{Ident, Statement, Value, ValueWithSpan, VisitMut, VisitorMut};
+use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::boundary::{Denial, DenialCode};
+
+/// The SQL dialect of the target database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SqlDialect {
+    /// PostgreSQL: `$1` placeholders, unquoted names fold to lower case.
+    Postgres,
+    /// MySQL and MariaDB: `?` placeholders, table names compared case-insensitively.
+    MySql,
+    /// SQLite: `?` placeholders, names compared case-insensitively.
+    Sqlite,
+}
+
+impl SqlDialect {
+    fn parser(self) -> &'static dyn Dialect {
+        match self {
+            SqlDialect::Postgres => &PostgreSqlDialect {},
+            SqlDialect::MySql => &MySqlDialect {},
+            SqlDialect::Sqlite => &SQLiteDialect {},
+        }
+    }
+
+    /// Folds an identifier as the database does: PostgreSQL lower-cases unquoted names and
+    /// keeps quoted ones exact; MySQL and SQLite table names are compared case-insensitively.
+    fn fold(self, ident: &Ident) -> String {
+        match self {
+            SqlDialect::Postgres if ident.quote_style.is_some() => ident.value.clone(),
+            _ => ident.value.to_ascii_lowercase(),
+        }
+    }
+
+    /// Folds a name given in configuration, read as an unquoted identifier.
+    fn fold_config(self, name: &str) -> String {
+        name.to_ascii_lowercase()
+    }
+
+    fn quote(self) -> char {
+        match self {
+            SqlDialect::MySql => '`',
+            SqlDialect::Postgres | SqlDialect::Sqlite => '"',
+        }
+    }
+
+    /// Whether `schema.table` is a system catalog of this dialect.
+    fn is_catalog(self, schema: &str, table: &str) -> bool {
+        match self {
+            SqlDialect::Postgres => schema == "information_schema" || schema.starts_with("pg_"),
+            SqlDialect::MySql => {
+                matches!(schema, "mysql" | "information_schema" | "performance_schema" | "sys")
+            }
+            SqlDialect::Sqlite => table.starts_with("sqlite_"),
+        }
+    }
+}
+
+impl fmt::Display for SqlDialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SqlDialect::Postgres => "postgres",
+            SqlDialect::MySql => "mysql",
+            SqlDialect::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// The tables a query may read: whole schemas, or single tables. Empty means nothing.
+///
+/// Names are read as unquoted identifiers of the dialect (so case-insensitively). A schema
+/// allowed whole does not include system catalogs; a catalog is readable only when named
+/// explicitly.
+#[derive(Debug, Clone)]
+pub struct AllowList {
+    dialect: SqlDialect,
+    default_schema: String,
+    schemas: HashMap<String, SchemaRule>,
+}
+
+#[derive(Debug, Clone)]
+enum SchemaRule {
+    Every,
+    Tables(HashSet<String>),
+}
+
+impl AllowList {
+    /// An empty allow-list; unqualified table names resolve to `default_schema` (PostgreSQL
+    /// schema, MySQL database, SQLite `main`), never to the session's search path.
+    pub fn new(dialect: SqlDialect, default_schema: &str) -> Self {
+        AllowList { dialect, default_schema: dialect.fold_config(default_schema), schemas: HashMap::new() }
+    }
+
+    /// Allows every table of `schema`, except system catalogs.
+    #[must_use]
+    pub fn schema(mut self, schema: &str) -> Self {
+        self.schemas.insert(self.dialect.fold_config(schema), SchemaRule::Every);
+        self
+    }
+
+    /// Allows one table.
+    #[must_use]
+    pub fn table(mut self, schema: &str, table: &str) -> Self {
+        let table = self.dialect.fold_config(table);
+        match self.schemas.entry(self.dialect.fold_config(schema)).or_insert_with(|| SchemaRule::Tables(HashSet::new()))
+        {
+            SchemaRule::Every => {}
+            SchemaRule::Tables(tables) => {
+                tables.insert(table);
+            }
+        }
+        self
+    }
+
+    /// The schema unqualified names resolve to.
+    pub fn default_schema(&self) -> &str {
+        &self.default_schema
+    }
+
+    fn allows(&self, name: &TableName) -> bool {
+        let catalog = self.dialect.is_catalog(&name.schema, &name.table);
+        match self.schemas.get(&name.schema) {
+            Some(SchemaRule::Every) => !catalog || self.dialect.is_catalog(&name.schema, ""),
+            Some(SchemaRule::Tables(tables)) => tables.contains(&name.table),
+            None => false,
+        }
+    }
+}
+
+/// A table a query reads, after folding and resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableName {
+    /// Schema (PostgreSQL), database (MySQL) or `main` (SQLite).
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+/// A query the validator accepted. Only [`SqlValidator::validate`] makes one, and executing
+/// caller SQL requires one.
+#[derive(Debug)]
+pub struct ValidatedQuery {
+    dialect: SqlDialect,
+    text: String,
+    tables: Vec<TableName>,
+    fingerprint: String,
+    params: usize,
+}
+
+impl ValidatedQuery {
+    /// The dialect it was validated for.
+    pub fn dialect(&self) -> SqlDialect {
+        self.dialect
+    }
+
+    /// The text to execute: the validated tree printed again, tables fully qualified.
+    pub fn sql(&self) -> &str {
+        &self.text
+    }
+
+    /// Every table it reads, sorted, without duplicates.
+    pub fn tables(&self) -> &[TableName] {
+        &self.tables
+    }
+
+    /// A hash of the query's shape with literals replaced: stable across white space and
+    /// literal values, different when the tables differ. For audit.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// How many parameters it takes.
+    pub fn param_count(&self) -> usize {
+        self.params
+    }
+}
+
+/// Validates caller SQL for one dialect against one allow-list.
+#[derive(Debug, Clone)]
+pub struct SqlValidator {
+    dialect: SqlDialect,
+    allow: AllowList,
+}
+
+impl SqlValidator {
+    /// The longest query accepted, in bytes.
+    pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+    /// The most tokens (words, literals, operators) a query may have. Every level of the
+    /// syntax tree takes at least one token, so this also bounds how deep any tree can be,
+    /// including operator chains the parser builds without recursing.
+    pub const MAX_TOKENS: usize = 10_000;
+    /// How deeply queries and expressions may nest, as the parser counts it.
+    pub const MAX_NESTING: usize = 64;
+    /// The stack a validation needs at most; with less left, it runs on a fresh stack.
+    const STACK_RED_ZONE: usize = 3 << 19;
+    const STACK_BYTES: usize = 8 << 20;
+
+    /// A validator for `allow.dialect`.
+    pub fn new(allow: AllowList) -> Self {
+        SqlValidator { dialect: allow.dialect, allow }
+    }
+
+    /// The dialect validated for.
+    pub fn dialect(&self) -> SqlDialect {
+        self.dialect
+    }
+
+    /// Validates `sql`, to be run with `params` parameters.
+    pub fn validate(&self, sql: &str, params: usize) -> Result<ValidatedQuery, Denial> {
+        if sql.len() > Self::MAX_QUERY_BYTES {
+            return Err(rejected(format!("the query is longer than {} bytes", Self::MAX_QUERY_BYTES)));
+        }
+        if sql.contains('\0') {
+            return Err(rejected("the query contains a NUL character"));
+        }
+        stacker::maybe_grow(Self::STACK_RED_ZONE, Self::STACK_BYTES, || {
+            let (first, statement) = self.check(sql, params)?;
+            // What runs is the printed tree; it must pass the gate itself and print the same.
+            let (second, _) = self.check(&first.text, params)?;
+            if second.text != first.text || second.tables != first.tables {
+                return Err(rejected("the query does not have a stable form; simplify it"));
+            }
+            Ok(ValidatedQuery { fingerprint: fingerprint(statement), ..first })
+        })
+    }
+
+    /// One pass of the gate: the query as it will run, and its checked tree.
+    fn check(&self, sql: &str, params: usize) -> Result<(ValidatedQuery, Statement), Denial> {
+        let unparsable = |error: &dyn fmt::Display| {
+            rejected(format!("the query does not parse: {}", parse_message(&error.to_string())))
+        };
+        let tokens =
+            Tokenizer::new(self.dialect.parser(), sql).tokenize_with_location().map_err(|error| unparsable(&error))?;
+        let significant = tokens.iter().filter(|token| !matches!(token.token, Token::Whitespace(_))).count();
+        if significant > Self::MAX_TOKENS {
+            return Err(rejected(format!("the query has more than {} tokens", Self::MAX_TOKENS)));
+        }
+        let mut statements = Parser::new(self.dialect.parser())
+            .with_recursion_limit(Self::MAX_NESTING)
+            .with_tokens_with_locations(tokens)
+            .parse_statements()
+            .map_err(|error| unparsable(&error))?;
+        let mut statement = match statements.len() {
+            1 => statements.remove(0),
+            0 => return Err(rejected("the query is empty")),
+            _ => return Err(rejected("exactly one statement is allowed")),
+        };
+        if !matches!(statement, Statement::Query(_)) {
+            return Err(rejected(format!("only queries are allowed, not {}", walk::statement_kind(&statement))));
+        }
+        let mut walker = walk::Walker::new(self.dialect, &self.allow);
+        if let std::ops::ControlFlow::Break(reason) = statement.visit(&mut walker) {
+            return Err(rejected(reason));
+        }
+        let (mut tables, placeholders) = walker.finish();
+        let expected = placeholders.count(self.dialect).map_err(rejected)?;
+        if expected != params {
+            let noun = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+            return Err(rejected(format!(
+                "the query has {} but {} {} given",
+                noun(expected, "placeholder"),
+                noun(params, "parameter"),
+                if params == 1 { "was" } else { "were" }
+            )));
+        }
+        tables.sort();
+        tables.dedup();
+        let text = statement.to_string();
+        Ok((ValidatedQuery { dialect: self.dialect, text, tables, fingerprint: String::new(), params }, statement))
+    }
+}
+
+/// Hashes the tree with every literal replaced, so that only the shape and names count.
+fn fingerprint(mut statement: Statement) -> String {
+    struct Blank;
+    impl VisitorMut for Blank {
+        type Break = ();
+        fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> std::ops::ControlFlow<()> {
+            if !matches!(value.value, Value::Placeholder(_)) {
+                value.value = Value::Placeholder("?".into());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Blank);
+    let digest = Sha256::digest(statement.to_string().as_bytes());
+    digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn rejected(reason: impl Into<std::borrow::Cow<'static, str>>) -> Denial {
+    Denial::new(DenialCode::QueryRejected, reason)
+}
+
+/// The parser's message without its prefix, cut short: it may quote the query back.
+fn parse_message(message: &str) -> String {
+    let message = message.strip_prefix("sql parser error: ").unwrap_or(message);
+    match message.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_owned(),
+    }
+}

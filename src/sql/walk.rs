@@ -1,0 +1,308 @@
+//! The walk over a parsed query: CTE scoping, table resolution and rewriting, function and
+//! construct checks, placeholders.
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor, Value,
+    ValueWithSpan, VisitorMut,
+};
+
+use super::{AllowList, SqlDialect, TableName, functions};
+
+type Flow = ControlFlow<String>;
+
+/// One query's scope: the CTEs it defines and the CTE names visible from outside it.
+struct Frame {
+    /// This query's CTEs, folded, with the address of each body to recognize it on entry.
+    ctes: Vec<(String, *const Query)>,
+    recursive: bool,
+    /// CTE names visible to this query from enclosing queries.
+    inherited: Vec<String>,
+}
+
+pub(super) struct Walker<'a> {
+    dialect: SqlDialect,
+    allow: &'a AllowList,
+    frames: Vec<Frame>,
+    tables: Vec<TableName>,
+    /// Names in FROM that are table functions, not relations.
+    functions_in_from: Vec<*const ObjectName>,
+    placeholders: Placeholders,
+}
+
+/// The placeholders a query uses.
+#[derive(Default)]
+pub(super) struct Placeholders {
+    question_marks: usize,
+    numbered: BTreeSet<usize>,
+    other: Option<String>,
+}
+
+impl Placeholders {
+    /// How many parameters the query takes, or why its placeholders are not acceptable.
+    pub(super) fn count(&self, dialect: SqlDialect) -> Result<usize, String> {
+        if let Some(other) = &self.other {
+            return Err(format!("placeholder {other} is not supported; use {}", placeholder_style(dialect)));
+        }
+        match dialect {
+            SqlDialect::Postgres if self.question_marks > 0 => Err("use $1, $2, … for parameters, not ?".into()),
+            SqlDialect::Postgres => {
+                let highest = self.numbered.last().copied().unwrap_or(0);
+                if self.numbered.len() != highest {
+                    return Err(format!("placeholders must be numbered $1 to ${highest} without gaps"));
+                }
+                Ok(highest)
+            }
+            SqlDialect::MySql | SqlDialect::Sqlite if !self.numbered.is_empty() => {
+                Err("use ? for parameters, not $1".into())
+            }
+            SqlDialect::MySql | SqlDialect::Sqlite => Ok(self.question_marks),
+        }
+    }
+}
+
+fn placeholder_style(dialect: SqlDialect) -> &'static str {
+    match dialect {
+        SqlDialect::Postgres => "$1, $2, …",
+        SqlDialect::MySql | SqlDialect::Sqlite => "?",
+    }
+}
+
+impl<'a> Walker<'a> {
+    pub(super) fn new(dialect: SqlDialect, allow: &'a AllowList) -> Self {
+        Walker {
+            dialect,
+            allow,
+            frames: Vec::new(),
+            tables: Vec::new(),
+            functions_in_from: Vec::new(),
+            placeholders: Placeholders::default(),
+        }
+    }
+
+    pub(super) fn finish(self) -> (Vec<TableName>, Placeholders) {
+        (self.tables, self.placeholders)
+    }
+
+    /// Whether a one-part relation name refers to a CTE in scope.
+    fn is_cte(&self, name: &str) -> bool {
+        self.frames.last().is_some_and(|frame| {
+            frame.inherited.iter().any(|cte| cte == name) || frame.ctes.iter().any(|(cte, _)| cte == name)
+        })
+    }
+
+    fn check_function(&self, name: &ObjectName, in_from: bool) -> Flow {
+        let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
+            return ControlFlow::Break(format!("qualified function names such as {name} are not allowed"));
+        };
+        let folded = self.dialect.fold(ident);
+        let allowed = if in_from {
+            functions::is_allowed_in_from(self.dialect, &folded)
+        } else {
+            functions::is_allowed(self.dialect, &folded)
+        };
+        if allowed {
+            ControlFlow::Continue(())
+        } else if in_from {
+            ControlFlow::Break(format!("table function {folded} is not allowed"))
+        } else {
+            ControlFlow::Break(format!("function {folded} is not allowed"))
+        }
+    }
+
+    fn quoted(&self, value: &str) -> Ident {
+        Ident::with_quote(self.dialect.quote(), value)
+    }
+}
+
+impl VisitorMut for Walker<'_> {
+    type Break = String;
+
+    fn pre_visit_statement(&mut self, statement: &mut Statement) -> Flow {
+        match statement {
+            Statement::Query(_) => ControlFlow::Continue(()),
+            // Reached inside a query only through a data-modifying CTE or subquery.
+            other => ControlFlow::Break(format!("{} is not allowed inside a query", statement_kind(other))),
+        }
+    }
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> Flow {
+        let address: *const Query = query;
+        let inherited = match self.frames.last() {
+            None => Vec::new(),
+            Some(parent) => {
+                let mut visible = parent.inherited.clone();
+                // A CTE body sees the CTEs defined before it (all of them, in WITH RECURSIVE);
+                // any other nested query sees all of its parent's CTEs.
+                let own = match parent.ctes.iter().position(|(_, body)| std::ptr::eq(*body, address)) {
+                    Some(index) if !parent.recursive => &parent.ctes[..index],
+                    _ => &parent.ctes[..],
+                };
+                visible.extend(own.iter().map(|(name, _)| name.clone()));
+                visible
+            }
+        };
+        let (ctes, recursive) = match &query.with {
+            Some(with) => (
+                with.cte_tables
+                    .iter()
+                    .map(|cte| (self.dialect.fold(&cte.alias.name), &*cte.query as *const Query))
+                    .collect(),
+                with.recursive,
+            ),
+            None => (Vec::new(), false),
+        };
+        self.frames.push(Frame { ctes, recursive, inherited });
+
+        if !query.locks.is_empty() {
+            return ControlFlow::Break("locking clauses (FOR UPDATE, FOR SHARE, …) are not allowed".into());
+        }
+        if query.for_clause.is_some() || query.settings.is_some() || query.format_clause.is_some() {
+            return ControlFlow::Break("this query clause is not supported".into());
+        }
+        if !query.pipe_operators.is_empty() {
+            return ControlFlow::Break("pipe syntax is not supported".into());
+        }
+        check_body(&query.body)
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> Flow {
+        self.frames.pop();
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &mut Select) -> Flow {
+        if select.into.is_some() {
+            return ControlFlow::Break("SELECT … INTO is not allowed".into());
+        }
+        if !select.lateral_views.is_empty() || select.prewhere.is_some() {
+            return ControlFlow::Break("this SELECT clause is not supported".into());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> Flow {
+        match factor {
+            TableFactor::Table { name, args: Some(_), .. } => {
+                self.functions_in_from.push(&*name);
+                self.check_function(name, true)
+            }
+            TableFactor::Table { .. }
+            | TableFactor::Derived { .. }
+            | TableFactor::NestedJoin { .. }
+            | TableFactor::UNNEST { .. } => ControlFlow::Continue(()),
+            TableFactor::JsonTable { .. } if self.dialect == SqlDialect::MySql => ControlFlow::Continue(()),
+            TableFactor::Function { name, .. } => self.check_function(name, true),
+            _ => ControlFlow::Break("this kind of FROM item is not supported".into()),
+        }
+    }
+
+    fn pre_visit_relation(&mut self, name: &mut ObjectName) -> Flow {
+        let address: *const ObjectName = name;
+        if self.functions_in_from.contains(&address) {
+            return ControlFlow::Continue(());
+        }
+        let mut parts = Vec::with_capacity(name.0.len());
+        for part in &name.0 {
+            match part {
+                ObjectNamePart::Identifier(ident) => parts.push(self.dialect.fold(ident)),
+                ObjectNamePart::Function(_) => {
+                    return ControlFlow::Break("computed table names are not allowed".into());
+                }
+            }
+        }
+        let resolved = match parts.as_mut_slice() {
+            [table] if self.is_cte(table) => return ControlFlow::Continue(()),
+            [table] => TableName { schema: self.allow.default_schema().to_owned(), table: std::mem::take(table) },
+            [schema, table] => TableName { schema: std::mem::take(schema), table: std::mem::take(table) },
+            _ => return ControlFlow::Break(format!("table names with more than two parts ({name}) are not supported")),
+        };
+        if self.dialect.is_catalog(&resolved.schema, &resolved.table) && !self.allow.allows(&resolved) {
+            return ControlFlow::Break(format!("system catalog {resolved} is not allowed"));
+        }
+        if !self.allow.allows(&resolved) {
+            return ControlFlow::Break(format!("table {resolved} is not in the allow-list"));
+        }
+        // Run exactly what was checked: the resolved schema and folded name, quoted.
+        *name = ObjectName::from(vec![self.quoted(&resolved.schema), self.quoted(&resolved.table)]);
+        self.tables.push(resolved);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> Flow {
+        match expr {
+            Expr::Function(function) => self.check_function(&function.name, false),
+            Expr::Identifier(ident) if is_variable(ident) => variable(),
+            Expr::CompoundIdentifier(idents) if idents.first().is_some_and(is_variable) => variable(),
+            Expr::BinaryOp { op: BinaryOperator::Assignment, .. } => {
+                ControlFlow::Break("assignments (:=) are not allowed".into())
+            }
+            Expr::Lambda(_) | Expr::OuterJoin(_) | Expr::Prior(_) => {
+                ControlFlow::Break("this expression is not supported".into())
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> Flow {
+        if let Value::Placeholder(text) = &value.value {
+            match text.as_str() {
+                "?" => self.placeholders.question_marks += 1,
+                numbered if self.dialect == SqlDialect::Postgres => {
+                    match numbered.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n >= 1) {
+                        Some(n) if n <= 65_535 => {
+                            self.placeholders.numbered.insert(n);
+                        }
+                        _ => self.placeholders.other = Some(bounded(numbered)),
+                    }
+                }
+                other => self.placeholders.other = Some(bounded(other)),
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Data-modifying statements nested in a query surface as statements and are refused there;
+/// `TABLE name` is refused here because it names a table without a relation node.
+fn check_body(body: &SetExpr) -> Flow {
+    match body {
+        SetExpr::Select(_) | SetExpr::Query(_) | SetExpr::Values(_) => ControlFlow::Continue(()),
+        SetExpr::SetOperation { left, right, .. } => {
+            check_body(left)?;
+            check_body(right)
+        }
+        SetExpr::Table(_) => ControlFlow::Break("TABLE is not supported; use SELECT * FROM".into()),
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+            ControlFlow::Break("data-modifying statements are not allowed inside a query".into())
+        }
+    }
+}
+
+/// MySQL user and system variables (`@x`, `@@version`) are session state, not data.
+fn is_variable(ident: &Ident) -> bool {
+    ident.quote_style.is_none() && ident.value.starts_with('@')
+}
+
+fn variable() -> Flow {
+    ControlFlow::Break("session variables are not allowed".into())
+}
+
+fn bounded(text: &str) -> String {
+    text.chars().take(32).collect()
+}
+
+/// A short name for a statement's kind, for messages.
+pub(super) fn statement_kind(statement: &Statement) -> String {
+    let text = statement.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    match words.as_slice() {
+        [first, second] if matches!(first.to_ascii_uppercase().as_str(), "CREATE" | "DROP" | "ALTER" | "INSERT") => {
+            format!("{} {}", first.to_ascii_uppercase(), second.to_ascii_uppercase())
+        }
+        [first, ..] => first.to_ascii_uppercase(),
+        [] => "an empty statement".into(),
+    }
+}
