@@ -56,6 +56,16 @@ impl SqlDialect {
         }
     }
 
+    /// The key a CTE name is matched by. MySQL is matched exactly: were its CTE names
+    /// case-sensitive and ours not, `FROM X` could pass as CTE `x` while MySQL reads table
+    /// `X` unchecked. Matching exactly, such a reference is checked as a table instead.
+    fn cte_key(self, ident: &Ident) -> String {
+        match self {
+            SqlDialect::MySql => ident.value.clone(),
+            SqlDialect::Postgres | SqlDialect::Sqlite => self.fold(ident),
+        }
+    }
+
     /// Folds a name given in configuration, read as an unquoted identifier.
     fn fold_config(self, name: &str) -> String {
         name.to_ascii_lowercase()

@@ -15,7 +15,8 @@ type Flow = ControlFlow<String>;
 
 /// One query's scope: the CTEs it defines and the CTE names visible from outside it.
 struct Frame {
-    /// This query's CTEs, folded, with the address of each body to recognize it on entry.
+    /// This query's CTEs, by [`SqlDialect::cte_key`], with the address of each body to
+    /// recognize it on entry.
     ctes: Vec<(String, *const Query)>,
     recursive: bool,
     /// CTE names visible to this query from enclosing queries.
@@ -86,7 +87,7 @@ impl<'a> Walker<'a> {
         (self.tables, self.placeholders)
     }
 
-    /// Whether a one-part relation name refers to a CTE in scope.
+    /// Whether a one-part relation name (by [`SqlDialect::cte_key`]) refers to a CTE in scope.
     fn is_cte(&self, name: &str) -> bool {
         self.frames.last().is_some_and(|frame| {
             frame.inherited.iter().any(|cte| cte == name) || frame.ctes.iter().any(|(cte, _)| cte == name)
@@ -148,7 +149,7 @@ impl VisitorMut for Walker<'_> {
             Some(with) => (
                 with.cte_tables
                     .iter()
-                    .map(|cte| (self.dialect.fold(&cte.alias.name), &*cte.query as *const Query))
+                    .map(|cte| (self.dialect.cte_key(&cte.alias.name), &*cte.query as *const Query))
                     .collect(),
                 with.recursive,
             ),
@@ -204,17 +205,22 @@ impl VisitorMut for Walker<'_> {
         if self.functions_in_from.contains(&address) {
             return ControlFlow::Continue(());
         }
-        let mut parts = Vec::with_capacity(name.0.len());
+        let mut idents = Vec::with_capacity(name.0.len());
         for part in &name.0 {
             match part {
-                ObjectNamePart::Identifier(ident) => parts.push(self.dialect.fold(ident)),
+                ObjectNamePart::Identifier(ident) => idents.push(ident),
                 ObjectNamePart::Function(_) => {
                     return ControlFlow::Break("computed table names are not allowed".into());
                 }
             }
         }
+        if let [only] = idents.as_slice()
+            && self.is_cte(&self.dialect.cte_key(only))
+        {
+            return ControlFlow::Continue(());
+        }
+        let mut parts: Vec<String> = idents.into_iter().map(|ident| self.dialect.fold(ident)).collect();
         let resolved = match parts.as_mut_slice() {
-            [table] if self.is_cte(table) => return ControlFlow::Continue(()),
             [table] => TableName { schema: self.allow.default_schema().to_owned(), table: std::mem::take(table) },
             [schema, table] => TableName { schema: std::mem::take(schema), table: std::mem::take(table) },
             _ => return ControlFlow::Break(format!("table names with more than two parts ({name}) are not supported")),
