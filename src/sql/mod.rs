@@ -339,3 +339,107 @@ fn parse_message(message: &str) -> String {
         None => message.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(schema: &str, table: &str) -> TableName {
+        TableName { schema: schema.into(), table: table.into() }
+    }
+
+    #[test]
+    fn an_empty_allow_list_allows_nothing() {
+        let allow = AllowList::new(SqlDialect::Postgres, "public");
+        assert!(!allow.allows(&name("public", "customers")));
+    }
+
+    #[test]
+    fn a_whole_schema_allows_its_tables_but_never_a_catalog() {
+        let sqlite = AllowList::new(SqlDialect::Sqlite, "main").schema("main");
+        assert!(sqlite.allows(&name("main", "customers")));
+        assert!(!sqlite.allows(&name("main", "sqlite_master")));
+        assert!(!sqlite.allows(&name("temp", "customers")));
+        let pg = AllowList::new(SqlDialect::Postgres, "public").schema("public").table("public", "extra");
+        assert!(pg.allows(&name("public", "anything")), "a later table() keeps the whole schema");
+    }
+
+    #[test]
+    fn a_catalog_named_explicitly_is_allowed() {
+        let pg =
+            AllowList::new(SqlDialect::Postgres, "public").schema("information_schema").table("pg_catalog", "pg_class");
+        assert!(pg.allows(&name("information_schema", "tables")));
+        assert!(pg.allows(&name("pg_catalog", "pg_class")));
+        assert!(!pg.allows(&name("pg_catalog", "pg_authid")));
+        let sqlite = AllowList::new(SqlDialect::Sqlite, "main").table("main", "sqlite_master");
+        assert!(sqlite.allows(&name("main", "sqlite_master")));
+        let mysql = AllowList::new(SqlDialect::MySql, "app").schema("INFORMATION_SCHEMA");
+        assert!(mysql.allows(&name("information_schema", "columns")), "configuration names fold too");
+    }
+
+    #[test]
+    fn catalogs_are_recognized_per_dialect() {
+        assert!(SqlDialect::Postgres.is_catalog("pg_catalog", "x"));
+        assert!(SqlDialect::Postgres.is_catalog("pg_toast", "x"));
+        assert!(SqlDialect::Postgres.is_catalog("information_schema", "x"));
+        assert!(!SqlDialect::Postgres.is_catalog("public", "pg_class"), "qualified names are exact");
+        for schema in ["mysql", "information_schema", "performance_schema", "sys"] {
+            assert!(SqlDialect::MySql.is_catalog(schema, "x"), "{schema}");
+        }
+        assert!(!SqlDialect::MySql.is_catalog("app", "user"));
+        assert!(SqlDialect::Sqlite.is_catalog("main", "sqlite_schema"));
+        assert!(!SqlDialect::Sqlite.is_catalog("main", "customers"));
+    }
+
+    #[test]
+    fn a_validated_query_reports_what_it_checked() {
+        let allow =
+            AllowList::new(SqlDialect::Postgres, "public").table("public", "customers").table("public", "orders");
+        let validator = SqlValidator::new(allow);
+        assert_eq!(validator.dialect(), SqlDialect::Postgres);
+        let query = validator
+            .validate("SELECT c.id FROM customers c JOIN orders o ON o.id = c.id WHERE c.id = $1 AND o.id = $2", 2)
+            .expect("accepted");
+        assert_eq!(query.dialect(), SqlDialect::Postgres);
+        assert_eq!(query.param_count(), 2);
+        assert_eq!(query.tables(), [name("public", "customers"), name("public", "orders")]);
+        assert_eq!(
+            query.sql(),
+            r#"SELECT c.id FROM "public"."customers" c JOIN "public"."orders" o ON o.id = c.id WHERE c.id = $1 AND o.id = $2"#
+        );
+        assert_eq!(query.fingerprint().len(), 32);
+    }
+
+    #[test]
+    fn fingerprints_ignore_literals_and_layout_but_not_tables() {
+        let allow = AllowList::new(SqlDialect::MySql, "app").table("app", "customers").table("app", "orders");
+        let validator = SqlValidator::new(allow);
+        let fingerprint = |sql: &str| validator.validate(sql, 0).expect("accepted").fingerprint().to_owned();
+        let base = fingerprint("SELECT name FROM customers WHERE id = 1 AND name = 'a'");
+        assert_eq!(base, fingerprint("select  name\n from CUSTOMERS where id = 42 and name = 'zzz' -- note"));
+        assert_ne!(base, fingerprint("SELECT name FROM orders WHERE id = 1 AND name = 'a'"));
+        assert_ne!(base, fingerprint("SELECT name FROM customers WHERE id = 1 OR name = 'a'"));
+    }
+
+    #[test]
+    fn rejections_are_specific() {
+        let allow = AllowList::new(SqlDialect::Postgres, "public").table("public", "customers");
+        let validator = SqlValidator::new(allow);
+        let reason = |sql: &str, params| validator.validate(sql, params).expect_err("refused").message().to_owned();
+        assert_eq!(reason("SELECT pg_sleep(1)", 0), "function pg_sleep is not allowed");
+        assert_eq!(reason("SELECT * FROM secrets", 0), "table public.secrets is not in the allow-list");
+        assert_eq!(reason("SELECT * FROM pg_catalog.pg_user", 0), "system catalog pg_catalog.pg_user is not allowed");
+        assert_eq!(reason("DELETE FROM customers", 0), "only queries are allowed, not DELETE");
+        assert_eq!(reason("INSERT INTO customers VALUES (1)", 0), "only queries are allowed, not INSERT INTO");
+        assert_eq!(reason("SELECT 1; SELECT 2", 0), "exactly one statement is allowed");
+        assert_eq!(reason("", 0), "the query is empty");
+        assert_eq!(
+            reason("SELECT * FROM customers WHERE id = $1", 0),
+            "the query has 1 placeholder but 0 parameters were given"
+        );
+        assert_eq!(reason("SELECT $1, $2", 1), "the query has 2 placeholders but 1 parameter was given");
+        assert_eq!(reason("SELECT $2", 2), "placeholders must be numbered $1 to $2 without gaps");
+        assert!(reason("SELECT ?", 1).starts_with("the query does not parse: "), "PostgreSQL has no ? placeholder");
+        assert!(reason("SELEC 1", 0).starts_with("the query does not parse: "));
+    }
+}

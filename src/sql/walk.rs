@@ -48,16 +48,12 @@ impl Placeholders {
             return Err(format!("placeholder {other} is not supported; use {}", placeholder_style(dialect)));
         }
         match dialect {
-            SqlDialect::Postgres if self.question_marks > 0 => Err("use $1, $2, … for parameters, not ?".into()),
             SqlDialect::Postgres => {
                 let highest = self.numbered.last().copied().unwrap_or(0);
                 if self.numbered.len() != highest {
                     return Err(format!("placeholders must be numbered $1 to ${highest} without gaps"));
                 }
                 Ok(highest)
-            }
-            SqlDialect::MySql | SqlDialect::Sqlite if !self.numbered.is_empty() => {
-                Err("use ? for parameters, not $1".into())
             }
             SqlDialect::MySql | SqlDialect::Sqlite => Ok(self.question_marks),
         }
