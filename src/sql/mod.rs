@@ -441,5 +441,15 @@ mod tests {
         assert_eq!(reason("SELECT $2", 2), "placeholders must be numbered $1 to $2 without gaps");
         assert!(reason("SELECT ?", 1).starts_with("the query does not parse: "), "PostgreSQL has no ? placeholder");
         assert!(reason("SELEC 1", 0).starts_with("the query does not parse: "));
+        assert_eq!(reason("SELECT $70000", 70000), "placeholder $70000 is not supported; use $1, $2, …");
+        let long = format!("SELECT ${}", "9".repeat(40));
+        assert_eq!(reason(&long, 1), format!("placeholder ${} is not supported; use $1, $2, …", "9".repeat(31)));
+    }
+
+    #[test]
+    fn an_explicitly_allowed_catalog_is_read() {
+        let allow = AllowList::new(SqlDialect::MySql, "app").schema("information_schema");
+        let query = SqlValidator::new(allow).validate("SELECT table_name FROM information_schema.tables", 0);
+        assert_eq!(query.expect("explicitly allowed").sql(), "SELECT table_name FROM `information_schema`.`tables`");
     }
 }

@@ -308,3 +308,72 @@ pub(super) fn statement_kind(statement: &Statement) -> String {
         [] => "an empty statement".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::ast::VisitMut;
+    use sqlparser::dialect::{
+        BigQueryDialect, ClickHouseDialect, Dialect, DuckDbDialect, HiveDialect, MsSqlDialect, MySqlDialect,
+        SnowflakeDialect,
+    };
+    use sqlparser::parser::Parser;
+
+    /// Walks a tree parsed by another dialect with our rules for `ours`.
+    fn refusal(parser: &dyn Dialect, sql: &str, ours: SqlDialect) -> Option<String> {
+        let mut statements = Parser::parse_sql(parser, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let allow = AllowList::new(ours, "public").schema("public");
+        match statements[0].visit(&mut Walker::new(ours, &allow)) {
+            ControlFlow::Break(reason) => Some(reason),
+            ControlFlow::Continue(()) => None,
+        }
+    }
+
+    /// Constructs our three dialects do not parse today are refused if a parser upgrade ever
+    /// lets them through.
+    #[test]
+    fn constructs_from_other_dialects_are_refused() {
+        let cases: [(&dyn Dialect, &str); 10] = [
+            (&ClickHouseDialect {}, "SELECT * FROM t SETTINGS max_threads = 1"),
+            (&ClickHouseDialect {}, "SELECT * FROM t FORMAT JSON"),
+            (&ClickHouseDialect {}, "SELECT * FROM t PREWHERE a = 1"),
+            (&MsSqlDialect {}, "SELECT id FROM t FOR JSON AUTO"),
+            (&HiveDialect {}, "SELECT * FROM t LATERAL VIEW explode(x) v AS y"),
+            (&SnowflakeDialect {}, "SELECT * FROM a, b WHERE a.id = b.id (+)"),
+            (&SnowflakeDialect {}, "SELECT id FROM t START WITH id = 1 CONNECT BY PRIOR id = parent"),
+            (&DuckDbDialect {}, "SELECT list_transform(x, e -> e + 1) FROM t"),
+            (&BigQueryDialect {}, "SELECT * FROM t |> WHERE x = 1"),
+            (&MySqlDialect {}, "SELECT * FROM JSON_TABLE('[1]', '$[*]' COLUMNS (x INT PATH '$')) AS j"),
+        ];
+        for (parser, sql) in cases {
+            assert!(refusal(parser, sql, SqlDialect::Postgres).is_some(), "{sql}");
+        }
+        // JSON_TABLE is MySQL's own, and allowed there.
+        let json_table = "SELECT * FROM JSON_TABLE('[1]', '$[*]' COLUMNS (x INT PATH '$')) AS j";
+        assert_eq!(refusal(&MySqlDialect {}, json_table, SqlDialect::MySql), None);
+    }
+
+    #[test]
+    fn placeholders_are_counted_per_dialect() {
+        let count = |numbered: &[usize], question_marks, other: Option<&str>, dialect| {
+            Placeholders { question_marks, numbered: numbered.iter().copied().collect(), other: other.map(Into::into) }
+                .count(dialect)
+        };
+        assert_eq!(count(&[1, 2, 3], 0, None, SqlDialect::Postgres), Ok(3));
+        assert_eq!(count(&[], 0, None, SqlDialect::Postgres), Ok(0));
+        assert_eq!(
+            count(&[1, 3], 0, None, SqlDialect::Postgres),
+            Err("placeholders must be numbered $1 to $3 without gaps".into())
+        );
+        assert_eq!(count(&[], 2, None, SqlDialect::MySql), Ok(2));
+        assert_eq!(count(&[], 1, None, SqlDialect::Sqlite), Ok(1));
+        assert_eq!(
+            count(&[], 1, Some(":id"), SqlDialect::Sqlite),
+            Err("placeholder :id is not supported; use ?".into())
+        );
+        assert_eq!(
+            count(&[1], 0, Some("$name"), SqlDialect::Postgres),
+            Err("placeholder $name is not supported; use $1, $2, …".into())
+        );
+    }
+}
