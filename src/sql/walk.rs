@@ -221,11 +221,12 @@ impl VisitorMut for Walker<'_> {
             [schema, table] => TableName { schema: std::mem::take(schema), table: std::mem::take(table) },
             _ => return ControlFlow::Break(format!("table names with more than two parts ({name}) are not supported")),
         };
-        if self.dialect.is_catalog(&resolved.schema, &resolved.table) && !self.allow.allows(&resolved) {
-            return ControlFlow::Break(format!("system catalog {resolved} is not allowed"));
-        }
         if !self.allow.allows(&resolved) {
-            return ControlFlow::Break(format!("table {resolved} is not in the allow-list"));
+            return ControlFlow::Break(if self.dialect.is_catalog(&resolved.schema, &resolved.table) {
+                format!("system catalog {resolved} is not allowed")
+            } else {
+                format!("table {resolved} is not in the allow-list")
+            });
         }
         // Run exactly what was checked: the resolved schema and folded name, quoted.
         *name = ObjectName::from(vec![self.quoted(&resolved.schema), self.quoted(&resolved.table)]);
