@@ -1,4 +1,4 @@
-//! The SQL gate's cost: parse, walk, re-print and re-validate, for the query shapes
+//! The SQL gate's cost: parse, walk, print and parse the printed text again, for the query shapes
 //! `query_read` sees.
 //!
 //! Run with `cargo bench --bench sql`.
@@ -23,6 +23,18 @@ fn sql(c: &mut Criterion) {
     let validator = SqlValidator::new(allow);
     c.bench_function("sql/three_table_join_with_cte", |b| {
         b.iter(|| black_box(validator.validate(black_box(JOIN_WITH_CTE), 0).expect("accepted")))
+    });
+    // The floor: sqlparser alone tokenizing and parsing the same text once, no checks.
+    c.bench_function("sql/sqlparser_parse_only", |b| {
+        b.iter(|| {
+            black_box(
+                sqlparser::parser::Parser::parse_sql(
+                    &sqlparser::dialect::PostgreSqlDialect {},
+                    black_box(JOIN_WITH_CTE),
+                )
+                .expect("parses"),
+            )
+        })
     });
     c.bench_function("sql/point_query", |b| {
         b.iter(|| black_box(validator.validate(black_box(POINT), 1).expect("accepted")))

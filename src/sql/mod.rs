@@ -10,8 +10,8 @@
 //!
 //! What runs is not the caller's text. It is the validated syntax tree, printed again with
 //! every table written out as `schema.table`. So comments, executable comments and the
-//! session's search path cannot change what is read. That printed text must validate again
-//! to itself. Anything the parser does not understand is rejected.
+//! session's search path cannot change what is read. That printed text must parse back to
+//! exactly the tree that was checked. Anything the parser does not understand is rejected.
 
 mod functions;
 mod walk;
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use sqlparser::ast::{Ident, Statement, Value, ValueWithSpan, VisitMut, VisitorMut};
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::boundary::{Denial, DenialCode};
 
@@ -231,9 +231,10 @@ impl SqlValidator {
     pub const MAX_TOKENS: usize = 10_000;
     /// How deeply queries and expressions may nest, as the parser counts it.
     pub const MAX_NESTING: usize = 64;
-    /// The stack a validation needs at most; with less left, it runs on a fresh stack.
-    const STACK_RED_ZONE: usize = 3 << 19;
-    const STACK_BYTES: usize = 8 << 20;
+    /// The stack a validation needs: a base, and a share per token, since a tree is at most
+    /// as deep as its text has tokens. With less left, it runs on a fresh stack that large.
+    const STACK_BASE: usize = 1 << 20;
+    const STACK_PER_TOKEN: usize = 2 << 10;
 
     /// A validator for `allow.dialect`.
     pub fn new(allow: AllowList) -> Self {
@@ -253,39 +254,45 @@ impl SqlValidator {
         if sql.contains('\0') {
             return Err(rejected("the query contains a NUL character"));
         }
-        stacker::maybe_grow(Self::STACK_RED_ZONE, Self::STACK_BYTES, || {
-            let (first, statement) = self.check(sql, params)?;
-            // What runs is the printed tree; it must pass the gate itself and print the same.
-            let (second, _) = self.check(&first.text, params)?;
-            // The same text parses to the same tables, so the text alone decides.
-            if second.text != first.text {
-                return Err(rejected("the query does not have a stable form; simplify it"));
-            }
-            Ok(ValidatedQuery { fingerprint: fingerprint(statement), ..first })
-        })
-    }
-
-    /// One pass of the gate: the query as it will run, and its checked tree.
-    fn check(&self, sql: &str, params: usize) -> Result<(ValidatedQuery, Statement), Denial> {
-        let unparsable = |error: &dyn fmt::Display| {
-            rejected(format!("the query does not parse: {}", parse_message(&error.to_string())))
-        };
-        let tokens =
-            Tokenizer::new(self.dialect.parser(), sql).tokenize_with_location().map_err(|error| unparsable(&error))?;
+        let tokens = self.tokenize(sql)?;
         let significant = tokens.iter().filter(|token| !matches!(token.token, Token::Whitespace(_))).count();
         if significant > Self::MAX_TOKENS {
             return Err(rejected(format!("the query has more than {} tokens", Self::MAX_TOKENS)));
         }
+        let stack = Self::STACK_BASE + significant * Self::STACK_PER_TOKEN;
+        stacker::maybe_grow(stack, stack, || {
+            let (query, checked) = self.check(tokens, params)?;
+            // What runs is the printed tree. It must parse back to exactly the tree that was
+            // checked (tables already rewritten), or the printer said something else.
+            let reparsed = self.parse(self.tokenize(&query.text)?)?;
+            if reparsed != checked {
+                return Err(rejected("the query does not have a stable form; simplify it"));
+            }
+            Ok(ValidatedQuery { fingerprint: fingerprint(reparsed), ..query })
+        })
+    }
+
+    fn tokenize(&self, sql: &str) -> Result<Vec<TokenWithSpan>, Denial> {
+        Tokenizer::new(self.dialect.parser(), sql).tokenize_with_location().map_err(|error| unparsable(&error))
+    }
+
+    /// Parses tokens as exactly one statement, within the nesting bound.
+    fn parse(&self, tokens: Vec<TokenWithSpan>) -> Result<Statement, Denial> {
         let mut statements = Parser::new(self.dialect.parser())
             .with_recursion_limit(Self::MAX_NESTING)
             .with_tokens_with_locations(tokens)
             .parse_statements()
             .map_err(|error| unparsable(&error))?;
-        let mut statement = match statements.len() {
-            1 => statements.remove(0),
-            0 => return Err(rejected("the query is empty")),
-            _ => return Err(rejected("exactly one statement is allowed")),
-        };
+        match statements.len() {
+            1 => Ok(statements.remove(0)),
+            0 => Err(rejected("the query is empty")),
+            _ => Err(rejected("exactly one statement is allowed")),
+        }
+    }
+
+    /// The gate: the query as it will run, and its checked tree with tables rewritten.
+    fn check(&self, tokens: Vec<TokenWithSpan>, params: usize) -> Result<(ValidatedQuery, Statement), Denial> {
+        let mut statement = self.parse(tokens)?;
         if !matches!(statement, Statement::Query(_)) {
             return Err(rejected(format!("only queries are allowed, not {}", walk::statement_kind(&statement))));
         }
@@ -323,9 +330,29 @@ fn fingerprint(mut statement: Statement) -> String {
             std::ops::ControlFlow::Continue(())
         }
     }
+    /// Feeds printed text straight into the hash.
+    struct Hashing(Sha256);
+    impl fmt::Write for Hashing {
+        fn write_str(&mut self, text: &str) -> fmt::Result {
+            self.0.update(text.as_bytes());
+            Ok(())
+        }
+    }
     let _ = statement.visit(&mut Blank);
-    let digest = Sha256::digest(statement.to_string().as_bytes());
-    digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+    let mut hashing = Hashing(Sha256::new());
+    // Writing to a hash cannot fail, and the tree's printer only fails on a failed write.
+    let _ = fmt::Write::write_fmt(&mut hashing, format_args!("{statement}"));
+    let digest = hashing.0.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    digest[..16]
+        .iter()
+        .flat_map(|byte| [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]])
+        .map(char::from)
+        .collect()
+}
+
+fn unparsable(error: &dyn fmt::Display) -> Denial {
+    rejected(format!("the query does not parse: {}", parse_message(&error.to_string())))
 }
 
 fn rejected(reason: impl Into<std::borrow::Cow<'static, str>>) -> Denial {
@@ -477,6 +504,22 @@ mod tests {
         assert_eq!(reason("SELECT $70000", 70000), "placeholder $70000 is not supported; use $1, $2, …");
         let long = format!("SELECT ${}", "9".repeat(40));
         assert_eq!(reason(&long, 1), format!("placeholder ${} is not supported; use $1, $2, …", "9".repeat(31)));
+    }
+
+    /// sqlparser reads `SELECT NOT EXISTS` as column `not` aliased `exists` and prints it as
+    /// `SELECT NOT AS EXISTS`, which it reads as something else; MySQL's adjacent literals
+    /// `'\'' '\''` join to two quotes that print as one. In both the printed text is not the
+    /// checked query, so it is refused.
+    #[test]
+    fn a_query_whose_printed_form_parses_differently_is_refused() {
+        for dialect in [SqlDialect::Postgres, SqlDialect::MySql, SqlDialect::Sqlite] {
+            let validator = SqlValidator::new(AllowList::new(dialect, "main"));
+            let denial = validator.validate("SELECT NOT EXISTS", 0).expect_err("refused");
+            assert_eq!(denial.message(), "the query does not have a stable form; simplify it", "{dialect}");
+        }
+        let mysql = SqlValidator::new(AllowList::new(SqlDialect::MySql, "app"));
+        let denial = mysql.validate(r"SELECT '\'' '\''", 0).expect_err("refused");
+        assert_eq!(denial.message(), "the query does not have a stable form; simplify it");
     }
 
     #[test]
