@@ -151,7 +151,37 @@ impl AllowList {
         &self.default_schema
     }
 
-    fn allows(&self, name: &TableName) -> bool {
+    /// The dialect the names are folded for.
+    pub fn dialect(&self) -> SqlDialect {
+        self.dialect
+    }
+
+    /// The schemas with at least one allowed table, folded.
+    pub fn schemas(&self) -> impl Iterator<Item = &str> {
+        self.schemas.keys().map(String::as_str)
+    }
+
+    /// Whether a table named as the database's catalog names it may be read. PostgreSQL
+    /// names are compared exactly; MySQL and SQLite names case-insensitively.
+    pub fn permits(&self, schema: &str, table: &str) -> bool {
+        match self.dialect {
+            SqlDialect::Postgres => self.allows(&TableName { schema: schema.to_owned(), table: table.to_owned() }),
+            SqlDialect::MySql | SqlDialect::Sqlite => {
+                self.allows(&TableName { schema: schema.to_ascii_lowercase(), table: table.to_ascii_lowercase() })
+            }
+        }
+    }
+
+    /// Resolves a table name a caller gave as text (not SQL): unquoted-identifier folding,
+    /// the default schema when none is given.
+    pub fn resolve(&self, schema: Option<&str>, table: &str) -> TableName {
+        TableName {
+            schema: schema.map_or_else(|| self.default_schema.clone(), |schema| self.dialect.fold_config(schema)),
+            table: self.dialect.fold_config(table),
+        }
+    }
+
+    pub(crate) fn allows(&self, name: &TableName) -> bool {
         let catalog = self.dialect.is_catalog(&name.schema, &name.table);
         match self.schemas.get(&name.schema) {
             Some(SchemaRule::Every) => !catalog || self.dialect.is_catalog(&name.schema, ""),
@@ -520,6 +550,54 @@ mod tests {
         let mysql = SqlValidator::new(AllowList::new(SqlDialect::MySql, "app"));
         let denial = mysql.validate(r"SELECT '\'' '\''", 0).expect_err("refused");
         assert_eq!(denial.message(), "the query does not have a stable form; simplify it");
+    }
+
+    #[test]
+    fn parse_errors_pass_on_the_parsers_words_cut_short() {
+        let validator = SqlValidator::new(AllowList::new(SqlDialect::Postgres, "public"));
+        let reason = |sql: &str| validator.validate(sql, 0).expect_err("refused").message().to_owned();
+        assert_eq!(
+            reason("SELEC 1"),
+            "the query does not parse: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1"
+        );
+        let long = format!("SELECT 1 \"{0}\" \"{0}\"", "y".repeat(300));
+        let message = reason(&long);
+        let parser_part = message.strip_prefix("the query does not parse: ").expect("prefixed");
+        assert_eq!(parser_part.chars().count(), 201, "200 characters and an ellipsis: {message}");
+        assert!(parser_part.starts_with("Expected: end of statement, found: ") && parser_part.ends_with("y…"));
+    }
+
+    #[test]
+    fn the_token_bound_is_exact() {
+        let validator = SqlValidator::new(AllowList::new(SqlDialect::Sqlite, "main"));
+        // `SELECT` and `1`, then `+ 1` pairs.
+        let with_tokens = |n: usize| format!("SELECT 1{}", " + 1".repeat((n - 2) / 2));
+        assert!(validator.validate(&with_tokens(SqlValidator::MAX_TOKENS), 0).is_ok());
+        let denial = validator.validate(&with_tokens(SqlValidator::MAX_TOKENS + 2), 0).expect_err("refused");
+        assert_eq!(denial.message(), "the query has more than 10000 tokens");
+    }
+
+    #[test]
+    fn placeholders_of_other_styles_are_refused_with_their_name() {
+        let sqlite = SqlValidator::new(AllowList::new(SqlDialect::Sqlite, "main"));
+        for (sql, shown) in [("SELECT $1", "$1"), ("SELECT :id", ":id"), ("SELECT @id", "@id"), ("SELECT $id", "$id")] {
+            let denial = sqlite.validate(sql, 0).expect_err("refused");
+            assert_eq!(denial.message(), format!("placeholder {shown} is not supported; use ?"), "{sql}");
+        }
+        let mysql = SqlValidator::new(AllowList::new(SqlDialect::MySql, "app").table("app", "t"));
+        let denial = mysql.validate("SELECT a := 1 FROM t", 0).expect_err("refused");
+        assert_eq!(denial.message(), "assignments (:=) are not allowed");
+    }
+
+    #[test]
+    fn a_lateral_table_function_is_checked_like_any_function() {
+        let validator = SqlValidator::new(AllowList::new(SqlDialect::Postgres, "public").table("public", "customers"));
+        let query = validator
+            .validate("SELECT g FROM customers c, LATERAL generate_series(1, c.id) AS g", 0)
+            .expect("an allowed table function");
+        assert_eq!(query.tables(), [name("public", "customers")]);
+        let denial = validator.validate("SELECT * FROM customers, LATERAL pg_ls_dir('.')", 0).expect_err("refused");
+        assert_eq!(denial.message(), "table function pg_ls_dir is not allowed");
     }
 
     #[test]
