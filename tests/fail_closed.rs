@@ -147,8 +147,9 @@ async fn adapter_errors_become_their_denial_codes() {
         (AdapterErrorKind::Timeout, Some(DenialCode::Timeout)),
         (AdapterErrorKind::ResultTooLarge, Some(DenialCode::ResultTooLarge)),
         (AdapterErrorKind::NotVisible, Some(DenialCode::QueryRejected)),
+        (AdapterErrorKind::InvalidInput, Some(DenialCode::InvalidInput)),
         (AdapterErrorKind::Database, Some(DenialCode::DbError)),
-        (AdapterErrorKind::Connection, None),
+        (AdapterErrorKind::Connection, Some(DenialCode::DbError)),
     ];
     for (kind, code) in expected {
         let error = AdapterError::new(kind, "password=hunter2 host=db.internal");

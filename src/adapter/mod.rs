@@ -1,17 +1,37 @@
 //! The database adapter interface. Every method that touches a database takes admitted
 //! [`Evidence`] by value; writing needs `Evidence<'_, Write>`, which exists only for a write
-//! tool admitted in read-write mode.
+//! tool admitted in read-write mode, and reading caller SQL needs a [`ValidatedQuery`].
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::boundary::{Denial, DenialCode, Evidence, Read, Write};
+use crate::sql::{SqlDialect, ValidatedQuery};
+
+pub mod json;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 /// A database backend.
 pub trait Adapter: Send + Sync {
+    /// The SQL dialect this backend speaks; queries must have been validated for it.
+    fn dialect(&self) -> SqlDialect;
+
+    /// Runs one validated query in a read-only transaction that is always rolled back, with
+    /// `params` bound in order, stopping after `options.limit` rows.
+    fn query_read<'a>(
+        &'a self,
+        evidence: Evidence<'a, Read>,
+        query: &'a ValidatedQuery,
+        params: &'a [SqlValue],
+        options: ReadOptions,
+    ) -> BoxFuture<'a, Result<QueryResult, AdapterError>>;
+
     /// Lists the tables the caller may see, optionally in one schema only.
     fn list_tables<'a>(
         &'a self,
@@ -91,6 +111,39 @@ pub enum SqlValue {
     Bytes(Vec<u8>),
 }
 
+/// Bounds for one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The most rows returned; one more is read to tell whether there were more.
+    pub limit: usize,
+    /// How long the statement may run, enforced by the database and by the client.
+    pub timeout: Duration,
+    /// The most bytes the rows may take as JSON; a larger result is refused with
+    /// `RESULT_TOO_LARGE`, never cut short silently.
+    pub max_bytes: usize,
+}
+
+/// What a read returned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryResult {
+    /// The result's columns, in order.
+    pub columns: Vec<ResultColumn>,
+    /// The rows, each a JSON array in column order (see [`json`] for the value mapping).
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// Whether the query had more rows than the limit.
+    pub truncated: bool,
+}
+
+/// One result column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResultColumn {
+    /// The column's name as the database reports it.
+    pub name: String,
+    /// The database's name for its type.
+    #[serde(rename = "type")]
+    pub data_type: String,
+}
+
 /// One table as listed by [`Adapter::list_tables`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TableSummary {
@@ -161,10 +214,12 @@ pub struct IndexDescription {
     pub unique: bool,
 }
 
-/// An adapter failure. Its `Display` never shows a connection string, credentials or row values.
+/// An adapter failure. Its `Display` never shows a connection string, credentials or row
+/// values; its caller-facing message is written by the adapter to be safe to show.
 #[derive(Debug)]
 pub struct AdapterError {
     kind: AdapterErrorKind,
+    message: Option<Cow<'static, str>>,
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
@@ -178,6 +233,8 @@ pub enum AdapterErrorKind {
     ResultTooLarge,
     /// The caller may not see that object (allow-list), or it does not exist.
     NotVisible,
+    /// The call's input does not fit the statement (parameters, dialect).
+    InvalidInput,
     /// The database refused or failed the statement.
     Database,
     /// The database could not be reached.
@@ -187,12 +244,20 @@ pub enum AdapterErrorKind {
 impl AdapterError {
     /// An error of this kind, keeping its cause for the log.
     pub fn new(kind: AdapterErrorKind, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        AdapterError { kind, source: Some(source.into()) }
+        AdapterError { kind, message: None, source: Some(source.into()) }
     }
 
     /// An error of this kind with no further cause.
     pub fn of_kind(kind: AdapterErrorKind) -> Self {
-        AdapterError { kind, source: None }
+        AdapterError { kind, message: None, source: None }
+    }
+
+    /// Adds a message for the caller. It must not carry credentials, connection strings or
+    /// row values.
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = Some(message.into());
+        self
     }
 
     /// What kind of failure this is.
@@ -202,14 +267,15 @@ impl AdapterError {
 
     /// The denial a caller sees, or `None` for a fault to be logged and answered generically.
     pub fn denial(&self) -> Option<Denial> {
-        let (code, message) = match self.kind {
+        let (code, generic) = match self.kind {
             AdapterErrorKind::Timeout => (DenialCode::Timeout, "the statement exceeded its time limit"),
             AdapterErrorKind::ResultTooLarge => (DenialCode::ResultTooLarge, "the result exceeds the size limit"),
             AdapterErrorKind::NotVisible => (DenialCode::QueryRejected, "no such table, or not allowed"),
+            AdapterErrorKind::InvalidInput => (DenialCode::InvalidInput, "the input does not fit the statement"),
             AdapterErrorKind::Database => (DenialCode::DbError, "the database refused the statement"),
-            AdapterErrorKind::Connection => return None,
+            AdapterErrorKind::Connection => (DenialCode::DbError, "the database is unavailable; try again later"),
         };
-        Some(Denial::new(code, message))
+        Some(Denial::new(code, self.message.clone().unwrap_or(Cow::Borrowed(generic))))
     }
 }
 
@@ -219,9 +285,14 @@ impl fmt::Display for AdapterError {
             AdapterErrorKind::Timeout => "statement timed out",
             AdapterErrorKind::ResultTooLarge => "result too large",
             AdapterErrorKind::NotVisible => "object not visible",
+            AdapterErrorKind::InvalidInput => "invalid input",
             AdapterErrorKind::Database => "database error",
             AdapterErrorKind::Connection => "database connection failed",
-        })
+        })?;
+        match &self.message {
+            Some(message) => write!(f, ": {message}"),
+            None => Ok(()),
+        }
     }
 }
 

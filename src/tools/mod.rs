@@ -4,6 +4,8 @@
 //! reads it from there, so a write tool cannot be registered or run as a read tool, and its
 //! handler receives [`Evidence`] of exactly that class.
 
+pub mod reference;
+
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;

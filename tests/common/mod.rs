@@ -8,12 +8,16 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
-use sqlwarden::adapter::{Adapter, AdapterError, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx};
+use sqlwarden::adapter::{
+    Adapter, AdapterError, QueryResult, ReadOptions, SqlValue, TableDescription, TableSummary, WriteTransaction,
+    WriteTx,
+};
 use sqlwarden::audit::{AuditBatch, AuditDecision, AuditError, AuditSink, Stage};
 use sqlwarden::policy::{
     Admission, Authorizer, AuthzRequest, Capabilities, Decision, Grant, ManualClock, Mode, QuotaDenied, QuotaEngine,
     QuotaKey, QuotaPermit, QuotaPolicy, SessionContext, ToolRegistry,
 };
+use sqlwarden::sql::{SqlDialect, ValidatedQuery};
 use sqlwarden::{Boundary, DenialCode, Evidence, Read, Tool, ToolError, Write};
 
 pub const IDENTITY: &str = "analyst@example.com";
@@ -76,6 +80,21 @@ pub struct CountingAdapter {
 }
 
 impl Adapter for CountingAdapter {
+    fn dialect(&self) -> SqlDialect {
+        SqlDialect::Sqlite
+    }
+
+    fn query_read<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        _query: &'a ValidatedQuery,
+        _params: &'a [SqlValue],
+        _options: ReadOptions,
+    ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
+        self.effects.adapter_calls.fetch_add(1, SeqCst);
+        Box::pin(async { Ok(QueryResult { columns: Vec::new(), rows: Vec::new(), truncated: false }) })
+    }
+
     fn list_tables<'a>(
         &'a self,
         _evidence: Evidence<'a, Read>,

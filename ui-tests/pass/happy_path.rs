@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::BoxFuture;
 use serde_json::json;
-use sqlwarden::adapter::{Adapter, AdapterError, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx};
+use sqlwarden::adapter::{
+    Adapter, AdapterError, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+};
+use sqlwarden::sql::{SqlDialect, ValidatedQuery};
 use sqlwarden::audit::JsonLinesSink;
 use sqlwarden::policy::{Capabilities, Grant, Mode, SessionContext, ToolRegistry};
 use sqlwarden::{Boundary, Denial, DenialCode, Evidence, Read, Tool, ToolError, Write};
@@ -29,6 +32,13 @@ impl<'a> WriteTransaction<'a> for Insert<'a> {
 }
 
 impl Adapter for Memory {
+    fn dialect(&self) -> SqlDialect {
+        SqlDialect::Sqlite
+    }
+    fn query_read<'a>(&'a self, _: Evidence<'a, Read>, query: &'a ValidatedQuery, _: &'a [SqlValue], _: ReadOptions) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
+        let columns = vec![ResultColumn { name: query.sql().into(), data_type: "text".into() }];
+        Box::pin(async move { Ok(QueryResult { columns, rows: Vec::new(), truncated: false }) })
+    }
     fn list_tables<'a>(&'a self, _: Evidence<'a, Read>, _: Option<&'a str>) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
         Box::pin(async { Ok(vec![TableSummary { schema: "main".into(), name: "customers".into(), kind: "table".into() }]) })
     }

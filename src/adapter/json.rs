@@ -1,0 +1,281 @@
+//! How database values become JSON. Every backend maps the same way:
+//!
+//! | database value | JSON |
+//! |---|---|
+//! | NULL | `null` |
+//! | boolean | `true` / `false` |
+//! | integer within ±(2^53 − 1) | a number |
+//! | integer beyond that | a string of its digits, so no JSON reader rounds it |
+//! | numeric / decimal | a string, digit for digit |
+//! | float | a number; NaN and the infinities as the strings `"NaN"`, `"Infinity"`, `"-Infinity"` |
+//! | text, enum label | a string |
+//! | uuid | a lower-case hyphenated string |
+//! | date | `"2024-02-29"` |
+//! | time | `"13:45:00"`, with `.ffffff` when there are fractions of a second |
+//! | timestamp | `"2024-02-29T13:45:00"`; with a time zone, in UTC with a `Z` |
+//! | interval | an ISO 8601 duration such as `"P1Y2M3DT4H5M6.5S"` |
+//! | bytes | standard base64 with padding |
+//! | json | the JSON itself |
+//! | array | a JSON array |
+//! | any other type | the database's text form of the value |
+//!
+//! Years outside 0001–9999 are written with a sign and at least four digits (`"-0001-12-31"`,
+//! `"+10000-01-01"`), year 0 being 1 BC, as ISO 8601 does.
+
+use std::fmt::Write as _;
+use std::io;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+/// The largest integer every JSON reader holds exactly (2^53 − 1).
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// A signed integer: a number when exact everywhere, else a string.
+pub fn int(value: i64) -> Value {
+    if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&value) {
+        Value::from(value)
+    } else {
+        Value::String(value.to_string())
+    }
+}
+
+/// An unsigned integer: a number when exact everywhere, else a string.
+pub fn uint(value: u64) -> Value {
+    match i64::try_from(value) {
+        Ok(value) => int(value),
+        Err(_) => Value::String(value.to_string()),
+    }
+}
+
+/// A float: a number, or a string for NaN and the infinities, which JSON lacks.
+pub fn float(value: f64) -> Value {
+    if value.is_nan() {
+        Value::String("NaN".into())
+    } else if value.is_infinite() {
+        Value::String(if value > 0.0 { "Infinity" } else { "-Infinity" }.into())
+    } else {
+        serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// Bytes as standard base64 with padding.
+pub fn bytes(value: &[u8]) -> Value {
+    Value::String(base64::engine::general_purpose::STANDARD.encode(value))
+}
+
+/// A uuid from its 16 bytes.
+pub fn uuid(value: [u8; 16]) -> String {
+    let mut out = String::with_capacity(36);
+    for (i, byte) in value.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// A calendar date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Date {
+    /// Astronomical year: 0 is 1 BC.
+    pub year: i64,
+    /// 1–12.
+    pub month: u32,
+    /// 1–31.
+    pub day: u32,
+}
+
+impl Date {
+    /// The date `days` after 1970-01-01 (before it when negative), proleptic Gregorian.
+    pub fn from_unix_days(days: i64) -> Date {
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        // day and month are within 1..=31 and 1..=12 by construction.
+        Date { year, month: month as u32, day: day as u32 }
+    }
+
+    fn write(self, out: &mut String) {
+        if (1..=9999).contains(&self.year) {
+            let _ = write!(out, "{:04}", self.year);
+        } else {
+            let _ = write!(out, "{}{:04}", if self.year < 0 { '-' } else { '+' }, self.year.unsigned_abs());
+        }
+        let _ = write!(out, "-{:02}-{:02}", self.month, self.day);
+    }
+}
+
+/// `YYYY-MM-DD` for the date `days` after 1970-01-01.
+pub fn date(days: i64) -> String {
+    let mut out = String::with_capacity(10);
+    Date::from_unix_days(days).write(&mut out);
+    out
+}
+
+/// `HH:MM:SS[.ffffff]` for a time of day in microseconds.
+pub fn time(micros: i64) -> String {
+    let mut out = String::with_capacity(15);
+    write_time(&mut out, micros);
+    out
+}
+
+fn write_time(out: &mut String, micros: i64) {
+    let seconds = micros.div_euclid(1_000_000);
+    let fraction = micros.rem_euclid(1_000_000);
+    let _ = write!(out, "{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if fraction != 0 {
+        let _ = write!(out, ".{fraction:06}");
+        while out.ends_with('0') {
+            out.pop();
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.ffffff]` for microseconds since 1970-01-01T00:00:00, with a `Z` when
+/// the value is a point in time (a timestamp with time zone), kept in UTC.
+pub fn timestamp(micros: i64, utc: bool) -> String {
+    let mut out = String::with_capacity(27);
+    let day = micros.div_euclid(86_400_000_000);
+    Date::from_unix_days(day).write(&mut out);
+    out.push('T');
+    write_time(&mut out, micros.rem_euclid(86_400_000_000));
+    if utc {
+        out.push('Z');
+    }
+    out
+}
+
+/// An ISO 8601 duration for an interval of months, days and microseconds, each of which may
+/// be negative on its own (as in PostgreSQL).
+pub fn interval(months: i32, days: i32, micros: i64) -> String {
+    let mut out = String::from("P");
+    let (years, months) = (months / 12, months % 12);
+    for (value, unit) in [(i64::from(years), 'Y'), (i64::from(months), 'M'), (i64::from(days), 'D')] {
+        if value != 0 {
+            let _ = write!(out, "{value}{unit}");
+        }
+    }
+    if micros != 0 {
+        out.push('T');
+        let negative = micros < 0;
+        let micros = micros.unsigned_abs();
+        let (hours, minutes) = (micros / 3_600_000_000, micros / 60_000_000 % 60);
+        let (seconds, fraction) = (micros / 1_000_000 % 60, micros % 1_000_000);
+        let sign = if negative { "-" } else { "" };
+        if hours != 0 {
+            let _ = write!(out, "{sign}{hours}H");
+        }
+        if minutes != 0 {
+            let _ = write!(out, "{sign}{minutes}M");
+        }
+        if seconds != 0 || fraction != 0 {
+            let _ = write!(out, "{sign}{seconds}");
+            if fraction != 0 {
+                let _ = write!(out, ".{fraction:06}");
+                while out.ends_with('0') {
+                    out.pop();
+                }
+            }
+            out.push('S');
+        }
+    }
+    if out.len() == 1 {
+        out.push_str("T0S");
+    }
+    out
+}
+
+/// How many bytes `value` takes as compact JSON.
+pub fn encoded_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing a `Value` into a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_beyond_two_to_the_53_are_strings() {
+        assert_eq!(int(MAX_SAFE_INTEGER), Value::from(MAX_SAFE_INTEGER));
+        assert_eq!(int(-MAX_SAFE_INTEGER), Value::from(-MAX_SAFE_INTEGER));
+        assert_eq!(int(MAX_SAFE_INTEGER + 1), Value::String("9007199254740992".into()));
+        assert_eq!(int(i64::MIN), Value::String("-9223372036854775808".into()));
+        assert_eq!(uint(u64::MAX), Value::String("18446744073709551615".into()));
+        assert_eq!(uint(7), Value::from(7));
+    }
+
+    #[test]
+    fn floats_without_a_json_number_are_strings() {
+        assert_eq!(float(1.5), Value::from(1.5));
+        assert_eq!(float(f64::NAN), Value::String("NaN".into()));
+        assert_eq!(float(f64::INFINITY), Value::String("Infinity".into()));
+        assert_eq!(float(f64::NEG_INFINITY), Value::String("-Infinity".into()));
+    }
+
+    #[test]
+    fn dates_follow_the_proleptic_gregorian_calendar() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(-1), "1969-12-31");
+        assert_eq!(date(19_782), "2024-02-29");
+        assert_eq!(date(10_957), "2000-01-01");
+        assert_eq!(date(-719_162), "0001-01-01");
+        assert_eq!(date(-719_163), "+0000-12-31", "the day before 1 AD is in year 0 (1 BC)");
+        assert_eq!(date(2_932_897), "+10000-01-01");
+        assert_eq!(date(-719_528), "+0000-01-01", "year 0 is a leap year");
+        assert_eq!(date(-719_529), "-0001-12-31");
+    }
+
+    #[test]
+    fn times_and_timestamps_trim_fractions() {
+        assert_eq!(time(0), "00:00:00");
+        assert_eq!(time(49_500_000_000), "13:45:00");
+        assert_eq!(time(49_500_500_000), "13:45:00.5");
+        assert_eq!(time(86_399_999_999), "23:59:59.999999");
+        assert_eq!(timestamp(0, false), "1970-01-01T00:00:00");
+        assert_eq!(timestamp(-1, true), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(timestamp(1_709_214_300_123_000, true), "2024-02-29T13:45:00.123Z");
+    }
+
+    #[test]
+    fn intervals_are_iso_8601_durations() {
+        assert_eq!(interval(14, 3, 14_706_500_000), "P1Y2M3DT4H5M6.5S");
+        assert_eq!(interval(0, 0, 0), "PT0S");
+        assert_eq!(interval(-1, 0, -1_000_000), "P-1MT-1S");
+        assert_eq!(interval(0, 1, 0), "P1D");
+    }
+
+    #[test]
+    fn uuids_and_bytes() {
+        let id = [0x55, 0x0e, 0x84, 0x00, 0xe2, 0x9b, 0x41, 0xd4, 0xa7, 0x16, 0x44, 0x66, 0x55, 0x44, 0x00, 0x00];
+        assert_eq!(uuid(id), "550e8400-e29b-41d4-a716-446655440000");
+        assert_eq!(bytes(b"\x00\xffab"), Value::String("AP9hYg==".into()));
+    }
+
+    #[test]
+    fn encoded_length_is_the_serialized_length() {
+        let value = serde_json::json!(["a\"b", 1, null, {"k": [1.5]}]);
+        assert_eq!(encoded_len(&value), serde_json::to_string(&value).expect("serializes").len());
+    }
+}

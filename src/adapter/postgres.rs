@@ -1,0 +1,920 @@
+//! PostgreSQL through tokio-postgres, pooled by deadpool-postgres.
+//!
+//! Every read runs in `START TRANSACTION READ ONLY` with `SET LOCAL statement_timeout` and
+//! `SET LOCAL search_path = pg_catalog, <default schema>`, through the extended protocol only
+//! (one prepared statement, bound parameters), from a portal that returns at most
+//! `limit + 1` rows, and the transaction is always rolled back. The client enforces the
+//! timeout too: when the deadline passes, or the caller's future is dropped, the query is
+//! cancelled on the server and the connection is discarded, never reused.
+//!
+//! Parameters are sent in PostgreSQL's text format, so the server parses each into whatever
+//! type the statement needs, as it does for `psql`. Results are decoded from the binary
+//! format (see [`super::json`]); a type without a decoder here is turned into its text form
+//! by PostgreSQL itself, with `SELECT $1::text` on the same read-only transaction.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
+use tokio_postgres::{CancelToken, NoTls, Row, Statement};
+
+use super::json;
+use super::{
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, QueryResult, ReadOptions,
+    ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+};
+use crate::boundary::{Evidence, Read, Write};
+use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
+
+/// How long the client waits past the server's own statement timeout before it cancels.
+const CLIENT_GRACE: Duration = Duration::from_millis(250);
+/// How many times a read is tried on a fresh connection when the one it got was dead.
+const ATTEMPTS: usize = 3;
+/// The time limit for introspection queries.
+const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pool settings for [`PostgresAdapter::connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// The most connections held open.
+    pub max_connections: usize,
+    /// How long to wait for a connection to be established, or for a free one.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { max_connections: 8, connect_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The PostgreSQL adapter.
+pub struct PostgresAdapter {
+    pool: Pool,
+    allow: AllowList,
+    /// `SET LOCAL …` for reads, built once: the default schema is quoted here.
+    read_settings_prefix: String,
+}
+
+impl fmt::Debug for PostgresAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresAdapter").field("default_schema", &self.allow.default_schema()).finish_non_exhaustive()
+    }
+}
+
+impl PostgresAdapter {
+    /// Builds the pool for `url` (`postgres://…` or `postgresql://…`). No connection is made
+    /// until the first call. The URL never appears in an error.
+    pub fn connect(url: &str, allow: AllowList, options: PoolOptions) -> Result<Self, AdapterError> {
+        if allow.dialect() != SqlDialect::Postgres {
+            return Err(invalid("the allow-list was built for another SQL dialect"));
+        }
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|_| invalid("the PostgreSQL URL is not valid (the URL itself is not shown)"))?;
+        if config.get_ssl_mode() == SslMode::Require {
+            return Err(invalid(
+                "sslmode=require needs TLS, which this build does not offer yet; use sslmode=disable on a trusted network",
+            ));
+        }
+        config.connect_timeout(options.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("sqlwarden");
+        }
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections.max(1))
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|error| AdapterError::new(AdapterErrorKind::Connection, error.to_string()))?;
+        let read_settings_prefix = format!(
+            "SET LOCAL search_path = pg_catalog, {}; SET LOCAL statement_timeout = ",
+            quote(allow.default_schema())
+        );
+        Ok(PostgresAdapter { pool, allow, read_settings_prefix })
+    }
+
+    /// Runs `work` in a read-only transaction on a pooled connection, within `timeout`,
+    /// retrying on a fresh connection when the one it got turns out to be dead.
+    async fn in_read_transaction<C: Sync + ?Sized, R>(
+        &self,
+        timeout: Duration,
+        context: &C,
+        work: for<'t> fn(&'t tokio_postgres::Transaction<'t>, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
+    ) -> Result<R, AdapterError> {
+        let deadline = Instant::now() + timeout + CLIENT_GRACE;
+        let settings = format!("{}{}", self.read_settings_prefix, timeout.as_millis().max(1));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let object = match tokio::time::timeout_at(deadline, self.pool.get()).await {
+                Ok(Ok(object)) => object,
+                Ok(Err(error)) => return Err(AdapterError::new(AdapterErrorKind::Connection, error.to_string())),
+                Err(_) => return Err(timed_out()),
+            };
+            let mut checkout = Checkout::new(object);
+            let run = async {
+                let client = checkout.client();
+                let tx = client.build_transaction().read_only(true).start().await.map_err(Failure::Postgres)?;
+                tx.batch_execute(&settings).await.map_err(Failure::Postgres)?;
+                let result = work(&tx, context).await;
+                // Dropping the transaction queues its ROLLBACK, so the connection goes back clean.
+                drop(tx);
+                result
+            };
+            let outcome = tokio::time::timeout_at(deadline, run).await;
+            let Ok(result) = outcome else {
+                // Still armed: the checkout cancels the statement and discards the connection.
+                return Err(timed_out());
+            };
+            match result {
+                Err(Failure::Postgres(error)) if is_connection_failure(&error) => {
+                    checkout.discard();
+                    if attempt >= ATTEMPTS {
+                        return Err(AdapterError::new(AdapterErrorKind::Connection, error.to_string()));
+                    }
+                }
+                other => {
+                    checkout.release();
+                    return other.map_err(Failure::into_adapter_error);
+                }
+            }
+        }
+    }
+}
+
+impl Adapter for PostgresAdapter {
+    fn dialect(&self) -> SqlDialect {
+        SqlDialect::Postgres
+    }
+
+    fn query_read<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        query: &'a ValidatedQuery,
+        params: &'a [SqlValue],
+        options: ReadOptions,
+    ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
+        Box::pin(async move {
+            if query.dialect() != SqlDialect::Postgres {
+                return Err(invalid("the query was validated for another SQL dialect"));
+            }
+            if query.param_count() != params.len() {
+                return Err(invalid(format!(
+                    "the query takes {} parameters but {} were given",
+                    query.param_count(),
+                    params.len()
+                )));
+            }
+            let context = ReadContext { sql: query.sql(), params, options };
+            self.in_read_transaction(options.timeout, &context, |tx, context| Box::pin(read(tx, context))).await
+        })
+    }
+
+    fn list_tables<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        schema: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
+        Box::pin(async move {
+            let schemas: Vec<String> = match schema {
+                Some(schema) => vec![self.allow.resolve(Some(schema), "").schema],
+                None => self.allow.schemas().map(str::to_owned).collect(),
+            };
+            let rows = self
+                .in_read_transaction(INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
+                    Box::pin(async move { tx.query(LIST_TABLES, &[schemas]).await.map_err(Failure::Postgres) })
+                })
+                .await?;
+            let mut tables = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (schema, name, kind): (String, String, i8) =
+                    (text(&row, 0)?, text(&row, 1)?, row.try_get(2).map_err(decode_failure)?);
+                if self.allow.permits(&schema, &name) {
+                    tables.push(TableSummary { schema, name, kind: relation_kind(kind as u8).to_owned() });
+                }
+            }
+            Ok(tables)
+        })
+    }
+
+    fn describe_table<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        schema: Option<&'a str>,
+        table: &'a str,
+    ) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
+        Box::pin(async move {
+            let name = self.allow.resolve(schema, table);
+            if !self.allow.allows(&name) {
+                return Err(AdapterError::of_kind(AdapterErrorKind::NotVisible));
+            }
+            let (schema, table) = (name.schema.as_str(), name.table.as_str());
+            let (columns, primary_key, foreign_keys, indexes) = self
+                .in_read_transaction(INTROSPECTION_TIMEOUT, &(schema, table), |tx, (schema, table)| {
+                    Box::pin(async move {
+                        let params: [&(dyn ToSql + Sync); 2] = [schema, table];
+                        let columns = tx.query(DESCRIBE_COLUMNS, &params).await.map_err(Failure::Postgres)?;
+                        let primary_key = tx.query(DESCRIBE_PRIMARY_KEY, &params).await.map_err(Failure::Postgres)?;
+                        let foreign_keys = tx.query(DESCRIBE_FOREIGN_KEYS, &params).await.map_err(Failure::Postgres)?;
+                        let indexes = tx.query(DESCRIBE_INDEXES, &params).await.map_err(Failure::Postgres)?;
+                        Ok((columns, primary_key, foreign_keys, indexes))
+                    })
+                })
+                .await?;
+            if columns.is_empty() {
+                return Err(AdapterError::of_kind(AdapterErrorKind::NotVisible));
+            }
+            let mut description = TableDescription {
+                schema: schema.to_owned(),
+                name: table.to_owned(),
+                columns: Vec::with_capacity(columns.len()),
+                primary_key: Vec::new(),
+                foreign_keys: Vec::new(),
+                indexes: Vec::new(),
+            };
+            for row in &columns {
+                description.columns.push(ColumnDescription {
+                    name: text(row, 0)?,
+                    data_type: text(row, 1)?,
+                    nullable: row.try_get(2).map_err(decode_failure)?,
+                    default: row.try_get(3).map_err(decode_failure)?,
+                    comment: row.try_get(4).map_err(decode_failure)?,
+                });
+            }
+            for row in &primary_key {
+                description.primary_key.push(text(row, 0)?);
+            }
+            for row in &foreign_keys {
+                let (referenced_schema, referenced_table) = (text(row, 2)?, text(row, 3)?);
+                // A key to a table the caller may not see would name that table: leave it out.
+                if self.allow.permits(&referenced_schema, &referenced_table) {
+                    description.foreign_keys.push(ForeignKey {
+                        name: text(row, 0)?,
+                        columns: row.try_get(1).map_err(decode_failure)?,
+                        referenced_schema,
+                        referenced_table,
+                        referenced_columns: row.try_get(4).map_err(decode_failure)?,
+                    });
+                }
+            }
+            for row in &indexes {
+                description.indexes.push(IndexDescription {
+                    name: text(row, 0)?,
+                    unique: row.try_get(1).map_err(decode_failure)?,
+                    columns: row.try_get(2).map_err(decode_failure)?,
+                });
+            }
+            Ok(description)
+        })
+    }
+
+    fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
+        Box::pin(async move {
+            let object = self
+                .pool
+                .get()
+                .await
+                .map_err(|error| AdapterError::new(AdapterErrorKind::Connection, error.to_string()))?;
+            object.batch_execute("BEGIN").await.map_err(|error| Failure::Postgres(error).into_adapter_error())?;
+            Ok(WriteTx::new(Box::new(PostgresWrite { checkout: Checkout::new(object), open: true })))
+        })
+    }
+}
+
+/// A write transaction on a checked-out connection; rolled back unless committed.
+struct PostgresWrite {
+    checkout: Checkout,
+    open: bool,
+}
+
+impl<'a> WriteTransaction<'a> for PostgresWrite {
+    fn execute<'s>(
+        &'s mut self,
+        statement: &'static str,
+        params: &'s [SqlValue],
+    ) -> BoxFuture<'s, Result<u64, AdapterError>> {
+        Box::pin(async move {
+            let client = self.checkout.client();
+            let prepared =
+                client.prepare(statement).await.map_err(|error| Failure::Postgres(error).into_adapter_error())?;
+            if prepared.params().len() != params.len() {
+                return Err(invalid("the statement's parameters do not match the values given"));
+            }
+            client
+                .execute_raw(&prepared, params.iter().map(Param))
+                .await
+                .map_err(|error| Failure::Postgres(error).into_adapter_error())
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        Box::pin(async move {
+            let result = self.checkout.client().batch_execute("COMMIT").await;
+            self.open = false;
+            match result {
+                Ok(()) => {
+                    self.checkout.release();
+                    Ok(())
+                }
+                Err(error) => Err(Failure::Postgres(error).into_adapter_error()),
+            }
+        })
+    }
+}
+
+impl Drop for PostgresWrite {
+    fn drop(&mut self) {
+        if self.open {
+            // Not committed: the checkout cancels whatever runs and discards the connection,
+            // which ends the transaction without committing it.
+            self.checkout.abandon();
+        }
+    }
+}
+
+/// A pooled connection in use. Unless released, dropping it cancels whatever statement the
+/// connection runs and closes the connection instead of returning it to the pool: a cancel
+/// request names only the server process, so a reused connection could lose another
+/// caller's query to it.
+struct Checkout {
+    object: Option<Object>,
+    cancel: CancelToken,
+    armed: bool,
+}
+
+impl Checkout {
+    fn new(object: Object) -> Self {
+        let cancel = object.cancel_token();
+        Checkout { object: Some(object), cancel, armed: true }
+    }
+
+    fn client(&mut self) -> &mut Object {
+        // The object is taken out only on release or discard, after which the checkout is
+        // never used again.
+        self.object.as_mut().expect("a checkout holds its connection until it ends")
+    }
+
+    /// Returns the connection to the pool: its work ended normally.
+    fn release(&mut self) {
+        self.armed = false;
+        self.object = None;
+    }
+
+    /// Closes the connection without cancelling anything: it is dead already.
+    fn discard(&mut self) {
+        self.armed = false;
+        if let Some(object) = self.object.take() {
+            drop(Object::take(object));
+        }
+    }
+
+    fn abandon(&mut self) {
+        self.armed = true;
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(object) = self.object.take() {
+            drop(Object::take(object));
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let cancel = self.cancel.clone();
+            runtime.spawn(async move {
+                if let Err(error) = cancel.cancel_query(NoTls).await {
+                    tracing::warn!(%error, "could not cancel an abandoned PostgreSQL statement");
+                }
+            });
+        }
+    }
+}
+
+/// What a read needs inside its transaction.
+struct ReadContext<'a> {
+    sql: &'a str,
+    params: &'a [SqlValue],
+    options: ReadOptions,
+}
+
+/// The read itself, inside the transaction.
+async fn read(tx: &tokio_postgres::Transaction<'_>, context: &ReadContext<'_>) -> Result<QueryResult, Failure> {
+    let ReadContext { sql, params, options } = *context;
+    let statement = tx.prepare(sql).await.map_err(Failure::Postgres)?;
+    if statement.params().len() != params.len() {
+        return Err(Failure::Adapter(invalid("the query's placeholders do not match the parameters given")));
+    }
+    let portal = tx.bind_raw(&statement, params.iter().map(Param)).await.map_err(Failure::Postgres)?;
+    let fetch = i32::try_from(options.limit.saturating_add(1)).unwrap_or(i32::MAX);
+    let stream = tx.query_portal_raw(&portal, fetch).await.map_err(Failure::Postgres)?;
+    let mut stream = Box::pin(stream);
+    let columns = result_columns(&statement);
+    let mut rows = Vec::new();
+    let mut pending = Vec::new();
+    let mut bytes = 2usize;
+    let mut truncated = false;
+    while let Some(row) = stream.next().await {
+        let row = row.map_err(Failure::Postgres)?;
+        if rows.len() == options.limit {
+            truncated = true;
+            break;
+        }
+        let mut values = Vec::with_capacity(row.len());
+        for (index, column) in row.columns().iter().enumerate() {
+            let Raw(raw) = row.try_get(index).map_err(|error| Failure::Adapter(decode_failure(error)))?;
+            let value = match raw {
+                None => Value::Null,
+                Some(raw) => match decode(column.type_(), raw) {
+                    Some(value) => value,
+                    None => {
+                        pending.push((rows.len(), index, column.type_().clone(), raw.to_vec()));
+                        Value::String(String::from_utf8_lossy(raw).into_owned())
+                    }
+                },
+            };
+            bytes += json::encoded_len(&value) + 1;
+            values.push(value);
+        }
+        bytes += 2;
+        if bytes > options.max_bytes {
+            return Err(Failure::Adapter(too_large(options.max_bytes)));
+        }
+        rows.push(values);
+    }
+    drop(stream);
+    let mut as_text: Vec<(Type, Statement)> = Vec::new();
+    for (row, column, ty, raw) in pending {
+        let statement = match as_text.iter().find(|(known, _)| *known == ty) {
+            Some((_, statement)) => statement.clone(),
+            None => {
+                let statement =
+                    tx.prepare_typed("SELECT $1::text", std::slice::from_ref(&ty)).await.map_err(Failure::Postgres)?;
+                as_text.push((ty, statement.clone()));
+                statement
+            }
+        };
+        let row_of_text = tx.query_one(&statement, &[&RawParam(&raw)]).await.map_err(Failure::Postgres)?;
+        let value = Value::String(row_of_text.try_get(0).map_err(|error| Failure::Adapter(decode_failure(error)))?);
+        bytes = bytes - json::encoded_len(&rows[row][column]) + json::encoded_len(&value);
+        rows[row][column] = value;
+    }
+    if bytes > options.max_bytes {
+        return Err(Failure::Adapter(too_large(options.max_bytes)));
+    }
+    Ok(QueryResult { columns, rows, truncated })
+}
+
+fn result_columns(statement: &Statement) -> Vec<ResultColumn> {
+    statement
+        .columns()
+        .iter()
+        .map(|column| ResultColumn { name: column.name().to_owned(), data_type: type_name(column.type_()) })
+        .collect()
+}
+
+fn type_name(ty: &Type) -> String {
+    match ty.kind() {
+        Kind::Array(element) => format!("{}[]", element.name()),
+        _ => ty.name().to_owned(),
+    }
+}
+
+/// Decodes one value from PostgreSQL's binary format, or `None` for a type decoded by the
+/// server instead.
+fn decode(ty: &Type, raw: &[u8]) -> Option<Value> {
+    match ty.kind() {
+        Kind::Enum(_) => return std::str::from_utf8(raw).ok().map(|label| Value::String(label.to_owned())),
+        Kind::Domain(base) => return decode(base, raw),
+        Kind::Array(element) => return decode_array(element, raw),
+        Kind::Simple => {}
+        _ => return None,
+    }
+    Some(match *ty {
+        Type::BOOL => Value::Bool(*raw.first()? != 0),
+        Type::INT2 => json::int(i64::from(i16::from_be_bytes(raw.try_into().ok()?))),
+        Type::INT4 => json::int(i64::from(i32::from_be_bytes(raw.try_into().ok()?))),
+        Type::INT8 => json::int(i64::from_be_bytes(raw.try_into().ok()?)),
+        Type::OID => json::int(i64::from(u32::from_be_bytes(raw.try_into().ok()?))),
+        Type::FLOAT4 => json::float(f64::from(f32::from_be_bytes(raw.try_into().ok()?))),
+        Type::FLOAT8 => json::float(f64::from_be_bytes(raw.try_into().ok()?)),
+        Type::NUMERIC => Value::String(numeric(raw)?),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => {
+            Value::String(std::str::from_utf8(raw).ok()?.to_owned())
+        }
+        Type::CHAR => Value::String(char::from(*raw.first()?).to_string()),
+        Type::UUID => Value::String(json::uuid(raw.try_into().ok()?)),
+        Type::DATE => Value::String(match i32::from_be_bytes(raw.try_into().ok()?) {
+            i32::MAX => "infinity".into(),
+            i32::MIN => "-infinity".into(),
+            days => json::date(i64::from(days) + POSTGRES_EPOCH_DAYS),
+        }),
+        Type::TIME => Value::String(json::time(i64::from_be_bytes(raw.try_into().ok()?))),
+        Type::TIMETZ => {
+            let (time, zone) = raw.split_at_checked(8)?;
+            let mut text = json::time(i64::from_be_bytes(time.try_into().ok()?));
+            // PostgreSQL stores the offset in seconds west of UTC.
+            let east = -i32::from_be_bytes(zone.try_into().ok()?);
+            let sign = if east < 0 { '-' } else { '+' };
+            let east = east.unsigned_abs();
+            text.push_str(&format!("{sign}{:02}:{:02}", east / 3600, east / 60 % 60));
+            if east % 60 != 0 {
+                text.push_str(&format!(":{:02}", east % 60));
+            }
+            Value::String(text)
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => Value::String(match i64::from_be_bytes(raw.try_into().ok()?) {
+            i64::MAX => "infinity".into(),
+            i64::MIN => "-infinity".into(),
+            micros => json::timestamp(micros.checked_add(POSTGRES_EPOCH_MICROS)?, *ty == Type::TIMESTAMPTZ),
+        }),
+        Type::INTERVAL => {
+            let (micros, rest) = raw.split_at_checked(8)?;
+            let (days, months) = rest.split_at_checked(4)?;
+            Value::String(json::interval(
+                i32::from_be_bytes(months.try_into().ok()?),
+                i32::from_be_bytes(days.try_into().ok()?),
+                i64::from_be_bytes(micros.try_into().ok()?),
+            ))
+        }
+        Type::BYTEA => json::bytes(raw),
+        Type::JSON => serde_json::from_slice(raw).ok()?,
+        Type::JSONB => match raw.split_first()? {
+            (1, text) => serde_json::from_slice(text).ok()?,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const POSTGRES_EPOCH_DAYS: i64 = 10_957;
+const POSTGRES_EPOCH_MICROS: i64 = POSTGRES_EPOCH_DAYS * 86_400_000_000;
+
+/// An array in binary format: dimensions, then the elements in row-major order.
+fn decode_array(element: &Type, raw: &[u8]) -> Option<Value> {
+    let mut input = raw;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, rest) = input.split_at_checked(n)?;
+        input = rest;
+        Some(head)
+    };
+    let dimensions = usize::try_from(i32::from_be_bytes(take(4)?.try_into().ok()?)).ok()?;
+    take(8)?; // the has-null flag and the element type
+    let mut lengths = Vec::with_capacity(dimensions);
+    for _ in 0..dimensions {
+        lengths.push(usize::try_from(i32::from_be_bytes(take(4)?.try_into().ok()?)).ok()?);
+        take(4)?; // the lower bound
+    }
+    let count = lengths.iter().try_fold(1usize, |total, length| total.checked_mul(*length))?;
+    let mut elements = Vec::with_capacity(if dimensions == 0 { 0 } else { count.min(raw.len()) });
+    if dimensions > 0 {
+        for _ in 0..count {
+            let length = i32::from_be_bytes(take(4)?.try_into().ok()?);
+            elements.push(match usize::try_from(length) {
+                Ok(length) => decode(element, take(length)?)?,
+                Err(_) => Value::Null,
+            });
+        }
+    }
+    if !input.is_empty() {
+        return None;
+    }
+    Some(nest(&lengths, &mut elements.into_iter()))
+}
+
+fn nest(lengths: &[usize], elements: &mut impl Iterator<Item = Value>) -> Value {
+    match lengths.split_first() {
+        None => Value::Array(Vec::new()),
+        Some((length, [])) => Value::Array(elements.take(*length).collect()),
+        Some((length, inner)) => Value::Array((0..*length).map(|_| nest(inner, elements)).collect()),
+    }
+}
+
+/// A numeric in binary format: base-10000 digits with a weight, a sign and a display scale,
+/// written out digit for digit.
+fn numeric(raw: &[u8]) -> Option<String> {
+    let word = |at: usize| raw.get(at..at + 2).map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]));
+    let count = usize::from(word(0)?);
+    let weight = i64::from(word(2)? as i16);
+    let sign = word(4)?;
+    let scale = usize::from(word(6)?);
+    let digits: Vec<u16> = (0..count).map(|i| word(8 + 2 * i)).collect::<Option<_>>()?;
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        _ => return None,
+    }
+    let digit = |index: i64| usize::try_from(index).ok().and_then(|index| digits.get(index)).copied().unwrap_or(0);
+    let mut out = String::new();
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    if weight < 0 {
+        out.push('0');
+    } else {
+        out.push_str(&digit(0).to_string());
+        for index in 1..=weight {
+            out.push_str(&format!("{:04}", digit(index)));
+        }
+    }
+    if scale > 0 {
+        out.push('.');
+        let start = out.len();
+        let mut index = weight + 1;
+        while out.len() - start < scale {
+            out.push_str(&format!("{:04}", digit(index)));
+            index += 1;
+        }
+        out.truncate(start + scale);
+    }
+    Some(out)
+}
+
+/// A parameter sent in text format, for the server to parse into the type it needs.
+#[derive(Debug)]
+struct Param<'a>(&'a SqlValue);
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self.0 {
+            SqlValue::Null => return Ok(IsNull::Yes),
+            SqlValue::Bool(value) => out.extend_from_slice(if *value { b"t" } else { b"f" }),
+            SqlValue::Int(value) => out.extend_from_slice(itoa::Buffer::new().format(*value).as_bytes()),
+            SqlValue::Float(value) => {
+                let text = if value.is_nan() {
+                    "NaN".to_owned()
+                } else if value.is_infinite() {
+                    if *value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+                } else {
+                    format!("{value:?}")
+                };
+                out.extend_from_slice(text.as_bytes());
+            }
+            SqlValue::Text(value) => out.extend_from_slice(value.as_bytes()),
+            SqlValue::Bytes(value) => {
+                out.extend_from_slice(b"\\x");
+                for byte in value {
+                    out.extend_from_slice(format!("{byte:02x}").as_bytes());
+                }
+            }
+        }
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> tokio_postgres::types::Format {
+        tokio_postgres::types::Format::Text
+    }
+
+    to_sql_checked!();
+}
+
+/// A value's bytes exactly as the server sent them, in binary format.
+#[derive(Debug)]
+struct RawParam<'a>(&'a [u8]);
+
+impl ToSql for RawParam<'_> {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.extend_from_slice(self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// Any value, undecoded.
+struct Raw<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        Ok(Raw(Some(raw)))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        Ok(Raw(None))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// Why work inside a transaction failed.
+enum Failure {
+    Postgres(tokio_postgres::Error),
+    Adapter(AdapterError),
+}
+
+impl Failure {
+    fn into_adapter_error(self) -> AdapterError {
+        match self {
+            Failure::Adapter(error) => error,
+            Failure::Postgres(error) => classify(&error),
+        }
+    }
+}
+
+/// Maps a PostgreSQL error to what a caller may see. Only messages that name the query's
+/// own words (class 42: unknown column, syntax) are passed on; a data error's message can
+/// quote row values, so it is replaced by its SQLSTATE.
+fn classify(error: &tokio_postgres::Error) -> AdapterError {
+    if is_connection_failure(error) {
+        return AdapterError::new(AdapterErrorKind::Connection, error.to_string());
+    }
+    let Some(db) = error.as_db_error() else {
+        return AdapterError::new(AdapterErrorKind::Database, error.to_string());
+    };
+    let code = db.code();
+    let state = code.code();
+    // The cause kept for the log carries the SQLSTATE only: details can quote row values.
+    let cause = format!("SQLSTATE {state}");
+    if *code == SqlState::QUERY_CANCELED {
+        return AdapterError::new(AdapterErrorKind::Timeout, cause);
+    }
+    if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        return AdapterError::new(AdapterErrorKind::Database, cause)
+            .with_message("the database refused to write: the transaction is read-only");
+    }
+    if state.starts_with("42") {
+        let mut message = format!("the database refused the statement: {} (SQLSTATE {state})", db.message());
+        if let Some(hint) = db.hint() {
+            message.push_str("; hint: ");
+            message.push_str(hint);
+        }
+        return AdapterError::new(AdapterErrorKind::Database, cause).with_message(message);
+    }
+    if state.starts_with("22") {
+        return AdapterError::new(AdapterErrorKind::InvalidInput, cause).with_message(format!(
+            "a value does not fit its type or operation (SQLSTATE {state}); check the parameters and casts"
+        ));
+    }
+    AdapterError::new(AdapterErrorKind::Database, cause)
+        .with_message(format!("the database refused the statement (SQLSTATE {state})"))
+}
+
+/// Whether the connection, not the statement, failed: the read can be tried again elsewhere.
+fn is_connection_failure(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => {
+            let state = code.code();
+            state.starts_with("08") || matches!(state, "57P01" | "57P02" | "57P03")
+        }
+        None => error.source().is_some_and(|source| source.is::<std::io::Error>()),
+    }
+}
+
+fn text(row: &Row, index: usize) -> Result<String, AdapterError> {
+    row.try_get(index).map_err(decode_failure)
+}
+
+fn decode_failure(error: tokio_postgres::Error) -> AdapterError {
+    AdapterError::new(AdapterErrorKind::Database, error.to_string())
+}
+
+fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> AdapterError {
+    AdapterError::of_kind(AdapterErrorKind::InvalidInput).with_message(message)
+}
+
+fn timed_out() -> AdapterError {
+    AdapterError::of_kind(AdapterErrorKind::Timeout)
+}
+
+fn too_large(max: usize) -> AdapterError {
+    AdapterError::of_kind(AdapterErrorKind::ResultTooLarge)
+        .with_message(format!("the result exceeds {max} bytes; select fewer columns or rows"))
+}
+
+/// Quotes an identifier for PostgreSQL.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn relation_kind(kind: u8) -> &'static str {
+    match kind {
+        b'v' => "view",
+        b'm' => "materialized view",
+        b'f' => "foreign table",
+        _ => "table",
+    }
+}
+
+const LIST_TABLES: &str = "SELECT n.nspname::text, c.relname::text, c.relkind \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY($1) \
+     ORDER BY 1, 2";
+
+const DESCRIBE_COLUMNS: &str = "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), \
+     NOT a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid), pg_catalog.col_description(c.oid, a.attnum::int) \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
+     WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+     ORDER BY a.attnum";
+
+const DESCRIBE_PRIMARY_KEY: &str = "SELECT a.attname::text \
+     FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+     WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary \
+     ORDER BY k.ord";
+
+const DESCRIBE_FOREIGN_KEYS: &str = "SELECT con.conname::text, \
+     ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord) \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord), \
+     rn.nspname::text, rc.relname::text, \
+     ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord) \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord) \
+     FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_catalog.pg_class rc ON rc.oid = con.confrelid JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+     WHERE con.contype = 'f' AND n.nspname = $1 AND c.relname = $2 \
+     ORDER BY con.conname";
+
+const DESCRIBE_INDEXES: &str = "SELECT ic.relname::text, i.indisunique, \
+     ARRAY(SELECT pg_catalog.pg_get_indexdef(i.indexrelid, k.ord, true) \
+           FROM pg_catalog.generate_series(1, i.indnkeyatts::int) AS k(ord) ORDER BY k.ord) \
+     FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+     JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = $1 AND c.relname = $2 \
+     ORDER BY ic.relname";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numeric_bytes(weight: i16, sign: u16, scale: u16, digits: &[u16]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(digits.len() as u16).to_be_bytes());
+        out.extend_from_slice(&weight.to_be_bytes());
+        out.extend_from_slice(&sign.to_be_bytes());
+        out.extend_from_slice(&scale.to_be_bytes());
+        for digit in digits {
+            out.extend_from_slice(&digit.to_be_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn numerics_are_written_digit_for_digit() {
+        assert_eq!(numeric(&numeric_bytes(0, 0, 0, &[0])).as_deref(), Some("0"));
+        assert_eq!(numeric(&numeric_bytes(0, 0, 2, &[12, 3400])).as_deref(), Some("12.34"));
+        assert_eq!(numeric(&numeric_bytes(-1, 0, 3, &[10])).as_deref(), Some("0.001"));
+        assert_eq!(numeric(&numeric_bytes(-2, 0x4000, 8, &[1])).as_deref(), Some("-0.00000001"));
+        assert_eq!(numeric(&numeric_bytes(2, 0, 0, &[1])).as_deref(), Some("100000000"));
+        assert_eq!(numeric(&numeric_bytes(1, 0, 5, &[9999, 9999, 9999, 9])).as_deref(), Some("99999999.99990"));
+        assert_eq!(numeric(&numeric_bytes(0, 0xC000, 0, &[])).as_deref(), Some("NaN"));
+        assert_eq!(numeric(&[0, 1]), None, "truncated input is not decoded");
+    }
+
+    #[test]
+    fn arrays_nest_by_dimension() {
+        let mut raw = Vec::new();
+        for word in [2i32, 1, 23, 2, 1, 2, 1] {
+            raw.extend_from_slice(&word.to_be_bytes());
+        }
+        for value in [Some(1i32), None, Some(3), Some(4)] {
+            match value {
+                Some(value) => {
+                    raw.extend_from_slice(&4i32.to_be_bytes());
+                    raw.extend_from_slice(&value.to_be_bytes());
+                }
+                None => raw.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        assert_eq!(decode_array(&Type::INT4, &raw), Some(serde_json::json!([[1, null], [3, 4]])));
+        assert_eq!(decode_array(&Type::INT4, &raw[..raw.len() - 1]), None, "truncated input is not decoded");
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote("public"), "\"public\"");
+        assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+    }
+}

@@ -1,0 +1,265 @@
+//! The reference tools: `list_tables`, `describe_table` and `query_read`, over any
+//! [`Adapter`]. They go through the boundary like every other tool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Tool, ToolError};
+use crate::adapter::{Adapter, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary};
+use crate::boundary::{Denial, DenialCode, Evidence, Read};
+use crate::sql::SqlValidator;
+
+/// Defaults and hard caps for `query_read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Rows returned when the call names no limit.
+    pub default_rows: usize,
+    /// The most rows a call may ask for; larger requests are capped.
+    pub max_rows: usize,
+    /// Time limit when the call names none.
+    pub default_timeout: Duration,
+    /// The longest time limit a call may ask for; longer requests are capped.
+    pub max_timeout: Duration,
+    /// The most bytes of JSON rows one result may hold; a larger result is refused.
+    pub max_result_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            default_rows: 100,
+            max_rows: 1000,
+            default_timeout: Duration::from_millis(5000),
+            max_timeout: Duration::from_millis(30_000),
+            max_result_bytes: 8_000_000,
+        }
+    }
+}
+
+/// `query_read {query, params?, limit?, timeout_ms?}`: runs one validated read-only query.
+pub struct QueryRead {
+    adapter: Arc<dyn Adapter>,
+    validator: SqlValidator,
+    limits: ReadLimits,
+}
+
+impl QueryRead {
+    /// A `query_read` over `adapter`, validating with `validator` (which must be for the
+    /// adapter's dialect and the same allow-list).
+    pub fn new(adapter: Arc<dyn Adapter>, validator: SqlValidator, limits: ReadLimits) -> Self {
+        QueryRead { adapter, validator, limits }
+    }
+}
+
+/// The input of `query_read`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryReadInput {
+    /// One SQL query.
+    pub query: String,
+    /// Values for the placeholders, in order.
+    #[serde(default)]
+    pub params: Vec<Value>,
+    /// The most rows to return.
+    pub limit: Option<u64>,
+    /// The time limit in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// The output of `query_read`.
+#[derive(Debug, Serialize)]
+pub struct QueryReadOutput {
+    /// The result's columns.
+    pub columns: Vec<ResultColumn>,
+    /// The rows, as arrays in column order.
+    pub rows: Vec<Vec<Value>>,
+    /// How many rows are returned.
+    pub row_count: usize,
+    /// Whether the query had more rows than returned.
+    pub truncated: bool,
+    /// How long the database took, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl Tool for QueryRead {
+    type Access = Read;
+    type Input = QueryReadInput;
+    type Output = QueryReadOutput;
+
+    fn name(&self) -> &str {
+        "query_read"
+    }
+
+    fn description(&self) -> &str {
+        "Runs one read-only SQL query on allow-listed tables and returns its rows. Use placeholders \
+         for values and pass them in params."
+    }
+
+    async fn call(&self, evidence: Evidence<'_, Read>, input: QueryReadInput) -> Result<QueryReadOutput, ToolError> {
+        let limit = match input.limit {
+            None => self.limits.default_rows,
+            Some(0) => return Err(invalid("limit must be at least 1").into()),
+            Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX).min(self.limits.max_rows),
+        };
+        let timeout = match input.timeout_ms {
+            None => self.limits.default_timeout,
+            Some(0) => return Err(invalid("timeout_ms must be at least 1").into()),
+            Some(ms) => Duration::from_millis(ms).min(self.limits.max_timeout),
+        };
+        let params = input.params.iter().enumerate().map(param).collect::<Result<Vec<_>, _>>()?;
+        let query = self.validator.validate(&input.query, params.len())?;
+        let options = ReadOptions { limit, timeout, max_bytes: self.limits.max_result_bytes };
+        let started = Instant::now();
+        let QueryResult { columns, rows, truncated } =
+            self.adapter.query_read(evidence, &query, &params, options).await?;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(QueryReadOutput { columns, row_count: rows.len(), rows, truncated, elapsed_ms })
+    }
+}
+
+/// One JSON parameter as a statement parameter.
+fn param((index, value): (usize, &Value)) -> Result<SqlValue, Denial> {
+    Ok(match value {
+        Value::Null => SqlValue::Null,
+        Value::Bool(value) => SqlValue::Bool(*value),
+        Value::Number(number) => match (number.as_i64(), number.as_f64()) {
+            (Some(integer), _) => SqlValue::Int(integer),
+            // Integers beyond i64 go as their digits, for the database to parse exactly.
+            (None, _) if number.is_u64() => SqlValue::Text(number.to_string()),
+            (None, Some(float)) => SqlValue::Float(float),
+            (None, None) => SqlValue::Text(number.to_string()),
+        },
+        Value::String(text) => SqlValue::Text(text.clone()),
+        Value::Array(_) | Value::Object(_) => {
+            return Err(invalid(format!(
+                "parameter {} is a JSON array or object; pass it as a string (for example JSON text)",
+                index + 1
+            )));
+        }
+    })
+}
+
+/// `list_tables {schema?}`: the allow-listed tables.
+pub struct ListTables {
+    adapter: Arc<dyn Adapter>,
+}
+
+impl ListTables {
+    /// A `list_tables` over `adapter`.
+    pub fn new(adapter: Arc<dyn Adapter>) -> Self {
+        ListTables { adapter }
+    }
+}
+
+/// The input of `list_tables`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListTablesInput {
+    /// Only this schema.
+    pub schema: Option<String>,
+}
+
+/// The output of `list_tables`.
+#[derive(Debug, Serialize)]
+pub struct ListTablesOutput {
+    /// The tables, by schema and name.
+    pub tables: Vec<TableSummary>,
+}
+
+impl Tool for ListTables {
+    type Access = Read;
+    type Input = ListTablesInput;
+    type Output = ListTablesOutput;
+
+    fn name(&self) -> &str {
+        "list_tables"
+    }
+
+    fn description(&self) -> &str {
+        "Lists the tables and views this session may read."
+    }
+
+    async fn call(&self, evidence: Evidence<'_, Read>, input: ListTablesInput) -> Result<ListTablesOutput, ToolError> {
+        let tables = self.adapter.list_tables(evidence, input.schema.as_deref()).await?;
+        Ok(ListTablesOutput { tables })
+    }
+}
+
+/// `describe_table {schema?, table}`: one allow-listed table's columns, keys and indexes.
+pub struct DescribeTable {
+    adapter: Arc<dyn Adapter>,
+}
+
+impl DescribeTable {
+    /// A `describe_table` over `adapter`.
+    pub fn new(adapter: Arc<dyn Adapter>) -> Self {
+        DescribeTable { adapter }
+    }
+}
+
+/// The input of `describe_table`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeTableInput {
+    /// The schema; the configured default when absent.
+    pub schema: Option<String>,
+    /// The table.
+    pub table: String,
+}
+
+impl Tool for DescribeTable {
+    type Access = Read;
+    type Input = DescribeTableInput;
+    type Output = TableDescription;
+
+    fn name(&self) -> &str {
+        "describe_table"
+    }
+
+    fn description(&self) -> &str {
+        "Describes one table: columns with types, nullability, defaults and comments; primary key; \
+         foreign keys; indexes."
+    }
+
+    async fn call(
+        &self,
+        evidence: Evidence<'_, Read>,
+        input: DescribeTableInput,
+    ) -> Result<TableDescription, ToolError> {
+        Ok(self.adapter.describe_table(evidence, input.schema.as_deref(), &input.table).await?)
+    }
+}
+
+fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> Denial {
+    Denial::new(DenialCode::InvalidInput, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_parameters_map_to_statement_parameters() {
+        let values = [json!(null), json!(true), json!(-7), json!(1.5), json!("x"), json!(u64::MAX)];
+        let mapped: Vec<SqlValue> = values.iter().enumerate().map(param).collect::<Result<_, _>>().expect("mapped");
+        assert_eq!(
+            mapped,
+            [
+                SqlValue::Null,
+                SqlValue::Bool(true),
+                SqlValue::Int(-7),
+                SqlValue::Float(1.5),
+                SqlValue::Text("x".into()),
+                SqlValue::Text(u64::MAX.to_string()),
+            ]
+        );
+        let denial = param((2, &json!({"a": 1}))).expect_err("objects are refused");
+        assert_eq!(denial.code(), DenialCode::InvalidInput);
+        assert!(denial.message().starts_with("parameter 3 is"), "{}", denial.message());
+        assert!(param((0, &json!([1]))).is_err());
+    }
+}

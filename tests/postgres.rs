@@ -1,0 +1,502 @@
+//! The PostgreSQL adapter against a real server, through the reference tools and the boundary.
+//! Each backstop is checked from the database's side.
+#![cfg(feature = "postgres")]
+
+mod databases;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use databases::{Service, unavailable, unique_suffix};
+use serde_json::{Value, json};
+use sqlwarden::DenialCode;
+use sqlwarden::adapter::postgres::{PoolOptions, PostgresAdapter};
+use sqlwarden::sql::{AllowList, SqlDialect};
+use sqlwarden::tools::reference::ReadLimits;
+use tokio::net::TcpListener;
+use tokio_postgres::{Client, NoTls};
+
+fn admin_url() -> String {
+    std::env::var("SQLWARDEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A database of the test's own, dropped (with its connections) when the test ends.
+struct TestDb {
+    name: String,
+    admin: Client,
+    /// A superuser connection to the test database, for fixtures and checks.
+    client: Client,
+}
+
+impl TestDb {
+    async fn create(fixture: &str) -> Option<TestDb> {
+        let admin = match connect(&admin_url()).await {
+            Ok(admin) => admin,
+            Err(error) => {
+                unavailable("PostgreSQL", &error);
+                return None;
+            }
+        };
+        let name = format!("sqlwarden_test_{}", unique_suffix());
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        let client = connect(&Self::url_of(&name)).await.expect("connect to the test database");
+        client.batch_execute(fixture).await.expect("fixture");
+        Some(TestDb { name, admin, client })
+    }
+
+    fn url_of(name: &str) -> String {
+        let admin = admin_url();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        format!("{base}/{name}")
+    }
+
+    fn url(&self) -> String {
+        Self::url_of(&self.name)
+    }
+
+    fn adapter(&self, allow: AllowList) -> Arc<PostgresAdapter> {
+        Arc::new(PostgresAdapter::connect(&self.url(), allow, PoolOptions::default()).expect("adapter"))
+    }
+
+    /// Statements of this database still running that contain `text`, other than this check.
+    async fn running(&self, text: &str) -> i64 {
+        let row = self
+            .admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active' \
+                 AND query LIKE '%' || $2 || '%' AND pid <> pg_backend_pid()",
+                &[&self.name, &text],
+            )
+            .await
+            .expect("pg_stat_activity");
+        row.get(0)
+    }
+
+    /// Waits up to `within` for no statement containing `text` to run; returns how long it took.
+    async fn gone_within(&self, text: &str, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.running(text).await == 0 {
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    async fn kill_sqlwarden_connections(&self) -> i64 {
+        let row = self
+            .admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = $1 AND application_name = 'sqlwarden'",
+                &[&self.name],
+            )
+            .await
+            .expect("terminate");
+        row.get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Dropped on a test's runtime, which cannot block: drop the database from a thread
+        // with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let admin = connect(&admin_url()).await?;
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+const SHOP: &str = "
+    CREATE TABLE customers (
+        id integer PRIMARY KEY,
+        name text NOT NULL,
+        email varchar(200) UNIQUE,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    COMMENT ON COLUMN customers.email IS 'where receipts go';
+    CREATE TABLE orders (
+        id bigint PRIMARY KEY,
+        customer_id integer NOT NULL REFERENCES customers (id),
+        total numeric(10,2) NOT NULL
+    );
+    CREATE INDEX orders_by_customer ON orders (customer_id, total);
+    CREATE TABLE secrets (id integer PRIMARY KEY, value text);
+    CREATE TABLE events (id serial PRIMARY KEY, note text);
+    INSERT INTO customers (id, name, email) VALUES (1, 'Ada', 'ada@example.com'), (2, 'Grace', NULL), (3, 'secret-value', 'x@example.com');
+    INSERT INTO orders SELECT n, 1 + n % 3, (n % 1000) / 7.0 FROM generate_series(1, 100000) AS n;
+    INSERT INTO secrets VALUES (1, 'hunter2');
+    CREATE FUNCTION write_event() RETURNS integer LANGUAGE sql AS 'INSERT INTO events (note) VALUES (''written'') RETURNING id';
+    CREATE VIEW sneaky AS SELECT write_event() AS id;
+    CREATE VIEW tx_state AS SELECT current_setting('transaction_read_only') AS read_only,
+        current_setting('statement_timeout') AS statement_timeout, current_setting('search_path') AS search_path;
+    CREATE VIEW slow AS SELECT 1 AS slept FROM pg_sleep(30);
+";
+
+/// How the slow view's query shows in `pg_stat_activity`: as the text that ran.
+const SLOW: &str = "FROM \"public\".\"slow\"";
+
+fn shop_allow() -> AllowList {
+    AllowList::new(SqlDialect::Postgres, "public")
+        .table("public", "customers")
+        .table("public", "orders")
+        .table("public", "events")
+        .table("public", "sneaky")
+        .table("public", "tx_state")
+        .table("public", "slow")
+        .table("public", "types")
+}
+
+async fn shop() -> Option<(TestDb, Service)> {
+    let db = TestDb::create(SHOP).await?;
+    let service = Service::new(db.adapter(shop_allow()), shop_allow(), ReadLimits::default());
+    Some((db, service))
+}
+
+fn refusal(result: Result<Value, sqlwarden::Denial>) -> (DenialCode, String) {
+    let denial = result.expect_err("refused");
+    (denial.code(), denial.message().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_run_in_a_read_only_transaction_with_our_settings() {
+    let Some((_db, service)) = shop().await else { return };
+    let result = service.read(json!({"query": "SELECT * FROM tx_state", "timeout_ms": 1500})).await;
+    assert_eq!(result["rows"], json!([["on", "1500ms", "pg_catalog, public"]]));
+    assert_eq!(result["columns"][0], json!({"name": "read_only", "type": "text"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_reaches_the_engine_is_refused_by_it() {
+    let Some((db, service)) = shop().await else { return };
+    let (code, message) = refusal(service.call("query_read", json!({"query": "SELECT * FROM sneaky"})).await);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(message.contains("read-only"), "{message}");
+    let count: i64 = db.client.query_one("SELECT count(*) FROM events", &[]).await.expect("count").get(0);
+    assert_eq!(count, 0, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_query_is_refused_and_gone_from_the_server() {
+    let Some((db, service)) = shop().await else { return };
+    let started = Instant::now();
+    let (code, _) =
+        refusal(service.call("query_read", json!({"query": "SELECT * FROM slow", "timeout_ms": 300})).await);
+    assert_eq!(code, DenialCode::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(5), "answered at the timeout, not after the 30 s sleep");
+    assert!(db.gone_within(SLOW, Duration::from_secs(1)).await.is_some(), "the statement still runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_cancels_its_query_on_the_server() {
+    let Some((db, service)) = shop().await else { return };
+    let call = service.call("query_read", json!({"query": "SELECT * FROM slow", "timeout_ms": 30000}));
+    let watch = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        db.running(SLOW).await
+    };
+    tokio::select! {
+        _ = call => panic!("the call ended before it was dropped"),
+        running = watch => assert_eq!(running, 1, "the statement runs on the server until the call is dropped"),
+    }
+    assert!(db.gone_within(SLOW, Duration::from_secs(1)).await.is_some(), "the statement still runs");
+    // The pool is still usable afterwards.
+    let result = service.read(json!({"query": "SELECT count(*) AS n FROM customers"})).await;
+    assert_eq!(result["rows"], json!([[3]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_is_exact_around_the_limit() {
+    let Some((_db, service)) = shop().await else { return };
+    for (limit, rows, truncated) in [(2, 2, true), (3, 3, false), (4, 3, false), (1, 1, true)] {
+        let result = service.read(json!({"query": "SELECT id FROM customers ORDER BY id", "limit": limit})).await;
+        assert_eq!(result["row_count"], json!(rows), "limit {limit}");
+        assert_eq!(result["rows"].as_array().map(Vec::len), Some(rows), "limit {limit}");
+        assert_eq!(result["truncated"], json!(truncated), "limit {limit}");
+    }
+    let all = service.read(json!({"query": "SELECT * FROM orders"})).await;
+    assert_eq!(all["row_count"], json!(100), "the default limit applies");
+    assert_eq!(all["truncated"], json!(true));
+    let capped = service.read(json!({"query": "SELECT id FROM orders", "limit": 1_000_000})).await;
+    assert_eq!(capped["row_count"], json!(1000), "a larger limit is capped at max_rows");
+    let inner = service.read(json!({"query": "SELECT * FROM (SELECT id FROM orders LIMIT 5000) AS o"})).await;
+    assert_eq!(inner["row_count"], json!(100), "a LIMIT inside a subquery does not lift the outer limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_byte_cap_is_refused() {
+    let Some((db, _)) = shop().await else { return };
+    let limits = ReadLimits { max_result_bytes: 2000, ..ReadLimits::default() };
+    let service = Service::new(db.adapter(shop_allow()), shop_allow(), limits);
+    let small = service.read(json!({"query": "SELECT id FROM orders ORDER BY id", "limit": 10})).await;
+    assert_eq!(small["row_count"], json!(10));
+    let (code, message) =
+        refusal(service.call("query_read", json!({"query": "SELECT * FROM orders", "limit": 1000})).await);
+    assert_eq!(code, DenialCode::ResultTooLarge);
+    assert!(message.contains("2000 bytes"), "{message}");
+}
+
+const TYPES: &str = "
+    CREATE TYPE mood AS ENUM ('sad', 'happy');
+    CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
+    CREATE TYPE pair AS (a integer, b text);
+    CREATE TABLE types (
+        i2 smallint, i4 integer, i8 bigint, big bigint, n numeric(40,12), nn numeric, f4 real, f8 double precision,
+        fnan double precision, finf double precision, b boolean, t text, v varchar(10), c char(3), u uuid,
+        d date, dinf date, tm time, tz timetz, ts timestamp, tstz timestamptz, iv interval, by bytea,
+        j json, jb jsonb, arr integer[], grid text[][], m mood, pos positive, ip inet, pt point, p pair,
+        r int4range, nothing text
+    );
+    SET timezone = 'UTC';
+    INSERT INTO types VALUES (
+        -32768, 2147483647, 9007199254740991, 9223372036854775807, '-1234567890123456789012345678.000000000001',
+        'NaN', 1.5, 0.1, 'NaN', '-Infinity', true, 'héllo \"quoted\"', 'varchar', 'ab', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+        '2024-02-29', 'infinity', '13:45:00.5', '13:45:00+02:30', '2024-02-29 13:45:00.123456', '2024-02-29 13:45:00+01',
+        '1 year 2 months 3 days 04:05:06.5', '\\x00ff41', '{\"a\": [1, 2]}', '{\"b\": null}', '{1,NULL,3}',
+        '{{a,b},{c,d}}', 'happy', 7, '192.168.0.1/24', '(1.5,2)', '(1,x)', '[1,5)', NULL
+    );
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_come_back_as_faithful_json() {
+    let Some(db) = TestDb::create(TYPES).await else { return };
+    let service = Service::new(db.adapter(shop_allow()), shop_allow(), ReadLimits::default());
+    let result = service.read(json!({"query": "SELECT * FROM types"})).await;
+    let columns: Vec<&str> =
+        result["columns"].as_array().expect("columns").iter().map(|c| c["name"].as_str().expect("name")).collect();
+    let row = result["rows"][0].as_array().expect("one row");
+    let value = |name: &str| row[columns.iter().position(|c| *c == name).expect(name)].clone();
+    assert_eq!(value("i2"), json!(-32768));
+    assert_eq!(value("i4"), json!(2147483647));
+    assert_eq!(value("i8"), json!(9007199254740991_i64), "2^53 - 1 is still a number");
+    assert_eq!(value("big"), json!("9223372036854775807"), "beyond 2^53 an integer is a string");
+    assert_eq!(value("n"), json!("-1234567890123456789012345678.000000000001"));
+    assert_eq!(value("nn"), json!("NaN"));
+    assert_eq!(value("f4"), json!(1.5));
+    assert_eq!(value("f8"), json!(0.1));
+    assert_eq!(value("fnan"), json!("NaN"));
+    assert_eq!(value("finf"), json!("-Infinity"));
+    assert_eq!(value("b"), json!(true));
+    assert_eq!(value("t"), json!("héllo \"quoted\""));
+    assert_eq!(value("v"), json!("varchar"));
+    assert_eq!(value("c"), json!("ab "), "char(n) is blank-padded");
+    assert_eq!(value("u"), json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"));
+    assert_eq!(value("d"), json!("2024-02-29"));
+    assert_eq!(value("dinf"), json!("infinity"));
+    assert_eq!(value("tm"), json!("13:45:00.5"));
+    assert_eq!(value("tz"), json!("13:45:00+02:30"));
+    assert_eq!(value("ts"), json!("2024-02-29T13:45:00.123456"));
+    assert_eq!(value("tstz"), json!("2024-02-29T12:45:00Z"), "a point in time, in UTC");
+    assert_eq!(value("iv"), json!("P1Y2M3DT4H5M6.5S"));
+    assert_eq!(value("by"), json!("AP9B"));
+    assert_eq!(value("j"), json!({"a": [1, 2]}));
+    assert_eq!(value("jb"), json!({"b": null}));
+    assert_eq!(value("arr"), json!([1, null, 3]));
+    assert_eq!(value("grid"), json!([["a", "b"], ["c", "d"]]));
+    assert_eq!(value("m"), json!("happy"));
+    assert_eq!(value("pos"), json!(7));
+    assert_eq!(value("ip"), json!("192.168.0.1/24"), "a type without a decoder comes back as its text form");
+    assert_eq!(value("pt"), json!("(1.5,2)"));
+    assert_eq!(value("p"), json!("(1,x)"));
+    assert_eq!(value("r"), json!("[1,5)"));
+    assert_eq!(value("nothing"), Value::Null);
+    let types: Vec<&str> =
+        result["columns"].as_array().expect("columns").iter().map(|c| c["type"].as_str().expect("type")).collect();
+    assert_eq!(types[columns.iter().position(|c| *c == "arr").expect("arr")], "int4[]");
+    assert_eq!(types[columns.iter().position(|c| *c == "m").expect("m")], "mood");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_are_bound_and_parsed_by_the_server() {
+    let Some((_db, service)) = shop().await else { return };
+    let by_id = |id: Value| json!({"query": "SELECT name FROM customers WHERE id = $1", "params": [id]});
+    assert_eq!(service.read(by_id(json!(1))).await["rows"], json!([["Ada"]]));
+    assert_eq!(service.read(by_id(json!("2"))).await["rows"], json!([["Grace"]]), "text is parsed as the type needs");
+    let (code, message) = refusal(service.call("query_read", by_id(json!("1 OR 1=1"))).await);
+    assert_eq!(code, DenialCode::InvalidInput, "a parameter is a value, never SQL");
+    assert!(!message.contains("1 OR 1=1"), "{message}");
+    let dated = service
+        .read(json!({"query": "SELECT count(*) AS n FROM customers WHERE created_at < $1", "params": ["2999-01-01T00:00:00Z"]}))
+        .await;
+    assert_eq!(dated["rows"], json!([[3]]));
+    let null = service.read(json!({"query": "SELECT count(*) AS n FROM customers WHERE email IS NOT DISTINCT FROM $1", "params": [null]})).await;
+    assert_eq!(null["rows"], json!([[1]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_errors_never_quote_row_values() {
+    let Some((_db, service)) = shop().await else { return };
+    let (code, message) =
+        refusal(service.call("query_read", json!({"query": "SELECT CAST(name AS integer) FROM customers"})).await);
+    assert_eq!(code, DenialCode::InvalidInput);
+    assert!(!message.contains("secret-value") && !message.contains("Ada"), "{message}");
+    assert!(message.contains("22P02"), "{message}");
+    let (code, message) = refusal(service.call("query_read", json!({"query": "SELECT nme FROM customers"})).await);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(
+        message.contains("column \"nme\" does not exist"),
+        "a message about the query's own words is passed on: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_shows_allowed_tables_as_the_catalog_describes_them() {
+    let Some((db, service)) = shop().await else { return };
+    let listed = service.call("list_tables", json!({})).await.expect("listed");
+    let names: Vec<&str> =
+        listed["tables"].as_array().expect("tables").iter().map(|t| t["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["customers", "events", "orders", "slow", "sneaky", "tx_state"], "never secrets");
+    assert_eq!(listed["tables"][0], json!({"schema": "public", "name": "customers", "kind": "table"}));
+    assert_eq!(listed["tables"][3]["kind"], json!("view"));
+    let elsewhere = service.call("list_tables", json!({"schema": "pg_catalog"})).await.expect("listed");
+    assert_eq!(elsewhere["tables"], json!([]), "a schema outside the allow-list shows nothing");
+
+    let described = service.call("describe_table", json!({"table": "orders"})).await.expect("described");
+    assert_eq!(described["primary_key"], json!(["id"]));
+    assert_eq!(
+        described["foreign_keys"],
+        json!([{"name": "orders_customer_id_fkey", "columns": ["customer_id"], "referenced_schema": "public",
+                "referenced_table": "customers", "referenced_columns": ["id"]}])
+    );
+    assert_eq!(
+        described["indexes"],
+        json!([{"name": "orders_by_customer", "columns": ["customer_id", "total"], "unique": false},
+               {"name": "orders_pkey", "columns": ["id"], "unique": true}])
+    );
+    let customers =
+        service.call("describe_table", json!({"schema": "public", "table": "Customers"})).await.expect("described");
+    let columns = customers["columns"].as_array().expect("columns");
+    // Compare with the engine's own catalog.
+    let catalog = db
+        .client
+        .query(
+            "SELECT column_name::text, is_nullable = 'YES', column_default::text FROM information_schema.columns              WHERE table_schema = 'public' AND table_name = 'customers' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .expect("catalog");
+    assert_eq!(columns.len(), catalog.len());
+    for (column, row) in columns.iter().zip(&catalog) {
+        assert_eq!(column["name"], json!(row.get::<_, String>(0)));
+        assert_eq!(column["nullable"], json!(row.get::<_, bool>(1)));
+        assert_eq!(column["default"], json!(row.get::<_, Option<String>>(2)));
+    }
+    assert_eq!(
+        columns[2],
+        json!({"name": "email", "type": "character varying(200)", "nullable": true, "default": null, "comment": "where receipts go"})
+    );
+    assert_eq!(customers["indexes"][0]["unique"], json!(true));
+
+    for hidden in [
+        json!({"table": "secrets"}),
+        json!({"table": "nonexistent_but_allowed"}),
+        json!({"schema": "pg_catalog", "table": "pg_authid"}),
+    ] {
+        let (code, message) = refusal(service.call("describe_table", hidden.clone()).await);
+        assert_eq!((code, message.as_str()), (DenialCode::QueryRejected, "no such table, or not allowed"), "{hidden}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_connections_are_replaced() {
+    let Some((db, service)) = shop().await else { return };
+    let query = json!({"query": "SELECT count(*) AS n FROM customers"});
+    // Open several pooled connections at once.
+    let calls: Vec<_> = (0..4).map(|_| service.call("query_read", query.clone())).collect();
+    for result in futures_util::future::join_all(calls).await {
+        assert_eq!(result.expect("read")["rows"], json!([[3]]));
+    }
+    assert!(db.kill_sqlwarden_connections().await >= 1);
+    for _ in 0..6 {
+        assert_eq!(service.read(query.clone()).await["rows"], json!([[3]]), "the next calls succeed");
+    }
+}
+
+/// A TCP relay standing in for the server, to take "the database" down and bring it back.
+struct Relay {
+    port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(port: u16, target: String) -> Relay {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { port, task: Some(task) }
+    }
+
+    /// Closes every relayed connection and stops listening.
+    async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_down_is_a_prompt_error_and_calls_recover_when_it_returns() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let target = {
+        let url = admin_url();
+        let host = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("127.0.0.1:5432");
+        host.to_owned()
+    };
+    let mut relay = Relay::start(0, target.clone()).await;
+    let url = db.url().replace(&target, &format!("127.0.0.1:{}", relay.port));
+    let options = PoolOptions { max_connections: 4, connect_timeout: Duration::from_secs(2) };
+    let adapter = Arc::new(PostgresAdapter::connect(&url, shop_allow(), options).expect("adapter"));
+    let service = Service::new(adapter, shop_allow(), ReadLimits::default());
+    let query = json!({"query": "SELECT count(*) AS n FROM customers"});
+    assert_eq!(service.read(query.clone()).await["rows"], json!([[3]]));
+
+    relay.stop().await;
+    let started = Instant::now();
+    let (code, message) = refusal(service.call("query_read", query.clone()).await);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(started.elapsed() < Duration::from_secs(10), "refused promptly, not hung: {:?}", started.elapsed());
+    assert!(!message.contains("127.0.0.1") && !message.contains("postgres://"), "{message}");
+
+    let _relay = Relay::start(relay.port, target).await;
+    assert_eq!(service.read(query).await["rows"], json!([[3]]), "recovered without a restart");
+}
+
+#[test]
+fn a_bad_url_is_refused_without_echoing_it() {
+    let allow = AllowList::new(SqlDialect::Postgres, "public");
+    for url in ["postgres://user:hunter2@host:notaport/db", "postgres://u:hunter2@h/db?sslmode=require"] {
+        let error = PostgresAdapter::connect(url, allow.clone(), PoolOptions::default()).expect_err("refused");
+        let shown = format!("{error} {:?}", error.denial());
+        assert!(!shown.contains("hunter2") && !shown.contains("host"), "{shown}");
+    }
+}
