@@ -16,6 +16,8 @@ use crate::sql::{SqlDialect, ValidatedQuery};
 pub mod json;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 /// A database backend.
 pub trait Adapter: Send + Sync {

@@ -1,0 +1,621 @@
+//! Embedded SQLite through rusqlite, with SQLite compiled in.
+//!
+//! Reads use a small pool of connections opened read-only, each with `PRAGMA query_only` and
+//! an authorizer that lets a caller's statement only select, read allow-listed tables (or
+//! the tables an allow-listed view reads) and call functions: a write, a pragma, `ATTACH` or
+//! a read of anything else is refused by SQLite itself while the statement is prepared. Each
+//! statement is prepared alone (rusqlite refuses trailing statements) and runs on tokio's
+//! blocking pool. A progress handler stops it at its deadline, or as soon as the caller's
+//! future is dropped.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::{Value as SqliteValue, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::json;
+use super::{
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, QueryResult, ReadOptions,
+    ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+};
+use crate::boundary::{Evidence, Read, Write};
+use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
+
+/// How long the client waits past the deadline the progress handler enforces.
+const CLIENT_GRACE: Duration = Duration::from_millis(250);
+/// The time limit for introspection.
+const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// SQLite's only schema for the allow-list; attached databases are not offered.
+const SCHEMA: &str = "main";
+
+/// The SQLite adapter.
+pub struct SqliteAdapter {
+    target: Target,
+    allow: Arc<AllowList>,
+    idle: Arc<Mutex<Vec<ReadConnection>>>,
+    permits: Arc<Semaphore>,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone)]
+enum Target {
+    File(PathBuf),
+    /// A URI filename, e.g. a shared in-memory database (`file:demo?mode=memory&cache=shared`).
+    Uri(String),
+}
+
+impl std::fmt::Debug for SqliteAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteAdapter").finish_non_exhaustive()
+    }
+}
+
+/// A read connection and the state its hooks consult.
+struct ReadConnection {
+    connection: Connection,
+    state: Arc<CallState>,
+}
+
+/// What the progress handler and the authorizer of one connection know about the current call.
+struct CallState {
+    /// Set when the caller is gone: the statement stops at the next check.
+    cancelled: AtomicBool,
+    /// Our own introspection statements may read the catalog; a caller's may not.
+    internal: AtomicBool,
+    /// The deadline, in nanoseconds after `base`.
+    deadline: AtomicU64,
+    base: Instant,
+}
+
+impl CallState {
+    fn expired(&self) -> bool {
+        let elapsed = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.cancelled.load(Ordering::Relaxed) || elapsed > self.deadline.load(Ordering::Relaxed)
+    }
+
+    fn begin(&self, deadline: Instant, internal: bool) {
+        let nanos = deadline.saturating_duration_since(self.base).as_nanos();
+        self.deadline.store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.internal.store(internal, Ordering::Relaxed);
+        self.cancelled.store(false, Ordering::Relaxed);
+    }
+}
+
+impl SqliteAdapter {
+    /// An adapter for `url`: `sqlite:PATH`, `sqlite://PATH` or `sqlite:file:…` (a URI filename).
+    /// The file must exist; it is opened read-only for reads. `max_connections` bounds the
+    /// reads that run at once.
+    pub fn open(url: &str, allow: AllowList, max_connections: usize) -> Result<Self, AdapterError> {
+        if allow.dialect() != SqlDialect::Sqlite {
+            return Err(invalid("the allow-list was built for another SQL dialect"));
+        }
+        let rest = url.strip_prefix("sqlite:").ok_or_else(|| invalid("a SQLite URL starts with sqlite:"))?;
+        let target = if rest.starts_with("file:") {
+            Target::Uri(rest.to_owned())
+        } else {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(invalid("the SQLite URL names no file"));
+            }
+            Target::File(PathBuf::from(path))
+        };
+        let adapter = SqliteAdapter {
+            target,
+            allow: Arc::new(allow),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new(Semaphore::new(max_connections.max(1))),
+        };
+        // Open one connection now, so that a missing or unreadable file is reported at once.
+        let first = adapter.open_read()?;
+        adapter.idle.lock().map_err(|_| poisoned())?.push(first);
+        Ok(adapter)
+    }
+
+    fn open_with(&self, flags: OpenFlags) -> Result<Connection, AdapterError> {
+        let opened = match &self.target {
+            Target::File(path) => Connection::open_with_flags(path, flags),
+            Target::Uri(uri) => Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI),
+        };
+        opened.map_err(|error| {
+            AdapterError::new(AdapterErrorKind::Connection, error.to_string())
+                .with_message("the SQLite database cannot be opened")
+        })
+    }
+
+    fn open_read(&self) -> Result<ReadConnection, AdapterError> {
+        let mut connection = self.open_with(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        connection.pragma_update(None, "query_only", true).map_err(|error| classify(&error))?;
+        let state = Arc::new(CallState {
+            cancelled: AtomicBool::new(false),
+            internal: AtomicBool::new(false),
+            deadline: AtomicU64::new(0),
+            base: Instant::now(),
+        });
+        let progress = Arc::clone(&state);
+        connection.progress_handler(1000, Some(move || progress.expired())).map_err(|error| classify(&error))?;
+        let (hook, allow) = (Arc::clone(&state), Arc::clone(&self.allow));
+        // Without its authorizer the connection is not used: fail closed.
+        connection
+            .authorizer(Some(move |context: AuthContext<'_>| authorize(&context, &allow, &hook)))
+            .map_err(|error| classify(&error))?;
+        Ok(ReadConnection { connection, state })
+    }
+
+    /// Runs `work` on a read connection on the blocking pool, within `timeout`. When the
+    /// deadline passes or the caller's future is dropped, the statement is stopped.
+    async fn read_with<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        internal: bool,
+        work: impl FnOnce(&Connection) -> Result<R, AdapterError> + Send + 'static,
+    ) -> Result<R, AdapterError> {
+        let deadline = Instant::now() + timeout;
+        let permit: OwnedSemaphorePermit =
+            match tokio::time::timeout_at(deadline.into(), Arc::clone(&self.permits).acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(AdapterError::of_kind(AdapterErrorKind::Connection)),
+                Err(_) => return Err(timed_out()),
+            };
+        let idle = self.idle.lock().map_err(|_| poisoned())?.pop();
+        let read = match idle {
+            Some(read) => read,
+            None => self.open_read()?,
+        };
+        read.state.begin(deadline, internal);
+        let stop = StopOnDrop(Some(Arc::clone(&read.state)));
+        let pool = Arc::clone(&self.idle);
+        let task = tokio::task::spawn_blocking(move || {
+            let result = work(&read.connection);
+            if let Ok(mut idle) = pool.lock() {
+                idle.push(read);
+            }
+            drop(permit);
+            result
+        });
+        let outcome = tokio::time::timeout_at((deadline + CLIENT_GRACE).into(), task).await;
+        match outcome {
+            Ok(Ok(result)) => {
+                stop.disarm();
+                result
+            }
+            Ok(Err(join)) => Err(AdapterError::new(AdapterErrorKind::Database, join.to_string())),
+            Err(_) => Err(timed_out()),
+        }
+    }
+}
+
+/// Stops the connection's statement when dropped, unless disarmed.
+struct StopOnDrop(Option<Arc<CallState>>);
+
+impl StopOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state.cancelled.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The engine-side allow-list: a caller's statement may select, read allow-listed tables and
+/// call functions, nothing else.
+fn authorize(context: &AuthContext<'_>, allow: &AllowList, state: &CallState) -> Authorization {
+    let internal = state.internal.load(Ordering::Relaxed);
+    match context.action {
+        AuthAction::Select | AuthAction::Recursive | AuthAction::Function { .. } => Authorization::Allow,
+        // A read without a database is of a CTE or subquery, not of a stored table.
+        AuthAction::Read { .. } if context.database_name.is_none() => Authorization::Allow,
+        AuthAction::Read { table_name, .. } => {
+            let in_main = context.database_name == Some(SCHEMA);
+            let through_allowed_view = context.accessor.is_some_and(|view| allow.permits(SCHEMA, view));
+            if internal || (in_main && (allow.permits(SCHEMA, table_name) || through_allowed_view)) {
+                Authorization::Allow
+            } else {
+                Authorization::Deny
+            }
+        }
+        AuthAction::Pragma { .. } if internal => Authorization::Allow,
+        _ => Authorization::Deny,
+    }
+}
+
+impl Adapter for SqliteAdapter {
+    fn dialect(&self) -> SqlDialect {
+        SqlDialect::Sqlite
+    }
+
+    fn query_read<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        query: &'a ValidatedQuery,
+        params: &'a [SqlValue],
+        options: ReadOptions,
+    ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
+        Box::pin(async move {
+            if query.dialect() != SqlDialect::Sqlite {
+                return Err(invalid("the query was validated for another SQL dialect"));
+            }
+            let (sql, params) = (query.sql().to_owned(), params.to_vec());
+            self.read_with(options.timeout, false, move |connection| read(connection, &sql, &params, options)).await
+        })
+    }
+
+    fn list_tables<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        schema: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
+        Box::pin(async move {
+            if schema.is_some_and(|schema| !schema.eq_ignore_ascii_case(SCHEMA)) {
+                return Ok(Vec::new());
+            }
+            let allow = Arc::clone(&self.allow);
+            self.read_with(INTROSPECTION_TIMEOUT, true, move |connection| {
+                let mut statement = connection.prepare(LIST_TABLES).map_err(|error| classify(&error))?;
+                let rows = statement
+                    .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                    .map_err(|error| classify(&error))?;
+                let mut tables = Vec::new();
+                for row in rows {
+                    let (name, kind) = row.map_err(|error| classify(&error))?;
+                    if allow.permits(SCHEMA, &name) {
+                        tables.push(TableSummary { schema: SCHEMA.to_owned(), name, kind });
+                    }
+                }
+                Ok(tables)
+            })
+            .await
+        })
+    }
+
+    fn describe_table<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        schema: Option<&'a str>,
+        table: &'a str,
+    ) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
+        Box::pin(async move {
+            let name = self.allow.resolve(schema, table);
+            if !self.allow.allows(&name) {
+                return Err(AdapterError::of_kind(AdapterErrorKind::NotVisible));
+            }
+            let allow = Arc::clone(&self.allow);
+            self.read_with(INTROSPECTION_TIMEOUT, true, move |connection| describe(connection, &allow, &name.table))
+                .await
+        })
+    }
+
+    fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
+        Box::pin(async move {
+            let connection = self.open_with(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            let connection = tokio::task::spawn_blocking(move || {
+                connection.busy_timeout(Duration::from_secs(5))?;
+                connection.execute_batch("BEGIN IMMEDIATE").map(|()| connection)
+            })
+            .await
+            .map_err(|join| AdapterError::new(AdapterErrorKind::Database, join.to_string()))?
+            .map_err(|error| classify(&error))?;
+            Ok(WriteTx::new(Box::new(SqliteWrite { connection: Some(connection) })))
+        })
+    }
+}
+
+/// A write transaction on a connection of its own; closing it uncommitted rolls it back.
+struct SqliteWrite {
+    connection: Option<Connection>,
+}
+
+impl SqliteWrite {
+    async fn with<R: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    ) -> Result<R, AdapterError> {
+        let connection = self.connection.take().ok_or_else(|| {
+            AdapterError::of_kind(AdapterErrorKind::Database).with_message("the transaction was abandoned")
+        })?;
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&connection);
+            (connection, result)
+        })
+        .await
+        .map_err(|join| AdapterError::new(AdapterErrorKind::Database, join.to_string()))?;
+        self.connection = Some(connection);
+        result.map_err(|error| classify(&error))
+    }
+}
+
+impl<'a> WriteTransaction<'a> for SqliteWrite {
+    fn execute<'s>(
+        &'s mut self,
+        statement: &'static str,
+        params: &'s [SqlValue],
+    ) -> BoxFuture<'s, Result<u64, AdapterError>> {
+        let params = params.to_vec();
+        Box::pin(async move {
+            self.with(move |connection| {
+                let mut prepared = connection.prepare(statement)?;
+                if prepared.parameter_count() != params.len() {
+                    return Err(rusqlite::Error::InvalidParameterCount(params.len(), prepared.parameter_count()));
+                }
+                bind(&mut prepared, &params)?;
+                prepared.raw_execute().map(|changed| changed as u64)
+            })
+            .await
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        Box::pin(async move { self.with(|connection| connection.execute_batch("COMMIT")).await })
+    }
+}
+
+fn bind(statement: &mut rusqlite::Statement<'_>, params: &[SqlValue]) -> Result<(), rusqlite::Error> {
+    for (index, param) in params.iter().enumerate() {
+        let value = match param {
+            SqlValue::Null => SqliteValue::Null,
+            SqlValue::Bool(value) => SqliteValue::Integer(i64::from(*value)),
+            SqlValue::Int(value) => SqliteValue::Integer(*value),
+            SqlValue::Float(value) => SqliteValue::Real(*value),
+            SqlValue::Text(value) => SqliteValue::Text(value.clone()),
+            SqlValue::Bytes(value) => SqliteValue::Blob(value.clone()),
+        };
+        statement.raw_bind_parameter(index + 1, value)?;
+    }
+    Ok(())
+}
+
+/// The read itself, on the blocking pool.
+fn read(
+    connection: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+    options: ReadOptions,
+) -> Result<QueryResult, AdapterError> {
+    let mut statement = connection.prepare(sql).map_err(|error| classify(&error))?;
+    if statement.parameter_count() != params.len() {
+        return Err(invalid("the query's placeholders do not match the parameters given"));
+    }
+    bind(&mut statement, params).map_err(|error| classify(&error))?;
+    let columns: Vec<ResultColumn> = statement
+        .columns()
+        .map(|column| ResultColumn {
+            name: column.name().to_owned(),
+            data_type: column.decl_type().unwrap_or("").to_ascii_lowercase(),
+        })
+        .collect();
+    let width = columns.len();
+    let mut rows = Vec::new();
+    let mut bytes = 2usize;
+    let mut truncated = false;
+    let mut cursor = statement.raw_query();
+    while let Some(row) = cursor.next().map_err(|error| classify(&error))? {
+        if rows.len() == options.limit {
+            truncated = true;
+            break;
+        }
+        let mut values = Vec::with_capacity(width);
+        for index in 0..width {
+            let value = match row.get_ref(index).map_err(|error| classify(&error))? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(value) => json::int(value),
+                ValueRef::Real(value) => json::float(value),
+                ValueRef::Text(text) => Value::String(String::from_utf8_lossy(text).into_owned()),
+                ValueRef::Blob(blob) => json::bytes(blob),
+            };
+            bytes += json::encoded_len(&value) + 1;
+            values.push(value);
+        }
+        bytes += 2;
+        if bytes > options.max_bytes {
+            return Err(AdapterError::of_kind(AdapterErrorKind::ResultTooLarge).with_message(format!(
+                "the result exceeds {} bytes; select fewer columns or rows",
+                options.max_bytes
+            )));
+        }
+        rows.push(values);
+    }
+    Ok(QueryResult { columns, rows, truncated })
+}
+
+fn describe(connection: &Connection, allow: &AllowList, table: &str) -> Result<TableDescription, AdapterError> {
+    let sqlite = |error: rusqlite::Error| classify(&error);
+    let mut info = connection.prepare(TABLE_INFO).map_err(sqlite)?;
+    let mut columns = Vec::new();
+    let mut keyed = Vec::new();
+    let mut name = None;
+    let mut rows = info.query([table]).map_err(sqlite)?;
+    while let Some(row) = rows.next().map_err(sqlite)? {
+        let column: String = row.get(0).map_err(sqlite)?;
+        let key: i64 = row.get(4).map_err(sqlite)?;
+        if key > 0 {
+            keyed.push((key, column.clone()));
+        }
+        name.get_or_insert(row.get::<_, String>(5).map_err(sqlite)?);
+        columns.push(ColumnDescription {
+            name: column,
+            data_type: row.get::<_, String>(1).map_err(sqlite)?.to_ascii_lowercase(),
+            nullable: row.get::<_, i64>(2).map_err(sqlite)? == 0,
+            default: row.get(3).map_err(sqlite)?,
+            comment: None,
+        });
+    }
+    drop(rows);
+    let Some(name) = name else {
+        return Err(AdapterError::of_kind(AdapterErrorKind::NotVisible));
+    };
+    keyed.sort();
+    let primary_key: Vec<String> = keyed.into_iter().map(|(_, column)| column).collect();
+
+    let mut foreign_keys: Vec<(i64, ForeignKey)> = Vec::new();
+    let mut fks = connection.prepare(FOREIGN_KEYS).map_err(sqlite)?;
+    let mut rows = fks.query([table]).map_err(sqlite)?;
+    while let Some(row) = rows.next().map_err(sqlite)? {
+        let id: i64 = row.get(0).map_err(sqlite)?;
+        let referenced: String = row.get(1).map_err(sqlite)?;
+        let (from, to): (String, Option<String>) = (row.get(2).map_err(sqlite)?, row.get(3).map_err(sqlite)?);
+        if foreign_keys.last().is_none_or(|(last, _)| *last != id) {
+            foreign_keys.push((
+                id,
+                ForeignKey {
+                    name: format!("{name}_fk{id}"),
+                    columns: Vec::new(),
+                    referenced_schema: SCHEMA.to_owned(),
+                    referenced_table: referenced,
+                    referenced_columns: Vec::new(),
+                },
+            ));
+        }
+        if let Some((_, key)) = foreign_keys.last_mut() {
+            key.columns.push(from);
+            key.referenced_columns.extend(to);
+        }
+    }
+    drop(rows);
+    // A key to a table the caller may not see would name that table: leave it out.
+    let foreign_keys: Vec<ForeignKey> = foreign_keys
+        .into_iter()
+        .map(|(_, key)| key)
+        .filter(|key| allow.permits(SCHEMA, &key.referenced_table))
+        .collect();
+
+    let mut indexes = Vec::new();
+    let mut list = connection.prepare(INDEX_LIST).map_err(sqlite)?;
+    let listed: Vec<(String, bool)> = list
+        .query_map([table], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? != 0)))
+        .map_err(sqlite)?
+        .collect::<Result<_, _>>()
+        .map_err(sqlite)?;
+    let mut info = connection.prepare(INDEX_INFO).map_err(sqlite)?;
+    for (index, unique) in listed {
+        let columns: Vec<String> = info
+            .query_map([&index], |row| Ok(row.get::<_, Option<String>>(0)?.unwrap_or_else(|| "<expression>".into())))
+            .map_err(sqlite)?
+            .collect::<Result<_, _>>()
+            .map_err(sqlite)?;
+        indexes.push(IndexDescription { name: index, columns, unique });
+    }
+    Ok(TableDescription { schema: SCHEMA.to_owned(), name, columns, primary_key, foreign_keys, indexes })
+}
+
+/// Maps a SQLite error to what a caller may see. SQLite's messages name the query's words
+/// (no such column, syntax), not row values, and are passed on.
+fn classify(error: &rusqlite::Error) -> AdapterError {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let text = message.as_deref().unwrap_or("statement failed");
+            match failure.code {
+                ErrorCode::OperationInterrupted => timed_out(),
+                ErrorCode::AuthorizationForStatementDenied => {
+                    AdapterError::new(AdapterErrorKind::Database, text.to_owned())
+                        .with_message("the database refused the statement: it may only read allow-listed tables")
+                }
+                ErrorCode::ReadOnly => AdapterError::new(AdapterErrorKind::Database, text.to_owned())
+                    .with_message("the database refused to write: the connection is read-only"),
+                ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
+                    AdapterError::new(AdapterErrorKind::Connection, text.to_owned())
+                }
+                _ => AdapterError::new(AdapterErrorKind::Database, text.to_owned())
+                    .with_message(format!("the database refused the statement: {}", cut(text))),
+            }
+        }
+        rusqlite::Error::MultipleStatement => invalid("exactly one statement is allowed"),
+        rusqlite::Error::InvalidParameterCount(..) => {
+            invalid("the statement's parameters do not match the values given")
+        }
+        other => AdapterError::new(AdapterErrorKind::Database, other.to_string()),
+    }
+}
+
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> AdapterError {
+    AdapterError::of_kind(AdapterErrorKind::InvalidInput).with_message(message)
+}
+
+fn timed_out() -> AdapterError {
+    AdapterError::of_kind(AdapterErrorKind::Timeout)
+}
+
+fn poisoned() -> AdapterError {
+    AdapterError::of_kind(AdapterErrorKind::Database).with_message("the connection pool failed")
+}
+
+const LIST_TABLES: &str =
+    "SELECT name, type FROM main.sqlite_schema WHERE type IN ('table', 'view') ORDER BY name COLLATE NOCASE";
+/// Columns: name, declared type, not null, default, primary-key position, and the table's
+/// name as the catalog spells it.
+const TABLE_INFO: &str = "SELECT p.name, p.type, p.\"notnull\", p.dflt_value, p.pk, s.name \
+     FROM main.sqlite_schema AS s, pragma_table_info(s.name, 'main') AS p \
+     WHERE s.type IN ('table', 'view') AND s.name = ?1 COLLATE NOCASE ORDER BY p.cid";
+const FOREIGN_KEYS: &str =
+    "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, 'main') ORDER BY id, seq";
+const INDEX_LIST: &str = "SELECT name, \"unique\" FROM pragma_index_list(?1, 'main') ORDER BY name";
+const INDEX_INFO: &str = "SELECT name FROM pragma_index_info(?1, 'main') ORDER BY seqno";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Statements the SQL gate would never pass, handed to a read connection directly: the
+    /// engine refuses each, and nothing changes.
+    #[tokio::test]
+    async fn the_engine_refuses_what_a_read_connection_must_not_do() {
+        let path = std::env::temp_dir().join(format!("sqlwarden-unit-{}.db", std::process::id()));
+        let setup = Connection::open(&path).expect("create");
+        setup
+            .execute_batch("CREATE TABLE t (id INTEGER); CREATE TABLE hidden (x); INSERT INTO t VALUES (1);")
+            .expect("fixture");
+        let allow = AllowList::new(SqlDialect::Sqlite, "main").table("main", "t");
+        let adapter = SqliteAdapter::open(&format!("sqlite:{}", path.display()), allow, 1).expect("opens");
+        let options = ReadOptions { limit: 10, timeout: Duration::from_secs(5), max_bytes: 1 << 20 };
+        for sql in [
+            "INSERT INTO t VALUES (2)",
+            "DELETE FROM t",
+            "CREATE TABLE u (x)",
+            "PRAGMA query_only = 0",
+            "ATTACH DATABASE ':memory:' AS other",
+            "SELECT * FROM hidden",
+            "SELECT * FROM sqlite_schema",
+        ] {
+            let error = adapter
+                .read_with(Duration::from_secs(5), false, move |connection| read(connection, sql, &[], options))
+                .await
+                .expect_err(sql);
+            assert_eq!(error.kind(), AdapterErrorKind::Database, "{sql}");
+        }
+        let two = adapter
+            .read_with(Duration::from_secs(5), false, move |connection| {
+                read(connection, "SELECT 1; SELECT 2", &[], options)
+            })
+            .await
+            .expect_err("two statements");
+        assert_eq!(two.kind(), AdapterErrorKind::InvalidInput);
+        let count: i64 = setup.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).expect("count");
+        assert_eq!(count, 1, "nothing was written");
+        drop(adapter);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn sqlite_messages_are_cut_short() {
+        assert_eq!(cut("short"), "short");
+        let long = "x".repeat(300);
+        assert_eq!(cut(&long).chars().count(), 201);
+    }
+}

@@ -1,0 +1,196 @@
+//! The SQLite adapter on real database files, through the reference tools and the boundary.
+#![cfg(feature = "sqlite")]
+
+mod databases;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use databases::{Service, unique_suffix};
+use serde_json::{Value, json};
+use sqlwarden::DenialCode;
+use sqlwarden::adapter::sqlite::SqliteAdapter;
+use sqlwarden::sql::{AllowList, SqlDialect};
+use sqlwarden::tools::reference::ReadLimits;
+
+/// A database file of the test's own, removed afterwards.
+struct TestFile(PathBuf);
+
+impl TestFile {
+    fn create(fixture: &str) -> TestFile {
+        let path = std::env::temp_dir().join(format!("sqlwarden-test-{}.db", unique_suffix()));
+        let connection = rusqlite::Connection::open(&path).expect("create");
+        connection.execute_batch(fixture).expect("fixture");
+        TestFile(path)
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite:{}", self.0.display())
+    }
+}
+
+impl Drop for TestFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const SHOP: &str = "
+    CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email VARCHAR(200) UNIQUE, score REAL DEFAULT 0.5);
+    CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers (id), total NUMERIC);
+    CREATE INDEX orders_by_customer ON orders (customer_id, total);
+    CREATE TABLE secrets (id INTEGER PRIMARY KEY, value TEXT);
+    CREATE VIEW big_spenders AS SELECT c.name, sum(o.total) AS spent FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.name;
+    INSERT INTO customers (id, name, email) VALUES (1, 'Ada', 'ada@example.com'), (2, 'Grace', NULL), (3, 'Linus', 'l@example.com');
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+        INSERT INTO orders SELECT i, 1 + i % 3, (i % 1000) / 8.0 FROM n;
+    INSERT INTO secrets VALUES (1, 'hunter2');
+    CREATE TABLE types (i INTEGER, big INTEGER, r REAL, t TEXT, b BLOB, n TEXT);
+    INSERT INTO types VALUES (-7, 9223372036854775807, 1.5, 'héllo', x'00ff41', NULL);
+";
+
+fn allow() -> AllowList {
+    AllowList::new(SqlDialect::Sqlite, "main")
+        .table("main", "customers")
+        .table("main", "orders")
+        .table("main", "big_spenders")
+        .table("main", "types")
+}
+
+fn service(file: &TestFile, limits: ReadLimits) -> Service {
+    let adapter = SqliteAdapter::open(&file.url(), allow(), 2).expect("opens");
+    Service::new(Arc::new(adapter), allow(), limits)
+}
+
+fn refusal(result: Result<Value, sqlwarden::Denial>) -> (DenialCode, String) {
+    let denial = result.expect_err("refused");
+    (denial.code(), denial.message().to_owned())
+}
+
+const FOREVER: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_return_rows_and_stop_exactly_at_the_limit() {
+    let file = TestFile::create(SHOP);
+    let service = service(&file, ReadLimits::default());
+    for (limit, rows, truncated) in [(2, 2, true), (3, 3, false), (4, 3, false)] {
+        let result = service.read(json!({"query": "SELECT id, name FROM customers ORDER BY id", "limit": limit})).await;
+        assert_eq!(result["row_count"], json!(rows), "limit {limit}");
+        assert_eq!(result["truncated"], json!(truncated), "limit {limit}");
+    }
+    let all = service.read(json!({"query": "SELECT * FROM orders"})).await;
+    assert_eq!((all["row_count"].clone(), all["truncated"].clone()), (json!(100), json!(true)));
+    let first = service.read(json!({"query": "SELECT id, name FROM customers WHERE id = ?", "params": [1]})).await;
+    assert_eq!(first["rows"], json!([[1, "Ada"]]));
+    assert_eq!(first["columns"], json!([{"name": "id", "type": "integer"}, {"name": "name", "type": "text"}]));
+    let through_view = service.read(json!({"query": "SELECT name FROM big_spenders ORDER BY name"})).await;
+    assert_eq!(through_view["row_count"], json!(3), "an allowed view reads its tables");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_come_back_as_faithful_json() {
+    let file = TestFile::create(SHOP);
+    let service = service(&file, ReadLimits::default());
+    let result = service.read(json!({"query": "SELECT * FROM types"})).await;
+    assert_eq!(result["rows"], json!([[-7, "9223372036854775807", 1.5, "héllo", "AP9B", null]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_refuses_a_table_the_gate_let_through() {
+    let file = TestFile::create(SHOP);
+    // The gate above believes secrets is allowed; the adapter's own allow-list does not.
+    let adapter = SqliteAdapter::open(&file.url(), allow(), 2).expect("opens");
+    let service = Service::new(Arc::new(adapter), allow().table("main", "secrets"), ReadLimits::default());
+    let (code, message) = refusal(service.call("query_read", json!({"query": "SELECT * FROM secrets"})).await);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(message.contains("allow-listed"), "{message}");
+    assert!(!message.contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_its_timeout_is_stopped() {
+    let file = TestFile::create(SHOP);
+    let service = service(&file, ReadLimits::default());
+    let started = Instant::now();
+    let (code, _) = refusal(service.call("query_read", json!({"query": FOREVER, "timeout_ms": 300})).await);
+    assert_eq!(code, DenialCode::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_stops_its_statement_and_frees_the_connection() {
+    let file = TestFile::create(SHOP);
+    let adapter = SqliteAdapter::open(&file.url(), allow(), 1).expect("opens");
+    let service = Service::new(Arc::new(adapter), allow(), ReadLimits::default());
+    let call = service.call("query_read", json!({"query": FOREVER, "timeout_ms": 30000}));
+    assert!(tokio::time::timeout(Duration::from_millis(300), call).await.is_err(), "still running when dropped");
+    // One connection only: the next call gets it only if the dropped statement stopped.
+    let next = service.call("query_read", json!({"query": "SELECT count(*) FROM customers", "timeout_ms": 2000}));
+    assert_eq!(next.await.expect("the connection was freed")["rows"], json!([[3]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_byte_cap_is_refused() {
+    let file = TestFile::create(SHOP);
+    let service = service(&file, ReadLimits { max_result_bytes: 1000, ..ReadLimits::default() });
+    let (code, message) =
+        refusal(service.call("query_read", json!({"query": "SELECT * FROM orders", "limit": 1000})).await);
+    assert_eq!(code, DenialCode::ResultTooLarge);
+    assert!(message.contains("1000 bytes"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_shows_allowed_tables_as_the_catalog_describes_them() {
+    let file = TestFile::create(SHOP);
+    let service = service(&file, ReadLimits::default());
+    let listed = service.call("list_tables", json!({})).await.expect("listed");
+    assert_eq!(
+        listed["tables"],
+        json!([
+            {"schema": "main", "name": "big_spenders", "kind": "view"},
+            {"schema": "main", "name": "customers", "kind": "table"},
+            {"schema": "main", "name": "orders", "kind": "table"},
+            {"schema": "main", "name": "types", "kind": "table"},
+        ])
+    );
+    let described = service.call("describe_table", json!({"table": "ORDERS"})).await.expect("described");
+    assert_eq!(described["name"], json!("orders"));
+    assert_eq!(described["primary_key"], json!(["id"]));
+    assert_eq!(
+        described["foreign_keys"],
+        json!([{"name": "orders_fk0", "columns": ["customer_id"], "referenced_schema": "main",
+                "referenced_table": "customers", "referenced_columns": ["id"]}])
+    );
+    assert_eq!(
+        described["indexes"],
+        json!([{"name": "orders_by_customer", "columns": ["customer_id", "total"], "unique": false}])
+    );
+    let customers = service.call("describe_table", json!({"table": "customers"})).await.expect("described");
+    assert_eq!(
+        customers["columns"],
+        json!([
+            {"name": "id", "type": "integer", "nullable": true, "default": null, "comment": null},
+            {"name": "name", "type": "text", "nullable": false, "default": null, "comment": null},
+            {"name": "email", "type": "varchar(200)", "nullable": true, "default": null, "comment": null},
+            {"name": "score", "type": "real", "nullable": true, "default": "0.5", "comment": null},
+        ])
+    );
+    assert_eq!(customers["indexes"][0]["unique"], json!(true), "the UNIQUE constraint's index");
+    for hidden in [json!({"table": "secrets"}), json!({"table": "sqlite_schema"}), json!({"table": "nowhere"})] {
+        let (code, message) = refusal(service.call("describe_table", hidden.clone()).await);
+        assert_eq!((code, message.as_str()), (DenialCode::QueryRejected, "no such table, or not allowed"), "{hidden}");
+    }
+    let other = service.call("list_tables", json!({"schema": "temp"})).await.expect("listed");
+    assert_eq!(other["tables"], json!([]));
+}
+
+#[test]
+fn a_missing_file_is_refused_at_open_without_naming_it() {
+    let missing = std::env::temp_dir().join(format!("sqlwarden-missing-{}.db", unique_suffix()));
+    let error = SqliteAdapter::open(&format!("sqlite:{}", missing.display()), allow(), 1).expect_err("refused");
+    let shown = format!("{error} {:?}", error.denial());
+    assert!(shown.contains("cannot be opened") && !shown.contains("sqlwarden-missing"), "{shown}");
+    assert!(!missing.exists(), "opening read-only never creates the file");
+    assert!(SqliteAdapter::open("postgres://x", allow(), 1).is_err());
+}
