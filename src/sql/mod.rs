@@ -601,6 +601,29 @@ mod tests {
     }
 
     #[test]
+    fn catalog_names_are_checked_with_the_dialects_case_rules() {
+        let pg = AllowList::new(SqlDialect::Postgres, "public").table("public", "customers").schema("sales");
+        assert!(pg.permits("public", "customers"));
+        assert!(!pg.permits("public", "Customers"), "PostgreSQL catalog names are exact");
+        assert!(!pg.permits("public", "orders"));
+        assert!(pg.permits("sales", "anything"));
+        let mut schemas: Vec<&str> = pg.schemas().collect();
+        schemas.sort_unstable();
+        assert_eq!(schemas, ["public", "sales"]);
+        let mysql = AllowList::new(SqlDialect::MySql, "app").table("app", "customers");
+        assert!(mysql.permits("APP", "Customers"), "MySQL names compare case-insensitively");
+        assert!(!mysql.permits("app", "orders"));
+        assert_eq!(mysql.dialect(), SqlDialect::MySql);
+    }
+
+    #[test]
+    fn caller_names_resolve_to_the_default_schema_and_fold() {
+        let pg = AllowList::new(SqlDialect::Postgres, "Public");
+        assert_eq!(pg.resolve(None, "Customers"), name("public", "customers"));
+        assert_eq!(pg.resolve(Some("Sales"), "orders"), name("sales", "orders"));
+    }
+
+    #[test]
     fn an_explicitly_allowed_catalog_is_read() {
         let allow = AllowList::new(SqlDialect::MySql, "app").schema("information_schema");
         let query = SqlValidator::new(allow).validate("SELECT table_name FROM information_schema.tables", 0);
