@@ -14,10 +14,127 @@ use crate::boundary::{Denial, DenialCode, Evidence, Read, Write};
 use crate::sql::{SqlDialect, ValidatedQuery};
 
 pub mod json;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+/// Pool settings for the networked backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// The most connections held open (for SQLite: the most reads at once).
+    pub max_connections: usize,
+    /// How long to wait for a connection to be established, or for a free one.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { max_connections: 8, connect_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Opens the adapter the URL's scheme names: `postgres://` or `postgresql://`, `mysql://` or
+/// `mariadb://`, `sqlite:`. Networked backends connect lazily, on the first call; SQLite
+/// opens its file at once. Neither the URL nor its password appears in an error.
+#[cfg_attr(not(all(feature = "postgres", feature = "mysql", feature = "sqlite")), allow(unused_variables))]
+pub fn connect(
+    url: &str,
+    allow: crate::sql::AllowList,
+    options: PoolOptions,
+) -> Result<std::sync::Arc<dyn Adapter>, AdapterError> {
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme).to_ascii_lowercase();
+    match scheme.as_str() {
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(std::sync::Arc::new(postgres::PostgresAdapter::connect(url, allow, options)?)),
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => Err(unsupported("PostgreSQL")),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => Ok(std::sync::Arc::new(mysql::MySqlAdapter::connect(url, allow, options)?)),
+        #[cfg(not(feature = "mysql"))]
+        "mysql" | "mariadb" => Err(unsupported("MySQL")),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(std::sync::Arc::new(sqlite::SqliteAdapter::open(url, allow, options.max_connections)?)),
+        #[cfg(not(feature = "sqlite"))]
+        "sqlite" => Err(unsupported("SQLite")),
+        _ => Err(AdapterError::of_kind(AdapterErrorKind::InvalidInput).with_message(
+            "the database URL must start with postgres://, postgresql://, mysql://, mariadb:// or sqlite:",
+        )),
+    }
+}
+
+/// The error for a backend left out of this build.
+#[cfg_attr(all(feature = "postgres", feature = "mysql", feature = "sqlite"), allow(dead_code))]
+fn unsupported(backend: &str) -> AdapterError {
+    AdapterError::of_kind(AdapterErrorKind::InvalidInput)
+        .with_message(format!("this build of sqlwarden has no {backend} support (cargo feature)"))
+}
+
+/// Collects a read's rows within its row limit and byte cap, as the backend streams them.
+pub(crate) struct RowCollector {
+    rows: Vec<Vec<serde_json::Value>>,
+    /// Bytes of the rows as a JSON array, brackets and commas included.
+    bytes: usize,
+    options: ReadOptions,
+}
+
+impl RowCollector {
+    pub(crate) fn new(options: ReadOptions) -> Self {
+        RowCollector { rows: Vec::new(), bytes: 2, options }
+    }
+
+    /// Whether the limit is reached: a further row only means the result is truncated.
+    pub(crate) fn is_full(&self) -> bool {
+        self.rows.len() >= self.options.limit
+    }
+
+    /// How many rows are held.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Adds a row, or refuses the result when it grows past the byte cap.
+    pub(crate) fn push(&mut self, row: Vec<serde_json::Value>) -> Result<(), AdapterError> {
+        self.bytes += 2 + row.iter().map(|value| json::encoded_len(value) + 1).sum::<usize>();
+        self.check()?;
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// Replaces one value (e.g. with the server's text form of it), keeping count of bytes.
+    pub(crate) fn replace(&mut self, row: usize, column: usize, value: serde_json::Value) -> Result<(), AdapterError> {
+        if let Some(slot) = self.rows.get_mut(row).and_then(|row| row.get_mut(column)) {
+            self.bytes = self.bytes - json::encoded_len(slot) + json::encoded_len(&value);
+            *slot = value;
+        }
+        self.check()
+    }
+
+    fn check(&self) -> Result<(), AdapterError> {
+        if self.bytes > self.options.max_bytes {
+            return Err(AdapterError::of_kind(AdapterErrorKind::ResultTooLarge).with_message(format!(
+                "the result exceeds {} bytes; select fewer columns or rows",
+                self.options.max_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self, columns: Vec<ResultColumn>, truncated: bool) -> QueryResult {
+        QueryResult { columns, rows: self.rows, truncated }
+    }
+}
+
+/// Refuses a query validated for another dialect than the backend's.
+pub(crate) fn ensure_dialect(query: &ValidatedQuery, dialect: SqlDialect) -> Result<(), AdapterError> {
+    if query.dialect() == dialect {
+        Ok(())
+    } else {
+        Err(AdapterError::invalid("the query was validated for another SQL dialect"))
+    }
+}
 
 /// A database backend.
 pub trait Adapter: Send + Sync {
@@ -262,6 +379,16 @@ impl AdapterError {
         self
     }
 
+    /// The call's input does not fit, for this reason.
+    pub(crate) fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
+        AdapterError::of_kind(AdapterErrorKind::InvalidInput).with_message(message)
+    }
+
+    /// The statement ran past its time limit.
+    pub(crate) fn timed_out() -> Self {
+        AdapterError::of_kind(AdapterErrorKind::Timeout)
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> AdapterErrorKind {
         self.kind
@@ -301,5 +428,41 @@ impl fmt::Display for AdapterError {
 impl StdError for AdapterError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::AllowList;
+
+    #[test]
+    fn the_scheme_chooses_the_backend() {
+        let refuse = |url: &str, dialect| {
+            connect(url, AllowList::new(dialect, "x"), PoolOptions::default()).err().map(|error| error.to_string())
+        };
+        assert_eq!(
+            refuse("oracle://scott:tiger@db/x", SqlDialect::Postgres).as_deref(),
+            Some(
+                "invalid input: the database URL must start with postgres://, postgresql://, mysql://, mariadb:// or sqlite:"
+            )
+        );
+        assert!(refuse("", SqlDialect::Sqlite).is_some());
+        // Each scheme reaches its own backend, which checks the allow-list's dialect first.
+        for (url, dialect) in [
+            ("postgres://u@h/db", SqlDialect::MySql),
+            ("POSTGRESQL://u@h/db", SqlDialect::Sqlite),
+            ("mysql://u@h/db", SqlDialect::Postgres),
+            ("mariadb://u@h/db", SqlDialect::Sqlite),
+            ("sqlite:/nonexistent.db", SqlDialect::Postgres),
+        ] {
+            assert_eq!(
+                refuse(url, dialect).as_deref(),
+                Some("invalid input: the allow-list was built for another SQL dialect"),
+                "{url}"
+            );
+        }
+        assert!(refuse("postgres://u@h/db", SqlDialect::Postgres).is_none(), "networked backends connect lazily");
+        assert!(refuse("mariadb://u@h/db", SqlDialect::MySql).is_none());
     }
 }

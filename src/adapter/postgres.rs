@@ -29,33 +29,17 @@ use tokio_postgres::{CancelToken, NoTls, Row, Statement};
 
 use super::json;
 use super::{
-    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, QueryResult, ReadOptions,
-    ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, QueryResult,
+    ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
 };
+use super::{RowCollector, ensure_dialect};
 use crate::boundary::{Evidence, Read, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
 
 /// How long the client waits past the server's own statement timeout before it cancels.
 const CLIENT_GRACE: Duration = Duration::from_millis(250);
-/// How many times a read is tried on a fresh connection when the one it got was dead.
-const ATTEMPTS: usize = 3;
 /// The time limit for introspection queries.
 const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Pool settings for [`PostgresAdapter::connect`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolOptions {
-    /// The most connections held open.
-    pub max_connections: usize,
-    /// How long to wait for a connection to be established, or for a free one.
-    pub connect_timeout: Duration,
-}
-
-impl Default for PoolOptions {
-    fn default() -> Self {
-        PoolOptions { max_connections: 8, connect_timeout: Duration::from_secs(5) }
-    }
-}
 
 /// The PostgreSQL adapter.
 pub struct PostgresAdapter {
@@ -63,6 +47,7 @@ pub struct PostgresAdapter {
     allow: AllowList,
     /// `SET LOCAL …` for reads, built once: the default schema is quoted here.
     read_settings_prefix: String,
+    max_connections: usize,
 }
 
 impl fmt::Debug for PostgresAdapter {
@@ -76,12 +61,13 @@ impl PostgresAdapter {
     /// until the first call. The URL never appears in an error.
     pub fn connect(url: &str, allow: AllowList, options: PoolOptions) -> Result<Self, AdapterError> {
         if allow.dialect() != SqlDialect::Postgres {
-            return Err(invalid("the allow-list was built for another SQL dialect"));
+            return Err(AdapterError::invalid("the allow-list was built for another SQL dialect"));
         }
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|_| invalid("the PostgreSQL URL is not valid (the URL itself is not shown)"))?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| AdapterError::invalid("the PostgreSQL URL is not valid (the URL itself is not shown)"))?;
         if config.get_ssl_mode() == SslMode::Require {
-            return Err(invalid(
+            return Err(AdapterError::invalid(
                 "sslmode=require needs TLS, which this build does not offer yet; use sslmode=disable on a trusted network",
             ));
         }
@@ -102,7 +88,7 @@ impl PostgresAdapter {
             "SET LOCAL search_path = pg_catalog, {}; SET LOCAL statement_timeout = ",
             quote(allow.default_schema())
         );
-        Ok(PostgresAdapter { pool, allow, read_settings_prefix })
+        Ok(PostgresAdapter { pool, allow, read_settings_prefix, max_connections: options.max_connections.max(1) })
     }
 
     /// Runs `work` in a read-only transaction on a pooled connection, within `timeout`,
@@ -121,7 +107,7 @@ impl PostgresAdapter {
             let object = match tokio::time::timeout_at(deadline, self.pool.get()).await {
                 Ok(Ok(object)) => object,
                 Ok(Err(error)) => return Err(AdapterError::new(AdapterErrorKind::Connection, error.to_string())),
-                Err(_) => return Err(timed_out()),
+                Err(_) => return Err(AdapterError::timed_out()),
             };
             let mut checkout = Checkout::new(object);
             let run = async {
@@ -136,12 +122,14 @@ impl PostgresAdapter {
             let outcome = tokio::time::timeout_at(deadline, run).await;
             let Ok(result) = outcome else {
                 // Still armed: the checkout cancels the statement and discards the connection.
-                return Err(timed_out());
+                return Err(AdapterError::timed_out());
             };
             match result {
                 Err(Failure::Postgres(error)) if is_connection_failure(&error) => {
                     checkout.discard();
-                    if attempt >= ATTEMPTS {
+                    // Every pooled connection may be dead (a restart kills them all): try each
+                    // once, and one fresh.
+                    if attempt > self.max_connections {
                         return Err(AdapterError::new(AdapterErrorKind::Connection, error.to_string()));
                     }
                 }
@@ -167,11 +155,9 @@ impl Adapter for PostgresAdapter {
         options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
-            if query.dialect() != SqlDialect::Postgres {
-                return Err(invalid("the query was validated for another SQL dialect"));
-            }
+            ensure_dialect(query, SqlDialect::Postgres)?;
             if query.param_count() != params.len() {
-                return Err(invalid(format!(
+                return Err(AdapterError::invalid(format!(
                     "the query takes {} parameters but {} were given",
                     query.param_count(),
                     params.len()
@@ -310,7 +296,7 @@ impl<'a> WriteTransaction<'a> for PostgresWrite {
             let prepared =
                 client.prepare(statement).await.map_err(|error| Failure::Postgres(error).into_adapter_error())?;
             if prepared.params().len() != params.len() {
-                return Err(invalid("the statement's parameters do not match the values given"));
+                return Err(AdapterError::invalid("the statement's parameters do not match the values given"));
             }
             client
                 .execute_raw(&prepared, params.iter().map(Param))
@@ -416,44 +402,36 @@ async fn read(tx: &tokio_postgres::Transaction<'_>, context: &ReadContext<'_>) -
     let ReadContext { sql, params, options } = *context;
     let statement = tx.prepare(sql).await.map_err(Failure::Postgres)?;
     if statement.params().len() != params.len() {
-        return Err(Failure::Adapter(invalid("the query's placeholders do not match the parameters given")));
+        return Err(Failure::Adapter(AdapterError::invalid(
+            "the query's placeholders do not match the parameters given",
+        )));
     }
     let portal = tx.bind_raw(&statement, params.iter().map(Param)).await.map_err(Failure::Postgres)?;
     let fetch = i32::try_from(options.limit.saturating_add(1)).unwrap_or(i32::MAX);
     let stream = tx.query_portal_raw(&portal, fetch).await.map_err(Failure::Postgres)?;
     let mut stream = Box::pin(stream);
     let columns = result_columns(&statement);
-    let mut rows = Vec::new();
+    let mut rows = RowCollector::new(options);
     let mut pending = Vec::new();
-    let mut bytes = 2usize;
     let mut truncated = false;
     while let Some(row) = stream.next().await {
         let row = row.map_err(Failure::Postgres)?;
-        if rows.len() == options.limit {
+        if rows.is_full() {
             truncated = true;
             break;
         }
         let mut values = Vec::with_capacity(row.len());
         for (index, column) in row.columns().iter().enumerate() {
             let Raw(raw) = row.try_get(index).map_err(|error| Failure::Adapter(decode_failure(error)))?;
-            let value = match raw {
+            values.push(match raw {
                 None => Value::Null,
-                Some(raw) => match decode(column.type_(), raw) {
-                    Some(value) => value,
-                    None => {
-                        pending.push((rows.len(), index, column.type_().clone(), raw.to_vec()));
-                        Value::String(String::from_utf8_lossy(raw).into_owned())
-                    }
-                },
-            };
-            bytes += json::encoded_len(&value) + 1;
-            values.push(value);
+                Some(raw) => decode(column.type_(), raw).unwrap_or_else(|| {
+                    pending.push((rows.len(), index, column.type_().clone(), raw.to_vec()));
+                    Value::String(String::from_utf8_lossy(raw).into_owned())
+                }),
+            });
         }
-        bytes += 2;
-        if bytes > options.max_bytes {
-            return Err(Failure::Adapter(too_large(options.max_bytes)));
-        }
-        rows.push(values);
+        rows.push(values).map_err(Failure::Adapter)?;
     }
     drop(stream);
     let mut as_text: Vec<(Type, Statement)> = Vec::new();
@@ -469,13 +447,9 @@ async fn read(tx: &tokio_postgres::Transaction<'_>, context: &ReadContext<'_>) -
         };
         let row_of_text = tx.query_one(&statement, &[&RawParam(&raw)]).await.map_err(Failure::Postgres)?;
         let value = Value::String(row_of_text.try_get(0).map_err(|error| Failure::Adapter(decode_failure(error)))?);
-        bytes = bytes - json::encoded_len(&rows[row][column]) + json::encoded_len(&value);
-        rows[row][column] = value;
+        rows.replace(row, column, value).map_err(Failure::Adapter)?;
     }
-    if bytes > options.max_bytes {
-        return Err(Failure::Adapter(too_large(options.max_bytes)));
-    }
-    Ok(QueryResult { columns, rows, truncated })
+    Ok(rows.finish(columns, truncated))
 }
 
 fn result_columns(statement: &Statement) -> Vec<ResultColumn> {
@@ -795,19 +769,6 @@ fn text(row: &Row, index: usize) -> Result<String, AdapterError> {
 
 fn decode_failure(error: tokio_postgres::Error) -> AdapterError {
     AdapterError::new(AdapterErrorKind::Database, error.to_string())
-}
-
-fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> AdapterError {
-    AdapterError::of_kind(AdapterErrorKind::InvalidInput).with_message(message)
-}
-
-fn timed_out() -> AdapterError {
-    AdapterError::of_kind(AdapterErrorKind::Timeout)
-}
-
-fn too_large(max: usize) -> AdapterError {
-    AdapterError::of_kind(AdapterErrorKind::ResultTooLarge)
-        .with_message(format!("the result exceeds {max} bytes; select fewer columns or rows"))
 }
 
 /// Quotes an identifier for PostgreSQL.

@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::json;
 use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, QueryResult, ReadOptions,
-    ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+    ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx, ensure_dialect,
 };
 use crate::boundary::{Evidence, Read, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
@@ -94,15 +94,16 @@ impl SqliteAdapter {
     /// reads that run at once.
     pub fn open(url: &str, allow: AllowList, max_connections: usize) -> Result<Self, AdapterError> {
         if allow.dialect() != SqlDialect::Sqlite {
-            return Err(invalid("the allow-list was built for another SQL dialect"));
+            return Err(AdapterError::invalid("the allow-list was built for another SQL dialect"));
         }
-        let rest = url.strip_prefix("sqlite:").ok_or_else(|| invalid("a SQLite URL starts with sqlite:"))?;
+        let rest =
+            url.strip_prefix("sqlite:").ok_or_else(|| AdapterError::invalid("a SQLite URL starts with sqlite:"))?;
         let target = if rest.starts_with("file:") {
             Target::Uri(rest.to_owned())
         } else {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() {
-                return Err(invalid("the SQLite URL names no file"));
+                return Err(AdapterError::invalid("the SQLite URL names no file"));
             }
             Target::File(PathBuf::from(path))
         };
@@ -161,7 +162,7 @@ impl SqliteAdapter {
             match tokio::time::timeout_at(deadline.into(), Arc::clone(&self.permits).acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
                 Ok(Err(_)) => return Err(AdapterError::of_kind(AdapterErrorKind::Connection)),
-                Err(_) => return Err(timed_out()),
+                Err(_) => return Err(AdapterError::timed_out()),
             };
         let idle = self.idle.lock().map_err(|_| poisoned())?.pop();
         let read = match idle {
@@ -186,7 +187,7 @@ impl SqliteAdapter {
                 result
             }
             Ok(Err(join)) => Err(AdapterError::new(AdapterErrorKind::Database, join.to_string())),
-            Err(_) => Err(timed_out()),
+            Err(_) => Err(AdapterError::timed_out()),
         }
     }
 }
@@ -243,9 +244,7 @@ impl Adapter for SqliteAdapter {
         options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
-            if query.dialect() != SqlDialect::Sqlite {
-                return Err(invalid("the query was validated for another SQL dialect"));
-            }
+            ensure_dialect(query, SqlDialect::Sqlite)?;
             let (sql, params) = (query.sql().to_owned(), params.to_vec());
             self.read_with(options.timeout, false, move |connection| read(connection, &sql, &params, options)).await
         })
@@ -384,7 +383,7 @@ fn read(
 ) -> Result<QueryResult, AdapterError> {
     let mut statement = connection.prepare(sql).map_err(|error| classify(&error))?;
     if statement.parameter_count() != params.len() {
-        return Err(invalid("the query's placeholders do not match the parameters given"));
+        return Err(AdapterError::invalid("the query's placeholders do not match the parameters given"));
     }
     bind(&mut statement, params).map_err(|error| classify(&error))?;
     let columns: Vec<ResultColumn> = statement
@@ -395,37 +394,27 @@ fn read(
         })
         .collect();
     let width = columns.len();
-    let mut rows = Vec::new();
-    let mut bytes = 2usize;
+    let mut rows = RowCollector::new(options);
     let mut truncated = false;
     let mut cursor = statement.raw_query();
     while let Some(row) = cursor.next().map_err(|error| classify(&error))? {
-        if rows.len() == options.limit {
+        if rows.is_full() {
             truncated = true;
             break;
         }
         let mut values = Vec::with_capacity(width);
         for index in 0..width {
-            let value = match row.get_ref(index).map_err(|error| classify(&error))? {
+            values.push(match row.get_ref(index).map_err(|error| classify(&error))? {
                 ValueRef::Null => Value::Null,
                 ValueRef::Integer(value) => json::int(value),
                 ValueRef::Real(value) => json::float(value),
                 ValueRef::Text(text) => Value::String(String::from_utf8_lossy(text).into_owned()),
                 ValueRef::Blob(blob) => json::bytes(blob),
-            };
-            bytes += json::encoded_len(&value) + 1;
-            values.push(value);
+            });
         }
-        bytes += 2;
-        if bytes > options.max_bytes {
-            return Err(AdapterError::of_kind(AdapterErrorKind::ResultTooLarge).with_message(format!(
-                "the result exceeds {} bytes; select fewer columns or rows",
-                options.max_bytes
-            )));
-        }
-        rows.push(values);
+        rows.push(values)?;
     }
-    Ok(QueryResult { columns, rows, truncated })
+    Ok(rows.finish(columns, truncated))
 }
 
 fn describe(connection: &Connection, allow: &AllowList, table: &str) -> Result<TableDescription, AdapterError> {
@@ -515,7 +504,7 @@ fn classify(error: &rusqlite::Error) -> AdapterError {
         rusqlite::Error::SqliteFailure(failure, message) => {
             let text = message.as_deref().unwrap_or("statement failed");
             match failure.code {
-                ErrorCode::OperationInterrupted => timed_out(),
+                ErrorCode::OperationInterrupted => AdapterError::timed_out(),
                 ErrorCode::AuthorizationForStatementDenied => {
                     AdapterError::new(AdapterErrorKind::Database, text.to_owned())
                         .with_message("the database refused the statement: it may only read allow-listed tables")
@@ -529,9 +518,9 @@ fn classify(error: &rusqlite::Error) -> AdapterError {
                     .with_message(format!("the database refused the statement: {}", cut(text))),
             }
         }
-        rusqlite::Error::MultipleStatement => invalid("exactly one statement is allowed"),
+        rusqlite::Error::MultipleStatement => AdapterError::invalid("exactly one statement is allowed"),
         rusqlite::Error::InvalidParameterCount(..) => {
-            invalid("the statement's parameters do not match the values given")
+            AdapterError::invalid("the statement's parameters do not match the values given")
         }
         other => AdapterError::new(AdapterErrorKind::Database, other.to_string()),
     }
@@ -542,14 +531,6 @@ fn cut(text: &str) -> String {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
     }
-}
-
-fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> AdapterError {
-    AdapterError::of_kind(AdapterErrorKind::InvalidInput).with_message(message)
-}
-
-fn timed_out() -> AdapterError {
-    AdapterError::of_kind(AdapterErrorKind::Timeout)
 }
 
 fn poisoned() -> AdapterError {

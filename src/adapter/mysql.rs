@@ -1,0 +1,652 @@
+//! MySQL and MariaDB through mysql_async and its pool.
+//!
+//! Every connection starts with a fixed `sql_mode` (backslash escapes on, `ANSI_QUOTES`
+//! off, as the SQL gate's parser reads text), UTF-8 and the UTC time zone. Every read sets
+//! the server's statement time limit (`max_statement_time` on MariaDB, `max_execution_time`
+//! on MySQL) and `sql_select_limit` to `limit + 1`, runs in `START TRANSACTION READ ONLY`,
+//! and is always rolled back. Caller SQL only ever runs as one prepared statement (the binary
+//! protocol takes exactly one statement); no LOCAL INFILE handler is installed, so the client
+//! refuses any file request. When the deadline passes or the caller's future is dropped,
+//! the connection is killed from a separate connection (`KILL`, never `KILL QUERY`: the
+//! connection id could already serve another caller) and is not reused.
+//!
+//! `sql_select_limit` stops a query without its own `LIMIT` on the server after `limit + 1`
+//! rows. A query with a larger `LIMIT` of its own is read to that `LIMIT` and the rows past
+//! `limit + 1` are discarded, never returned.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use mysql_async::consts::{ColumnFlags, ColumnType};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, Value as MyValue};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::json;
+use super::{
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, QueryResult,
+    ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+};
+use super::{RowCollector, ensure_dialect};
+use crate::boundary::{Evidence, Read, Write};
+use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
+
+const CLIENT_GRACE: Duration = Duration::from_millis(250);
+const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The session every connection starts with.
+const SETUP: &str = "SET SESSION sql_mode = 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
+    ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00', NAMES utf8mb4";
+
+/// The MySQL and MariaDB adapter.
+pub struct MySqlAdapter {
+    pool: Pool,
+    opts: Opts,
+    allow: AllowList,
+    connect_timeout: Duration,
+    max_connections: usize,
+    /// Whether the server is MariaDB (`max_statement_time`) or MySQL (`max_execution_time`);
+    /// learned on the first connection.
+    mariadb: tokio::sync::OnceCell<bool>,
+}
+
+impl std::fmt::Debug for MySqlAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlAdapter").field("database", &self.allow.default_schema()).finish_non_exhaustive()
+    }
+}
+
+impl MySqlAdapter {
+    /// Builds the pool for `url` (`mysql://…` or `mariadb://…`, naming a database). No
+    /// connection is made until the first call. The URL never appears in an error.
+    pub fn connect(url: &str, allow: AllowList, options: PoolOptions) -> Result<Self, AdapterError> {
+        if allow.dialect() != SqlDialect::MySql {
+            return Err(AdapterError::invalid("the allow-list was built for another SQL dialect"));
+        }
+        let url: Cow<'_, str> = match url.strip_prefix("mariadb://") {
+            Some(rest) => Cow::Owned(format!("mysql://{rest}")),
+            None => Cow::Borrowed(url),
+        };
+        let parsed = Opts::from_url(&url)
+            .map_err(|_| AdapterError::invalid("the MySQL URL is not valid (the URL itself is not shown)"))?;
+        if parsed.db_name().is_none() {
+            return Err(AdapterError::invalid("the MySQL URL must name a database"));
+        }
+        let constraints = PoolConstraints::new(0, options.max_connections.max(1))
+            .ok_or_else(|| AdapterError::invalid("the pool size is not valid"))?;
+        let opts: Opts = OptsBuilder::from_opts(parsed)
+            .setup(vec![SETUP])
+            // Every read sets what it needs and every write resets it, so the pool need not
+            // reset connections (a round trip each time).
+            // Idle connections are kept for a while (with no time to live, mysql_async would
+            // close every connection above the minimum as soon as it is returned).
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false)
+                    .with_inactive_connection_ttl(Duration::from_secs(300)),
+            )
+            .into();
+        Ok(MySqlAdapter {
+            pool: Pool::new(opts.clone()),
+            opts,
+            allow,
+            connect_timeout: options.connect_timeout,
+            max_connections: options.max_connections.max(1),
+            mariadb: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn checkout(&self, deadline: Instant) -> Result<Conn, AdapterError> {
+        let wait = deadline.min(Instant::now() + self.connect_timeout);
+        match tokio::time::timeout_at(wait, self.pool.get_conn()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(error)) => Err(AdapterError::new(AdapterErrorKind::Connection, scrub(&error))),
+            Err(_) => Err(AdapterError::of_kind(AdapterErrorKind::Connection)),
+        }
+    }
+
+    /// Whether the server is MariaDB, asked once.
+    async fn is_mariadb(&self, conn: &mut Conn) -> bool {
+        *self.mariadb.get_or_init(|| server_is_mariadb(conn)).await
+    }
+
+    /// Runs `work` in a read-only transaction, within `timeout`, retrying on a fresh
+    /// connection when the one it got was dead.
+    async fn in_read_transaction<C: Sync + ?Sized, R>(
+        &self,
+        timeout: Duration,
+        row_cap: usize,
+        context: &C,
+        work: for<'t> fn(&'t mut Conn, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
+    ) -> Result<R, AdapterError> {
+        let deadline = Instant::now() + timeout + CLIENT_GRACE;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.checkout(deadline).await?;
+            let settings = if self.is_mariadb(&mut conn).await {
+                format!(
+                    "SET SESSION max_statement_time = {:.3}, SESSION sql_select_limit = {row_cap}",
+                    timeout.as_secs_f64().max(0.001)
+                )
+            } else {
+                format!(
+                    "SET SESSION max_execution_time = {}, SESSION sql_select_limit = {row_cap}",
+                    timeout.as_millis().max(1)
+                )
+            };
+            let mut kill = KillOnDrop { id: Some(conn.id()), opts: self.opts.clone() };
+            let run = async {
+                conn.query_drop(settings).await.map_err(Failure::MySql)?;
+                conn.query_drop("START TRANSACTION READ ONLY").await.map_err(Failure::MySql)?;
+                let result = work(&mut conn, context).await;
+                match result {
+                    Ok(value) => {
+                        conn.query_drop("ROLLBACK").await.map_err(Failure::MySql)?;
+                        Ok(value)
+                    }
+                    Err(error) => {
+                        // The pool rolls back a connection returned inside a transaction.
+                        Err(error)
+                    }
+                }
+            };
+            let outcome = tokio::time::timeout_at(deadline, run).await;
+            let Ok(result) = outcome else {
+                // Still armed: the connection is killed from another connection.
+                drop(conn);
+                return Err(AdapterError::timed_out());
+            };
+            kill.id = None;
+            match result {
+                Err(Failure::MySql(error)) if is_connection_failure(&error) => {
+                    drop(conn);
+                    // Every pooled connection may be dead (a restart kills them all): try each
+                    // once, and one fresh.
+                    if attempt > self.max_connections {
+                        return Err(AdapterError::new(AdapterErrorKind::Connection, scrub(&error)));
+                    }
+                }
+                other => return other.map_err(Failure::into_adapter_error),
+            }
+        }
+    }
+}
+
+async fn server_is_mariadb(conn: &mut Conn) -> bool {
+    matches!(conn.query_first::<String, _>("SELECT VERSION()").await, Ok(Some(version)) if version.contains("MariaDB"))
+}
+
+/// Kills a connection from a separate one when dropped, unless disarmed (`id` is `None`).
+struct KillOnDrop {
+    id: Option<u32>,
+    opts: Opts,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let opts = self.opts.clone();
+            runtime.spawn(async move {
+                let killed = async {
+                    let mut conn = Conn::new(opts).await?;
+                    conn.query_drop(format!("KILL {id}")).await?;
+                    conn.disconnect().await
+                };
+                if let Err(error) = killed.await {
+                    tracing::warn!(error = %scrub(&error), "could not kill an abandoned MySQL connection");
+                }
+            });
+        }
+    }
+}
+
+impl Adapter for MySqlAdapter {
+    fn dialect(&self) -> SqlDialect {
+        SqlDialect::MySql
+    }
+
+    fn query_read<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        query: &'a ValidatedQuery,
+        params: &'a [SqlValue],
+        options: ReadOptions,
+    ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
+        Box::pin(async move {
+            ensure_dialect(query, SqlDialect::MySql)?;
+            let context = ReadContext { sql: query.sql(), params, options };
+            let cap = options.limit.saturating_add(1);
+            self.in_read_transaction(options.timeout, cap, &context, |conn, context| Box::pin(read(conn, context)))
+                .await
+        })
+    }
+
+    fn list_tables<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        schema: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
+        Box::pin(async move {
+            let schemas: Vec<String> = match schema {
+                Some(schema) => vec![self.allow.resolve(Some(schema), "").schema],
+                None => self.allow.schemas().map(str::to_owned).collect(),
+            };
+            let mut tables = Vec::new();
+            for schema in schemas {
+                let rows: Vec<(String, String, String)> = self
+                    .in_read_transaction(INTROSPECTION_TIMEOUT, usize::MAX, schema.as_str(), |conn, schema| {
+                        Box::pin(async move { conn.exec(LIST_TABLES, (schema,)).await.map_err(Failure::MySql) })
+                    })
+                    .await?;
+                for (schema, name, kind) in rows {
+                    if self.allow.permits(&schema, &name) {
+                        let kind = if kind == "VIEW" { "view" } else { "table" };
+                        tables.push(TableSummary { schema, name, kind: kind.to_owned() });
+                    }
+                }
+            }
+            Ok(tables)
+        })
+    }
+
+    fn describe_table<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Read>,
+        schema: Option<&'a str>,
+        table: &'a str,
+    ) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
+        Box::pin(async move {
+            let name = self.allow.resolve(schema, table);
+            if !self.allow.allows(&name) {
+                return Err(AdapterError::of_kind(AdapterErrorKind::NotVisible));
+            }
+            let key = (name.schema.clone(), name.table.clone());
+            let (columns, keys, indexes) = self
+                .in_read_transaction(INTROSPECTION_TIMEOUT, usize::MAX, &key, |conn, (schema, table)| {
+                    Box::pin(async move {
+                        let columns: Vec<Row> =
+                            conn.exec(DESCRIBE_COLUMNS, (schema, table)).await.map_err(Failure::MySql)?;
+                        let keys: Vec<Row> = conn.exec(DESCRIBE_KEYS, (schema, table)).await.map_err(Failure::MySql)?;
+                        let indexes: Vec<Row> =
+                            conn.exec(DESCRIBE_INDEXES, (schema, table)).await.map_err(Failure::MySql)?;
+                        Ok((columns, keys, indexes))
+                    })
+                })
+                .await?;
+            let Some(first) = columns.first() else {
+                return Err(AdapterError::of_kind(AdapterErrorKind::NotVisible));
+            };
+            let mut description = TableDescription {
+                schema: text(first, 0)?,
+                name: text(first, 1)?,
+                columns: Vec::with_capacity(columns.len()),
+                primary_key: Vec::new(),
+                foreign_keys: Vec::new(),
+                indexes: Vec::new(),
+            };
+            for row in &columns {
+                let comment = text(row, 6)?;
+                description.columns.push(ColumnDescription {
+                    name: text(row, 2)?,
+                    data_type: text(row, 3)?,
+                    nullable: text(row, 4)? == "YES",
+                    default: optional_text(row, 5)?,
+                    comment: (!comment.is_empty()).then_some(comment),
+                });
+            }
+            for row in &keys {
+                let (constraint, column) = (text(row, 0)?, text(row, 1)?);
+                let referenced = (optional_text(row, 2)?, optional_text(row, 3)?, optional_text(row, 4)?);
+                match referenced {
+                    (Some(schema), Some(table), Some(referenced_column)) => {
+                        if !self.allow.permits(&schema, &table) {
+                            continue;
+                        }
+                        match description.foreign_keys.last_mut() {
+                            Some(key) if key.name == constraint => {
+                                key.columns.push(column);
+                                key.referenced_columns.push(referenced_column);
+                            }
+                            _ => description.foreign_keys.push(ForeignKey {
+                                name: constraint,
+                                columns: vec![column],
+                                referenced_schema: schema,
+                                referenced_table: table,
+                                referenced_columns: vec![referenced_column],
+                            }),
+                        }
+                    }
+                    _ if constraint == "PRIMARY" => description.primary_key.push(column),
+                    _ => {}
+                }
+            }
+            for row in &indexes {
+                let (index, column, non_unique) = (text(row, 0)?, text(row, 1)?, text(row, 2)?);
+                match description.indexes.last_mut() {
+                    Some(last) if last.name == index => last.columns.push(column),
+                    _ => description.indexes.push(IndexDescription {
+                        name: index,
+                        columns: vec![column],
+                        unique: non_unique == "0",
+                    }),
+                }
+            }
+            Ok(description)
+        })
+    }
+
+    fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + self.connect_timeout;
+            let mut conn = self.checkout(deadline).await?;
+            // Undo what reads set on this connection.
+            let time_limit = if self.is_mariadb(&mut conn).await { "max_statement_time" } else { "max_execution_time" };
+            conn.query_drop(format!(
+                "SET SESSION sql_select_limit = DEFAULT, SESSION {time_limit} = DEFAULT; START TRANSACTION READ WRITE"
+            ))
+            .await
+            .map_err(|error| Failure::MySql(error).into_adapter_error())?;
+            Ok(WriteTx::new(Box::new(MySqlWrite { conn: Some(conn) })))
+        })
+    }
+}
+
+/// A write transaction; a connection returned to the pool uncommitted is rolled back by it.
+struct MySqlWrite {
+    conn: Option<Conn>,
+}
+
+impl<'a> WriteTransaction<'a> for MySqlWrite {
+    fn execute<'s>(
+        &'s mut self,
+        statement: &'static str,
+        params: &'s [SqlValue],
+    ) -> BoxFuture<'s, Result<u64, AdapterError>> {
+        Box::pin(async move {
+            let conn = self.conn.as_mut().ok_or_else(|| {
+                AdapterError::of_kind(AdapterErrorKind::Database).with_message("the transaction ended")
+            })?;
+            let prepared = conn.prep(statement).await.map_err(|error| Failure::MySql(error).into_adapter_error())?;
+            if usize::from(prepared.num_params()) != params.len() {
+                return Err(AdapterError::invalid("the statement's parameters do not match the values given"));
+            }
+            conn.exec_drop(&prepared, to_params(params))
+                .await
+                .map_err(|error| Failure::MySql(error).into_adapter_error())?;
+            Ok(conn.affected_rows())
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.take().ok_or_else(|| {
+                AdapterError::of_kind(AdapterErrorKind::Database).with_message("the transaction ended")
+            })?;
+            conn.query_drop("COMMIT").await.map_err(|error| Failure::MySql(error).into_adapter_error())
+        })
+    }
+}
+
+struct ReadContext<'a> {
+    sql: &'a str,
+    params: &'a [SqlValue],
+    options: ReadOptions,
+}
+
+async fn read(conn: &mut Conn, context: &ReadContext<'_>) -> Result<QueryResult, Failure> {
+    let ReadContext { sql, params, options } = *context;
+    let statement = conn.prep(sql).await.map_err(Failure::MySql)?;
+    if usize::from(statement.num_params()) != params.len() {
+        return Err(Failure::Adapter(AdapterError::invalid(
+            "the query's placeholders do not match the parameters given",
+        )));
+    }
+    let mut result = conn.exec_iter(&statement, to_params(params)).await.map_err(Failure::MySql)?;
+    let described: Vec<mysql_async::Column> = result.columns_ref().to_vec();
+    let columns = described
+        .iter()
+        .map(|column| ResultColumn { name: column.name_str().into_owned(), data_type: type_name(column).to_owned() })
+        .collect();
+    let mut rows = RowCollector::new(options);
+    let mut truncated = false;
+    while let Some(row) = result.next().await.map_err(Failure::MySql)? {
+        if rows.is_full() {
+            truncated = true;
+            break;
+        }
+        let values = described
+            .iter()
+            .enumerate()
+            .map(|(index, column)| row.as_ref(index).map_or(Value::Null, |value| decode(column, value)))
+            .collect();
+        rows.push(values).map_err(Failure::Adapter)?;
+    }
+    result.drop_result().await.map_err(Failure::MySql)?;
+    Ok(rows.finish(columns, truncated))
+}
+
+fn to_params(params: &[SqlValue]) -> mysql_async::Params {
+    if params.is_empty() {
+        return mysql_async::Params::Empty;
+    }
+    mysql_async::Params::Positional(
+        params
+            .iter()
+            .map(|param| match param {
+                SqlValue::Null => MyValue::NULL,
+                SqlValue::Bool(value) => MyValue::Int(i64::from(*value)),
+                SqlValue::Int(value) => MyValue::Int(*value),
+                SqlValue::Float(value) => MyValue::Double(*value),
+                SqlValue::Text(value) => MyValue::Bytes(value.clone().into_bytes()),
+                SqlValue::Bytes(value) => MyValue::Bytes(value.clone()),
+            })
+            .collect(),
+    )
+}
+
+/// The binary character set: bytes, not text.
+const BINARY: u16 = 63;
+
+fn decode(column: &mysql_async::Column, value: &MyValue) -> Value {
+    let kind = column.column_type();
+    match value {
+        MyValue::NULL => Value::Null,
+        MyValue::Int(value) => json::int(*value),
+        MyValue::UInt(value) => json::uint(*value),
+        MyValue::Float(value) => json::float(f64::from(*value)),
+        MyValue::Double(value) => json::float(*value),
+        MyValue::Date(year, month, day, hour, minute, second, micros) => {
+            let date = format!("{year:04}-{month:02}-{day:02}");
+            if kind == ColumnType::MYSQL_TYPE_DATE {
+                return Value::String(date);
+            }
+            let mut text = format!("{date}T{hour:02}:{minute:02}:{second:02}");
+            push_fraction(&mut text, *micros);
+            if kind == ColumnType::MYSQL_TYPE_TIMESTAMP || kind == ColumnType::MYSQL_TYPE_TIMESTAMP2 {
+                // Sessions run in UTC.
+                text.push('Z');
+            }
+            Value::String(text)
+        }
+        MyValue::Time(negative, days, hours, minutes, seconds, micros) => {
+            let hours = u64::from(*days) * 24 + u64::from(*hours);
+            let mut text = format!("{}{hours:02}:{minutes:02}:{seconds:02}", if *negative { "-" } else { "" });
+            push_fraction(&mut text, *micros);
+            Value::String(text)
+        }
+        MyValue::Bytes(bytes) => match kind {
+            ColumnType::MYSQL_TYPE_JSON => {
+                serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into()))
+            }
+            ColumnType::MYSQL_TYPE_BIT => {
+                json::uint(bytes.iter().fold(0u64, |total, byte| total.wrapping_shl(8) | u64::from(*byte)))
+            }
+            ColumnType::MYSQL_TYPE_GEOMETRY => json::bytes(bytes),
+            ColumnType::MYSQL_TYPE_NEWDECIMAL | ColumnType::MYSQL_TYPE_DECIMAL => {
+                Value::String(String::from_utf8_lossy(bytes).into_owned())
+            }
+            _ if column.character_set() == BINARY && column.flags().contains(ColumnFlags::BINARY_FLAG) => {
+                json::bytes(bytes)
+            }
+            _ => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        },
+    }
+}
+
+fn push_fraction(text: &mut String, micros: u32) {
+    if micros != 0 {
+        text.push_str(&format!(".{micros:06}"));
+        while text.ends_with('0') {
+            text.pop();
+        }
+    }
+}
+
+fn type_name(column: &mysql_async::Column) -> &'static str {
+    let binary = column.character_set() == BINARY;
+    match column.column_type() {
+        ColumnType::MYSQL_TYPE_TINY => "tinyint",
+        ColumnType::MYSQL_TYPE_SHORT => "smallint",
+        ColumnType::MYSQL_TYPE_INT24 => "mediumint",
+        ColumnType::MYSQL_TYPE_LONG => "int",
+        ColumnType::MYSQL_TYPE_LONGLONG => "bigint",
+        ColumnType::MYSQL_TYPE_FLOAT => "float",
+        ColumnType::MYSQL_TYPE_DOUBLE => "double",
+        ColumnType::MYSQL_TYPE_NEWDECIMAL | ColumnType::MYSQL_TYPE_DECIMAL => "decimal",
+        ColumnType::MYSQL_TYPE_DATE => "date",
+        ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => "time",
+        ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_DATETIME2 => "datetime",
+        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => "timestamp",
+        ColumnType::MYSQL_TYPE_YEAR => "year",
+        ColumnType::MYSQL_TYPE_JSON => "json",
+        ColumnType::MYSQL_TYPE_BIT => "bit",
+        ColumnType::MYSQL_TYPE_ENUM => "enum",
+        ColumnType::MYSQL_TYPE_SET => "set",
+        ColumnType::MYSQL_TYPE_GEOMETRY => "geometry",
+        ColumnType::MYSQL_TYPE_NULL => "null",
+        ColumnType::MYSQL_TYPE_TINY_BLOB
+        | ColumnType::MYSQL_TYPE_MEDIUM_BLOB
+        | ColumnType::MYSQL_TYPE_LONG_BLOB
+        | ColumnType::MYSQL_TYPE_BLOB => {
+            if binary {
+                "blob"
+            } else {
+                "text"
+            }
+        }
+        ColumnType::MYSQL_TYPE_VAR_STRING | ColumnType::MYSQL_TYPE_VARCHAR => {
+            if binary {
+                "varbinary"
+            } else {
+                "varchar"
+            }
+        }
+        ColumnType::MYSQL_TYPE_STRING => {
+            if binary {
+                "binary"
+            } else {
+                "char"
+            }
+        }
+        _ => "unknown",
+    }
+}
+
+enum Failure {
+    MySql(mysql_async::Error),
+    Adapter(AdapterError),
+}
+
+impl Failure {
+    fn into_adapter_error(self) -> AdapterError {
+        match self {
+            Failure::Adapter(error) => error,
+            Failure::MySql(error) => classify(&error),
+        }
+    }
+}
+
+/// Server errors whose messages name only the query's own words (unknown column, syntax,
+/// unknown table or function), and so may be shown. Others, such as "Incorrect integer
+/// value: '…'", can quote data and are replaced by their number.
+const SAFE_MESSAGES: [u16; 12] = [1044, 1052, 1054, 1064, 1109, 1142, 1143, 1146, 1222, 1241, 1248, 1305];
+
+fn classify(error: &mysql_async::Error) -> AdapterError {
+    if is_connection_failure(error) {
+        return AdapterError::new(AdapterErrorKind::Connection, scrub(error));
+    }
+    let mysql_async::Error::Server(server) = error else {
+        return AdapterError::new(AdapterErrorKind::Database, scrub(error));
+    };
+    let cause = format!("MySQL error {}", server.code);
+    match server.code {
+        // MariaDB max_statement_time, MySQL max_execution_time, a killed query.
+        1969 | 3024 | 1317 => AdapterError::new(AdapterErrorKind::Timeout, cause),
+        1792 => AdapterError::new(AdapterErrorKind::Database, cause)
+            .with_message("the database refused to write: the transaction is read-only"),
+        code if SAFE_MESSAGES.contains(&code) => AdapterError::new(AdapterErrorKind::Database, cause)
+            .with_message(format!("the database refused the statement: {} (MySQL error {code})", server.message)),
+        1292 | 1366 | 1365 | 1264 | 1406 | 1690 | 3140 | 3141 | 4038 => {
+            AdapterError::new(AdapterErrorKind::InvalidInput, cause).with_message(format!(
+                "a value does not fit its type or operation (MySQL error {}); check the parameters and casts",
+                server.code
+            ))
+        }
+        code => AdapterError::new(AdapterErrorKind::Database, cause)
+            .with_message(format!("the database refused the statement (MySQL error {code})")),
+    }
+}
+
+fn is_connection_failure(error: &mysql_async::Error) -> bool {
+    match error {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Driver(driver) => {
+            matches!(driver, mysql_async::DriverError::ConnectionClosed | mysql_async::DriverError::PoolDisconnected)
+        }
+        // Server shutdown, connection killed, server gone.
+        mysql_async::Error::Server(server) => matches!(server.code, 1053 | 1927 | 2006 | 2013 | 4031),
+        _ => false,
+    }
+}
+
+/// An error's text for the log, without anything a server could have quoted from data.
+fn scrub(error: &mysql_async::Error) -> String {
+    match error {
+        mysql_async::Error::Server(server) => format!("MySQL error {}", server.code),
+        mysql_async::Error::Url(_) => "invalid URL".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn text(row: &Row, index: usize) -> Result<String, AdapterError> {
+    match row.as_ref(index) {
+        Some(MyValue::Bytes(bytes)) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        Some(MyValue::Int(value)) => Ok(value.to_string()),
+        Some(MyValue::UInt(value)) => Ok(value.to_string()),
+        _ => Err(AdapterError::of_kind(AdapterErrorKind::Database).with_message("the catalog answered unexpectedly")),
+    }
+}
+
+fn optional_text(row: &Row, index: usize) -> Result<Option<String>, AdapterError> {
+    match row.as_ref(index) {
+        Some(MyValue::NULL) => Ok(None),
+        _ => text(row, index).map(Some),
+    }
+}
+
+const LIST_TABLES: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME";
+
+const DESCRIBE_COLUMNS: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, \
+     COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
+
+const DESCRIBE_KEYS: &str = "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, \
+     REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+     ORDER BY CONSTRAINT_NAME = 'PRIMARY' DESC, CONSTRAINT_NAME, ORDINAL_POSITION";
+
+const DESCRIBE_INDEXES: &str = "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX";

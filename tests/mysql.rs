@@ -1,0 +1,348 @@
+//! The MySQL/MariaDB adapter against a real server, through the reference tools and the
+//! boundary. Each backstop is checked from the database's side.
+#![cfg(feature = "mysql")]
+
+mod databases;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use databases::{Service, unavailable, unique_suffix};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use serde_json::{Value, json};
+use sqlwarden::DenialCode;
+use sqlwarden::adapter::PoolOptions;
+use sqlwarden::adapter::mysql::MySqlAdapter;
+use sqlwarden::sql::{AllowList, SqlDialect};
+use sqlwarden::tools::reference::ReadLimits;
+
+fn admin_url() -> String {
+    std::env::var("SQLWARDEN_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// A database of the test's own, dropped when the test ends.
+struct TestDb {
+    name: String,
+    admin: Conn,
+}
+
+impl TestDb {
+    async fn create(fixture: &str) -> Option<TestDb> {
+        let opts = Opts::from_url(&admin_url()).expect("admin URL");
+        let mut admin = match Conn::new(opts).await {
+            Ok(admin) => admin,
+            Err(error) => {
+                unavailable("MariaDB/MySQL", &error);
+                return None;
+            }
+        };
+        let name = format!("sqlwarden_test_{}", unique_suffix());
+        admin.query_drop(format!("CREATE DATABASE {name}")).await.expect("create database");
+        admin.query_drop(format!("USE {name}")).await.expect("use");
+        for statement in fixture.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
+            admin.query_drop(statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+        }
+        Some(TestDb { name, admin })
+    }
+
+    fn url(&self) -> String {
+        let admin = admin_url();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        format!("{base}/{}", self.name)
+    }
+
+    fn allow(&self) -> AllowList {
+        AllowList::new(SqlDialect::MySql, &self.name)
+            .table(&self.name, "customers")
+            .table(&self.name, "orders")
+            .table(&self.name, "events")
+            .table(&self.name, "types")
+    }
+
+    fn service(&self, limits: ReadLimits) -> Service {
+        let adapter = MySqlAdapter::connect(&self.url(), self.allow(), PoolOptions::default()).expect("adapter");
+        Service::new(Arc::new(adapter), self.allow(), limits)
+    }
+
+    /// Statements of this database still running whose text contains `text`.
+    async fn running(&mut self, text: &str) -> usize {
+        let own = self.admin.id();
+        let rows: Vec<(u64, Option<String>)> = self
+            .admin
+            .exec(
+                "SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE DB = ? AND COMMAND IN ('Query', 'Execute')",
+                (&self.name,),
+            )
+            .await
+            .expect("processlist");
+        rows.into_iter()
+            .filter(|(id, info)| *id != u64::from(own) && info.as_deref().is_some_and(|i| i.contains(text)))
+            .count()
+    }
+
+    async fn gone_within(&mut self, text: &str, within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.running(text).await == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    async fn kill_other_connections(&mut self) -> usize {
+        let own = self.admin.id();
+        let ids: Vec<u64> = self
+            .admin
+            .exec("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ?", (&self.name,))
+            .await
+            .expect("processlist");
+        let mut killed = 0;
+        for id in ids.into_iter().filter(|id| *id != u64::from(own)) {
+            if self.admin.query_drop(format!("KILL {id}")).await.is_ok() {
+                killed += 1;
+            }
+        }
+        killed
+    }
+
+    async fn count(&mut self, table: &str) -> i64 {
+        let count: Option<i64> =
+            self.admin.query_first(format!("SELECT count(*) FROM {}.{table}", self.name)).await.expect("count");
+        count.unwrap_or(-1)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (name, url) = (self.name.clone(), admin_url());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let mut admin = Conn::new(Opts::from_url(&url).expect("url")).await?;
+                admin.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await?;
+                admin.disconnect().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+const SHOP: &str = "
+    CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(100) NOT NULL, email VARCHAR(200) UNIQUE COMMENT 'where receipts go',
+        created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);
+    CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id INT NOT NULL, total DECIMAL(10,2) NOT NULL,
+        KEY orders_by_customer (customer_id, total), CONSTRAINT orders_customer FOREIGN KEY (customer_id) REFERENCES customers (id));
+    CREATE TABLE secrets (id INT PRIMARY KEY, value TEXT);
+    CREATE TABLE events (id INT AUTO_INCREMENT PRIMARY KEY, note TEXT);
+    INSERT INTO customers (id, name, email) VALUES (1, 'Ada', 'ada@example.com'), (2, 'Grace', NULL), (3, 'secret-value', 'x@example.com');
+    CREATE TABLE digits (n INT);
+    INSERT INTO digits VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9);
+    INSERT INTO orders SELECT id, 1 + id % 3, (id % 1000) / 7 FROM (SELECT 1 + a.n + 10 * b.n + 100 * c.n + 1000 * d.n + 10000 * e.n AS id
+        FROM digits a, digits b, digits c, digits d, digits e) AS numbers;
+    INSERT INTO secrets VALUES (1, 'hunter2');
+    CREATE TABLE types (ti TINYINT, i INT, big BIGINT, ubig BIGINT UNSIGNED, d DECIMAL(40,12), f FLOAT, db DOUBLE,
+        t VARCHAR(20), c CHAR(3), bin VARBINARY(4), bl BLOB, dt DATE, tm TIME(3), dtm DATETIME(6), ts TIMESTAMP NULL,
+        y YEAR, j JSON, e ENUM('sad','happy'), bits BIT(10), n TEXT);
+    INSERT INTO types VALUES (-128, 2147483647, 9007199254740993, 18446744073709551615, '-1234567890123456789012345678.000000000001',
+        1.5, 0.1, 'héllo \"q\"', 'ab', x'00ff41', x'0102', '2024-02-29', '-838:59:59.5', '2024-02-29 13:45:00.123456',
+        '2024-02-29 13:45:00', 2024, '{\"a\": [1, 2]}', 'happy', b'1000000001', NULL);
+";
+
+fn refusal(result: Result<Value, sqlwarden::Denial>) -> (DenialCode, String) {
+    let denial = result.expect_err("refused");
+    (denial.code(), denial.message().to_owned())
+}
+
+/// Ten billion rows to count: far longer than any test waits.
+const FOREVER: &str = "SELECT count(*) AS n FROM orders AS a, orders AS b WHERE a.total + b.total >= 0";
+const FOREVER_MARK: &str = "AS a, ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_return_rows_in_a_read_only_transaction_and_stop_at_the_limit() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    for (limit, rows, truncated) in [(2, 2, true), (3, 3, false), (4, 3, false), (1, 1, true)] {
+        let result = service.read(json!({"query": "SELECT id FROM customers ORDER BY id", "limit": limit})).await;
+        assert_eq!(result["row_count"], json!(rows), "limit {limit}");
+        assert_eq!(result["truncated"], json!(truncated), "limit {limit}");
+    }
+    let all = service.read(json!({"query": "SELECT * FROM orders"})).await;
+    assert_eq!((all["row_count"].clone(), all["truncated"].clone()), (json!(100), json!(true)));
+    let own_limit = service.read(json!({"query": "SELECT id FROM orders LIMIT 5000", "limit": 10})).await;
+    assert_eq!((own_limit["row_count"].clone(), own_limit["truncated"].clone()), (json!(10), json!(true)));
+    let inner = service.read(json!({"query": "SELECT * FROM (SELECT id FROM orders LIMIT 5000) AS o"})).await;
+    assert_eq!(inner["row_count"], json!(100), "a LIMIT inside a subquery does not lift the outer limit");
+    let by_id = service.read(json!({"query": "SELECT name FROM customers WHERE id = ?", "params": [1]})).await;
+    assert_eq!(by_id["rows"], json!([["Ada"]]));
+    // The next call on the same pool still sees the default cap: settings are per call.
+    let again = service.read(json!({"query": "SELECT id FROM orders", "limit": 1000})).await;
+    assert_eq!(again["row_count"], json!(1000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_is_read_only_and_fixed() {
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    for statement in [
+        "CREATE FUNCTION session_state() RETURNS TEXT READS SQL DATA RETURN CONCAT_WS('|', @@session.sql_mode, \
+         @@session.time_zone, @@session.max_statement_time, @@session.sql_select_limit)",
+        "CREATE VIEW session_state AS SELECT session_state() AS state",
+        "CREATE FUNCTION write_event() RETURNS INT MODIFIES SQL DATA BEGIN INSERT INTO events (note) VALUES ('x'); RETURN 1; END",
+        "CREATE VIEW sneaky AS SELECT write_event() AS id",
+    ] {
+        db.admin.query_drop(statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
+    let allow = db.allow().table(&db.name, "session_state").table(&db.name, "sneaky");
+    let adapter = MySqlAdapter::connect(&db.url(), allow.clone(), PoolOptions::default()).expect("adapter");
+    let service = Service::new(Arc::new(adapter), allow, ReadLimits::default());
+    let state = service.read(json!({"query": "SELECT * FROM session_state", "timeout_ms": 1500, "limit": 7})).await;
+    let state = state["rows"][0][0].as_str().expect("state").to_owned();
+    let parts: Vec<&str> = state.split('|').collect();
+    assert!(!parts[0].contains("ANSI_QUOTES") && !parts[0].contains("NO_BACKSLASH_ESCAPES"), "{state}");
+    assert!(parts[0].contains("STRICT_TRANS_TABLES"), "{state}");
+    assert_eq!(parts[1..], ["+00:00", "1.500000", "8"], "{state}");
+    // A write that reaches the server inside our transaction is refused by the server.
+    let (code, message) = refusal(service.call("query_read", json!({"query": "SELECT * FROM sneaky"})).await);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(message.contains("read-only"), "{message}");
+    assert_eq!(db.count("events").await, 0, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_query_is_refused_and_gone_from_the_server() {
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    let started = Instant::now();
+    let (code, _) = refusal(service.call("query_read", json!({"query": FOREVER, "timeout_ms": 300})).await);
+    assert_eq!(code, DenialCode::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(db.gone_within(FOREVER_MARK, Duration::from_secs(1)).await, "the statement still runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_kills_its_query_on_the_server() {
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    {
+        let call = service.call("query_read", json!({"query": FOREVER, "timeout_ms": 30000}));
+        tokio::pin!(call);
+        let wait = tokio::time::sleep(Duration::from_millis(500));
+        tokio::select! {
+            _ = &mut call => panic!("the call ended before it was dropped"),
+            () = wait => {}
+        }
+        assert_eq!(db.running(FOREVER_MARK).await, 1, "the statement runs on the server until the call is dropped");
+    }
+    assert!(db.gone_within(FOREVER_MARK, Duration::from_secs(1)).await, "the statement still runs");
+    let next = service.read(json!({"query": "SELECT count(*) FROM customers"})).await;
+    assert_eq!(next["rows"], json!([[3]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_come_back_as_faithful_json() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    let result = service.read(json!({"query": "SELECT * FROM types"})).await;
+    assert_eq!(
+        result["rows"][0],
+        json!([
+            -128,
+            2147483647,
+            "9007199254740993",
+            "18446744073709551615",
+            "-1234567890123456789012345678.000000000001",
+            1.5,
+            0.1,
+            "héllo \"q\"",
+            "ab",
+            "AP9B",
+            "AQI=",
+            "2024-02-29",
+            "-838:59:59.5",
+            "2024-02-29T13:45:00.123456",
+            "2024-02-29T13:45:00Z",
+            2024,
+            "{\"a\": [1, 2]}",
+            "happy",
+            513,
+            null
+        ]),
+        "MariaDB keeps JSON as text and reports it as text"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_never_quote_row_values() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    let (code, message) = refusal(service.call("query_read", json!({"query": "SELECT nme FROM customers"})).await);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(message.contains("Unknown column 'nme'"), "{message}");
+    let (code, message) = refusal(
+        service.call("query_read", json!({"query": "SELECT id FROM customers WHERE id = ?", "params": [[1]]})).await,
+    );
+    assert_eq!(code, DenialCode::InvalidInput, "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_shows_allowed_tables_as_the_catalog_describes_them() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    let listed = service.call("list_tables", json!({})).await.expect("listed");
+    let names: Vec<&str> =
+        listed["tables"].as_array().expect("tables").iter().map(|t| t["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["customers", "events", "orders", "types"], "never secrets");
+    let described = service.call("describe_table", json!({"table": "orders"})).await.expect("described");
+    assert_eq!(described["primary_key"], json!(["id"]));
+    assert_eq!(
+        described["foreign_keys"],
+        json!([{"name": "orders_customer", "columns": ["customer_id"], "referenced_schema": db.name,
+                "referenced_table": "customers", "referenced_columns": ["id"]}])
+    );
+    assert_eq!(
+        described["indexes"],
+        json!([{"name": "orders_by_customer", "columns": ["customer_id", "total"], "unique": false},
+               {"name": "PRIMARY", "columns": ["id"], "unique": true}])
+    );
+    let customers = service.call("describe_table", json!({"table": "CUSTOMERS"})).await.expect("described");
+    assert_eq!(
+        customers["columns"][2],
+        json!({"name": "email", "type": "varchar(200)", "nullable": true, "default": "NULL", "comment": "where receipts go"})
+    );
+    for hidden in
+        [json!({"table": "secrets"}), json!({"table": "nowhere"}), json!({"schema": "mysql", "table": "user"})]
+    {
+        let (code, message) = refusal(service.call("describe_table", hidden.clone()).await);
+        assert_eq!((code, message.as_str()), (DenialCode::QueryRejected, "no such table, or not allowed"), "{hidden}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_connections_are_replaced() {
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    let query = json!({"query": "SELECT count(*) FROM customers"});
+    let calls: Vec<_> = (0..4).map(|_| service.call("query_read", query.clone())).collect();
+    for result in futures_util::future::join_all(calls).await {
+        assert_eq!(result.expect("read")["rows"], json!([[3]]));
+    }
+    assert!(db.kill_other_connections().await >= 1);
+    for _ in 0..6 {
+        assert_eq!(service.read(query.clone()).await["rows"], json!([[3]]), "the next calls succeed");
+    }
+}
+
+#[test]
+fn a_bad_url_is_refused_without_echoing_it() {
+    let allow = AllowList::new(SqlDialect::MySql, "app");
+    for url in ["mysql://user:hunter2@host:notaport/app", "mysql://user:hunter2@host/", "mariadb://user:hunter2@host"] {
+        let error = MySqlAdapter::connect(url, allow.clone(), PoolOptions::default()).expect_err("refused");
+        let shown = format!("{error} {:?}", error.denial());
+        assert!(!shown.contains("hunter2") && !shown.contains("host"), "{shown}");
+    }
+}
