@@ -60,8 +60,11 @@ impl TestDb {
         format!("{base}/{name}")
     }
 
+    /// The adapter's URL. The server on loopback has a self-signed certificate for
+    /// `localhost`, which the adapter (verifying every certificate) cannot accept for
+    /// 127.0.0.1, so plain TCP is chosen explicitly.
     fn url(&self) -> String {
-        Self::url_of(&self.name)
+        format!("{}?sslmode=disable", Self::url_of(&self.name))
     }
 
     fn adapter(&self, allow: AllowList) -> Arc<PostgresAdapter> {
@@ -495,9 +498,63 @@ async fn a_database_that_is_down_is_a_prompt_error_and_calls_recover_when_it_ret
 #[test]
 fn a_bad_url_is_refused_without_echoing_it() {
     let allow = AllowList::new(SqlDialect::Postgres, "public");
-    for url in ["postgres://user:hunter2@host:notaport/db", "postgres://u:hunter2@h/db?sslmode=require"] {
+    for url in
+        ["postgres://user:hunter2@host:notaport/db", "postgres://u:hunter2@h/db?sslrootcert=/nonexistent/host.pem"]
+    {
         let error = PostgresAdapter::connect(url, allow.clone(), PoolOptions::default()).expect_err("refused");
         let shown = format!("{error} {:?}", error.denial());
         assert!(!shown.contains("hunter2") && !shown.contains("host"), "{shown}");
     }
+}
+
+/// The server's own certificate, where Debian puts it, when the server has TLS on.
+async fn server_certificate(db: &TestDb) -> Option<&'static str> {
+    const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let ssl: String = db.client.query_one("SHOW ssl", &[]).await.expect("show ssl").get(0);
+    let file: String = db.client.query_one("SHOW ssl_cert_file", &[]).await.expect("show").get(0);
+    if ssl == "on" && file == SNAKEOIL && std::path::Path::new(SNAKEOIL).exists() {
+        Some(SNAKEOIL)
+    } else {
+        eprintln!("skipped: the server has no TLS with {SNAKEOIL}");
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_certificates_are_verified() {
+    let Some(db) = TestDb::create("CREATE VIEW tls AS SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid();").await
+    else {
+        return;
+    };
+    let Some(certificate) = server_certificate(&db).await else { return };
+    if !std::path::Path::new("/etc/ssl/certs/ISRG_Root_X1.pem").exists() {
+        eprintln!("skipped: no unrelated CA certificate to test against");
+        return;
+    }
+    let allow = AllowList::new(SqlDialect::Postgres, "public").table("public", "tls");
+    let localhost = TestDb::url_of(&db.name).replace("127.0.0.1", "localhost");
+    let connect = |url: String| {
+        let adapter = PostgresAdapter::connect(&url, allow.clone(), PoolOptions::default()).expect("adapter");
+        Service::new(Arc::new(adapter), allow.clone(), ReadLimits::default())
+    };
+    let query = json!({"query": "SELECT ssl FROM tls"});
+
+    let trusted = connect(format!("{localhost}?sslmode=verify-full&sslrootcert={certificate}"));
+    assert_eq!(trusted.read(query.clone()).await["rows"], json!([[true]]), "the connection is encrypted");
+
+    // Another CA than the one that signed the server's certificate: the chain does not verify.
+    let other_ca = "/etc/ssl/certs/ISRG_Root_X1.pem";
+    // The right CA, but the certificate names localhost, not 127.0.0.1: the name does not.
+    let by_address = TestDb::url_of(&db.name);
+    for untrusted in [
+        format!("{localhost}?sslmode=require&sslrootcert={other_ca}"),
+        format!("{localhost}?sslrootcert={other_ca}"),
+        format!("{by_address}?sslmode=require&sslrootcert={certificate}"),
+    ] {
+        let (code, message) = refusal(connect(untrusted.clone()).call("query_read", query.clone()).await);
+        assert_eq!(code, DenialCode::DbError, "{untrusted}");
+        assert!(message.contains("TLS certificate could not be verified"), "{untrusted}: {message}");
+    }
+    let plain = connect(format!("{localhost}?sslmode=disable"));
+    assert_eq!(plain.read(query).await["rows"], json!([[false]]));
 }

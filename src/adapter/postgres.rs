@@ -22,10 +22,10 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::time::Instant;
-use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
-use tokio_postgres::{CancelToken, NoTls, Row, Statement};
+use tokio_postgres::{CancelToken, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::json;
 use super::{
@@ -48,6 +48,8 @@ pub struct PostgresAdapter {
     /// `SET LOCAL …` for reads, built once: the default schema is quoted here.
     read_settings_prefix: String,
     max_connections: usize,
+    /// Also used for cancel requests, which open a connection of their own.
+    tls: MakeRustlsConnect,
 }
 
 impl fmt::Debug for PostgresAdapter {
@@ -63,19 +65,26 @@ impl PostgresAdapter {
         if allow.dialect() != SqlDialect::Postgres {
             return Err(AdapterError::invalid("the allow-list was built for another SQL dialect"));
         }
+        let (url, root_certificates) = take_parameter(url, "sslrootcert");
+        // Certificates are always verified in full, so libpq's verify-ca and verify-full are
+        // what require means here.
+        let url = match take_parameter(&url, "sslmode") {
+            (base, Some(mode)) => {
+                let mode = if matches!(mode.as_str(), "verify-ca" | "verify-full") { "require" } else { mode.as_str() };
+                format!("{base}{}sslmode={mode}", if base.contains('?') { '&' } else { '?' })
+            }
+            (base, None) => base,
+        };
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| AdapterError::invalid("the PostgreSQL URL is not valid (the URL itself is not shown)"))?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(AdapterError::invalid(
-                "sslmode=require needs TLS, which this build does not offer yet; use sslmode=disable on a trusted network",
-            ));
-        }
+        let tls = MakeRustlsConnect::new(tls_config(root_certificates.as_deref())?);
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("sqlwarden");
         }
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config, tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(options.max_connections.max(1))
             .wait_timeout(Some(options.connect_timeout))
@@ -88,7 +97,7 @@ impl PostgresAdapter {
             "SET LOCAL search_path = pg_catalog, {}; SET LOCAL statement_timeout = ",
             quote(allow.default_schema())
         );
-        Ok(PostgresAdapter { pool, allow, read_settings_prefix, max_connections: options.max_connections.max(1) })
+        Ok(PostgresAdapter { pool, allow, read_settings_prefix, max_connections: options.max_connections.max(1), tls })
     }
 
     /// Runs `work` in a read-only transaction on a pooled connection, within `timeout`,
@@ -106,10 +115,10 @@ impl PostgresAdapter {
             attempt += 1;
             let object = match tokio::time::timeout_at(deadline, self.pool.get()).await {
                 Ok(Ok(object)) => object,
-                Ok(Err(error)) => return Err(AdapterError::new(AdapterErrorKind::Connection, error.to_string())),
+                Ok(Err(error)) => return Err(unreachable(&error)),
                 Err(_) => return Err(AdapterError::timed_out()),
             };
-            let mut checkout = Checkout::new(object);
+            let mut checkout = Checkout::new(object, self.tls.clone());
             let run = async {
                 let client = checkout.client();
                 let tx = client.build_transaction().read_only(true).start().await.map_err(Failure::Postgres)?;
@@ -268,13 +277,9 @@ impl Adapter for PostgresAdapter {
 
     fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
         Box::pin(async move {
-            let object = self
-                .pool
-                .get()
-                .await
-                .map_err(|error| AdapterError::new(AdapterErrorKind::Connection, error.to_string()))?;
+            let object = self.pool.get().await.map_err(|error| unreachable(&error))?;
             object.batch_execute("BEGIN").await.map_err(|error| Failure::Postgres(error).into_adapter_error())?;
-            Ok(WriteTx::new(Box::new(PostgresWrite { checkout: Checkout::new(object), open: true })))
+            Ok(WriteTx::new(Box::new(PostgresWrite { checkout: Checkout::new(object, self.tls.clone()), open: true })))
         })
     }
 }
@@ -337,13 +342,14 @@ impl Drop for PostgresWrite {
 struct Checkout {
     object: Option<Object>,
     cancel: CancelToken,
+    tls: MakeRustlsConnect,
     armed: bool,
 }
 
 impl Checkout {
-    fn new(object: Object) -> Self {
+    fn new(object: Object, tls: MakeRustlsConnect) -> Self {
         let cancel = object.cancel_token();
-        Checkout { object: Some(object), cancel, armed: true }
+        Checkout { object: Some(object), cancel, tls, armed: true }
     }
 
     fn client(&mut self) -> &mut Object {
@@ -380,9 +386,9 @@ impl Drop for Checkout {
             drop(Object::take(object));
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let cancel = self.cancel.clone();
+            let (cancel, tls) = (self.cancel.clone(), self.tls.clone());
             runtime.spawn(async move {
-                if let Err(error) = cancel.cancel_query(NoTls).await {
+                if let Err(error) = cancel.cancel_query(tls).await {
                     tracing::warn!(%error, "could not cancel an abandoned PostgreSQL statement");
                 }
             });
@@ -771,6 +777,74 @@ fn decode_failure(error: tokio_postgres::Error) -> AdapterError {
     AdapterError::new(AdapterErrorKind::Database, error.to_string())
 }
 
+/// Why no connection could be had, telling a certificate that failed verification apart.
+fn unreachable(error: &(dyn StdError + 'static)) -> AdapterError {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        // tokio-rustls wraps its errors in io::Error, whose source() skips the wrapped error.
+        let wrapped = current.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        if current.is::<rustls::Error>() || wrapped.is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return AdapterError::new(AdapterErrorKind::Connection, error.to_string()).with_message(
+                "the database's TLS certificate could not be verified; name its CA with sslrootcert=PATH, \
+                 or use sslmode=disable on a trusted network",
+            );
+        }
+        cause = current.source();
+    }
+    AdapterError::new(AdapterErrorKind::Connection, error.to_string())
+}
+
+/// Removes `name=value` from a URL's query string (tokio-postgres refuses parameters it does
+/// not know), returning the URL without it and the value.
+fn take_parameter(url: &str, name: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut value = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some((key, found)) if key == name => {
+                value = Some(found.to_owned());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    (url, value)
+}
+
+/// TLS settings: certificates are always verified, chain and host name, against
+/// `root_certificates` (a PEM file, as libpq's `sslrootcert`) when given, else against the
+/// system's roots. `sslmode` decides whether TLS is used: `disable`, `prefer` (the default:
+/// TLS when the server offers it) or `require` (also spelled `verify-ca` or `verify-full`).
+fn tls_config(root_certificates: Option<&str>) -> Result<rustls::ClientConfig, AdapterError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match root_certificates {
+        Some(path) => {
+            let unreadable = || AdapterError::invalid("the sslrootcert file cannot be read as PEM certificates");
+            for certificate in CertificateDer::pem_file_iter(path).map_err(|_| unreadable())? {
+                roots.add(certificate.map_err(|_| unreadable())?).map_err(|_| unreadable())?;
+            }
+        }
+        None => {
+            for certificate in rustls_native_certs::load_native_certs().certs {
+                // A system certificate rustls cannot use is skipped, as every TLS client does.
+                let _ = roots.add(certificate);
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| AdapterError::new(AdapterErrorKind::Connection, error))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Quotes an identifier for PostgreSQL.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -871,6 +945,19 @@ mod tests {
         }
         assert_eq!(decode_array(&Type::INT4, &raw), Some(serde_json::json!([[1, null], [3, 4]])));
         assert_eq!(decode_array(&Type::INT4, &raw[..raw.len() - 1]), None, "truncated input is not decoded");
+    }
+
+    #[test]
+    fn url_parameters_are_taken_out() {
+        assert_eq!(take_parameter("postgres://h/db", "sslrootcert"), ("postgres://h/db".into(), None));
+        assert_eq!(
+            take_parameter("postgres://h/db?sslmode=require&sslrootcert=/ca.pem&x=1", "sslrootcert"),
+            ("postgres://h/db?sslmode=require&x=1".into(), Some("/ca.pem".into()))
+        );
+        assert_eq!(
+            take_parameter("postgres://h/db?sslrootcert=a", "sslrootcert"),
+            ("postgres://h/db".into(), Some("a".into()))
+        );
     }
 
     #[test]
