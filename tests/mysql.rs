@@ -346,3 +346,31 @@ fn a_bad_url_is_refused_without_echoing_it() {
         assert!(!shown.contains("hunter2") && !shown.contains("host"), "{shown}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_never_downgraded_nor_unverified() {
+    let allow = AllowList::new(SqlDialect::MySql, "app");
+    for url in
+        ["mysql://u@h/app?require_ssl=true&verify_ca=false", "mysql://u@h/app?require_ssl=true&verify_identity=false"]
+    {
+        let error = MySqlAdapter::connect(url, allow.clone(), PoolOptions::default()).expect_err("refused");
+        assert!(error.to_string().contains("verification cannot be turned off"), "{error}");
+    }
+    let error = MySqlAdapter::connect("mysql://u@h/app?sslrootcert=/ca.pem", allow, PoolOptions::default())
+        .expect_err("refused");
+    assert!(error.to_string().contains("sslrootcert needs require_ssl=true"), "{error}");
+
+    // A server without TLS (as on this project's CI machine) is refused, not used in plain text.
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    let have_ssl: Option<(String, String)> =
+        db.admin.query_first("SHOW VARIABLES LIKE 'have_ssl'").await.expect("have_ssl");
+    if have_ssl.is_some_and(|(_, value)| value == "YES") {
+        eprintln!("skipped: this server offers TLS; the downgrade check needs one that does not");
+        return;
+    }
+    let url = format!("{}?require_ssl=true", db.url());
+    let adapter = MySqlAdapter::connect(&url, db.allow(), PoolOptions::default()).expect("adapter");
+    let service = Service::new(Arc::new(adapter), db.allow(), ReadLimits::default());
+    let (code, _) = refusal(service.call("query_read", json!({"query": "SELECT count(*) FROM customers"})).await);
+    assert_eq!(code, DenialCode::DbError);
+}

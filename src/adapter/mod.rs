@@ -127,6 +127,28 @@ impl RowCollector {
     }
 }
 
+/// Removes `name=value` from a URL's query string (drivers refuse parameters they do not
+/// know), returning the URL without it and the value.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) fn take_url_parameter(url: &str, name: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut value = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some((key, found)) if key == name => {
+                value = Some(found.to_owned());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    (url, value)
+}
+
 /// Refuses a query validated for another dialect than the backend's.
 pub(crate) fn ensure_dialect(query: &ValidatedQuery, dialect: SqlDialect) -> Result<(), AdapterError> {
     if query.dialect() == dialect {

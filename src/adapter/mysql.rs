@@ -15,6 +15,7 @@
 //! `limit + 1` are discarded, never returned.
 
 use std::borrow::Cow;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -29,7 +30,7 @@ use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, QueryResult,
     ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
 };
-use super::{RowCollector, ensure_dialect};
+use super::{RowCollector, ensure_dialect, take_url_parameter};
 use crate::boundary::{Evidence, Read, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
 
@@ -68,14 +69,26 @@ impl MySqlAdapter {
             Some(rest) => Cow::Owned(format!("mysql://{rest}")),
             None => Cow::Borrowed(url),
         };
+        let (url, root_certificates) = take_url_parameter(&url, "sslrootcert");
         let parsed = Opts::from_url(&url)
             .map_err(|_| AdapterError::invalid("the MySQL URL is not valid (the URL itself is not shown)"))?;
+        let ssl = match (parsed.ssl_opts().cloned(), root_certificates) {
+            (Some(ssl), _) if ssl.accept_invalid_certs() || ssl.skip_domain_validation() => {
+                return Err(AdapterError::invalid(
+                    "TLS certificate verification cannot be turned off (verify_ca, verify_identity)",
+                ));
+            }
+            (Some(ssl), Some(path)) => Some(ssl.with_root_certs(vec![PathBuf::from(path).into()])),
+            (None, Some(_)) => return Err(AdapterError::invalid("sslrootcert needs require_ssl=true")),
+            (ssl, None) => ssl,
+        };
         if parsed.db_name().is_none() {
             return Err(AdapterError::invalid("the MySQL URL must name a database"));
         }
         let constraints = PoolConstraints::new(0, options.max_connections.max(1))
             .ok_or_else(|| AdapterError::invalid("the pool size is not valid"))?;
         let opts: Opts = OptsBuilder::from_opts(parsed)
+            .ssl_opts(ssl)
             .setup(vec![SETUP])
             // Every read sets what it needs and every write resets it, so the pool need not
             // reset connections (a round trip each time).

@@ -32,7 +32,7 @@ use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, QueryResult,
     ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
 };
-use super::{RowCollector, ensure_dialect};
+use super::{RowCollector, ensure_dialect, take_url_parameter};
 use crate::boundary::{Evidence, Read, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
 
@@ -65,10 +65,10 @@ impl PostgresAdapter {
         if allow.dialect() != SqlDialect::Postgres {
             return Err(AdapterError::invalid("the allow-list was built for another SQL dialect"));
         }
-        let (url, root_certificates) = take_parameter(url, "sslrootcert");
+        let (url, root_certificates) = take_url_parameter(url, "sslrootcert");
         // Certificates are always verified in full, so libpq's verify-ca and verify-full are
         // what require means here.
-        let url = match take_parameter(&url, "sslmode") {
+        let url = match take_url_parameter(&url, "sslmode") {
             (base, Some(mode)) => {
                 let mode = if matches!(mode.as_str(), "verify-ca" | "verify-full") { "require" } else { mode.as_str() };
                 format!("{base}{}sslmode={mode}", if base.contains('?') { '&' } else { '?' })
@@ -794,27 +794,6 @@ fn unreachable(error: &(dyn StdError + 'static)) -> AdapterError {
     AdapterError::new(AdapterErrorKind::Connection, error.to_string())
 }
 
-/// Removes `name=value` from a URL's query string (tokio-postgres refuses parameters it does
-/// not know), returning the URL without it and the value.
-fn take_parameter(url: &str, name: &str) -> (String, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_owned(), None);
-    };
-    let mut value = None;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| match pair.split_once('=') {
-            Some((key, found)) if key == name => {
-                value = Some(found.to_owned());
-                false
-            }
-            _ => true,
-        })
-        .collect();
-    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
-    (url, value)
-}
-
 /// TLS settings: certificates are always verified, chain and host name, against
 /// `root_certificates` (a PEM file, as libpq's `sslrootcert`) when given, else against the
 /// system's roots. `sslmode` decides whether TLS is used: `disable`, `prefer` (the default:
@@ -949,13 +928,13 @@ mod tests {
 
     #[test]
     fn url_parameters_are_taken_out() {
-        assert_eq!(take_parameter("postgres://h/db", "sslrootcert"), ("postgres://h/db".into(), None));
+        assert_eq!(take_url_parameter("postgres://h/db", "sslrootcert"), ("postgres://h/db".into(), None));
         assert_eq!(
-            take_parameter("postgres://h/db?sslmode=require&sslrootcert=/ca.pem&x=1", "sslrootcert"),
+            take_url_parameter("postgres://h/db?sslmode=require&sslrootcert=/ca.pem&x=1", "sslrootcert"),
             ("postgres://h/db?sslmode=require&x=1".into(), Some("/ca.pem".into()))
         );
         assert_eq!(
-            take_parameter("postgres://h/db?sslrootcert=a", "sslrootcert"),
+            take_url_parameter("postgres://h/db?sslrootcert=a", "sslrootcert"),
             ("postgres://h/db".into(), Some("a".into()))
         );
     }
