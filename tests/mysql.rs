@@ -7,7 +7,7 @@ mod databases;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use databases::{Service, unavailable, unique_suffix};
+use databases::{Relay, Service, unavailable, unique_suffix};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use serde_json::{Value, json};
@@ -373,4 +373,30 @@ async fn tls_is_never_downgraded_nor_unverified() {
     let service = Service::new(Arc::new(adapter), db.allow(), ReadLimits::default());
     let (code, _) = refusal(service.call("query_read", json!({"query": "SELECT count(*) FROM customers"})).await);
     assert_eq!(code, DenialCode::DbError);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_down_is_a_prompt_error_and_calls_recover_when_it_returns() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let url = db.url();
+    let target = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("127.0.0.1:3306").to_owned();
+    let mut relay = Relay::start(0, target.clone()).await;
+    // mysql_async would otherwise move a loopback connection to the server's Unix socket,
+    // around the relay.
+    let relayed = format!("{}?prefer_socket=false", url.replace(&target, &format!("127.0.0.1:{}", relay.port)));
+    let options = PoolOptions { max_connections: 4, connect_timeout: Duration::from_secs(2) };
+    let adapter = MySqlAdapter::connect(&relayed, db.allow(), options).expect("adapter");
+    let service = Service::new(Arc::new(adapter), db.allow(), ReadLimits::default());
+    let query = json!({"query": "SELECT count(*) FROM customers"});
+    assert_eq!(service.read(query.clone()).await["rows"], json!([[3]]));
+
+    relay.stop().await;
+    let started = Instant::now();
+    let (code, message) = refusal(service.call("query_read", query.clone()).await);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(started.elapsed() < Duration::from_secs(10), "refused promptly, not hung: {:?}", started.elapsed());
+    assert!(!message.contains("127.0.0.1") && !message.contains("mysql://"), "{message}");
+
+    let _relay = Relay::start(relay.port, target).await;
+    assert_eq!(service.read(query).await["rows"], json!([[3]]), "recovered without a restart");
 }

@@ -7,14 +7,13 @@ mod databases;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use databases::{Service, unavailable, unique_suffix};
+use databases::{Relay, Service, unavailable, unique_suffix};
 use serde_json::{Value, json};
 use sqlwarden::DenialCode;
 use sqlwarden::adapter::PoolOptions;
 use sqlwarden::adapter::postgres::PostgresAdapter;
 use sqlwarden::sql::{AllowList, SqlDialect};
 use sqlwarden::tools::reference::ReadLimits;
-use tokio::net::TcpListener;
 use tokio_postgres::{Client, NoTls};
 
 fn admin_url() -> String {
@@ -432,39 +431,6 @@ async fn killed_connections_are_replaced() {
     assert!(db.kill_sqlwarden_connections().await >= 1);
     for _ in 0..6 {
         assert_eq!(service.read(query.clone()).await["rows"], json!([[3]]), "the next calls succeed");
-    }
-}
-
-/// A TCP relay standing in for the server, to take "the database" down and bring it back.
-struct Relay {
-    port: u16,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Relay {
-    async fn start(port: u16, target: String) -> Relay {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Relay { port, task: Some(task) }
-    }
-
-    /// Closes every relayed connection and stops listening.
-    async fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
     }
 }
 

@@ -72,3 +72,39 @@ impl Service {
         }
     }
 }
+
+/// A TCP relay standing in for the server, to take "the database" down and bring it back.
+pub struct Relay {
+    pub port: u16,
+    accept: Option<tokio::task::JoinHandle<()>>,
+    connections: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+impl Relay {
+    pub async fn start(port: u16, target: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let connections = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let relayed = Arc::clone(&connections);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                relayed.lock().await.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { port, accept: Some(accept), connections }
+    }
+
+    /// Stops listening and closes every relayed connection before returning.
+    pub async fn stop(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+            let _ = accept.await;
+        }
+        self.connections.lock().await.shutdown().await;
+    }
+}
