@@ -2,6 +2,9 @@
 //! [`Evidence`] by value; writing needs `Evidence<'_, Write>`, which exists only for a write
 //! tool admitted in read-write mode, and reading caller SQL needs a [`ValidatedQuery`].
 
+// Helpers shared by the backends go unused in builds without some of them.
+#![cfg_attr(not(all(feature = "postgres", feature = "mysql", feature = "sqlite")), allow(dead_code))]
+
 use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
@@ -66,7 +69,7 @@ pub fn connect(
 }
 
 /// The error for a backend left out of this build.
-#[cfg_attr(all(feature = "postgres", feature = "mysql", feature = "sqlite"), allow(dead_code))]
+#[cfg(not(all(feature = "postgres", feature = "mysql", feature = "sqlite")))]
 fn unsupported(backend: &str) -> AdapterError {
     AdapterError::of_kind(AdapterErrorKind::InvalidInput)
         .with_message(format!("this build of sqlwarden has no {backend} support (cargo feature)"))
@@ -129,7 +132,6 @@ impl RowCollector {
 
 /// Removes `name=value` from a URL's query string (drivers refuse parameters they do not
 /// know), returning the URL without it and the value.
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) fn take_url_parameter(url: &str, name: &str) -> (String, Option<String>) {
     let Some((base, query)) = url.split_once('?') else {
         return (url.to_owned(), None);
