@@ -69,6 +69,7 @@
 pub mod adapter;
 pub mod audit;
 pub mod boundary;
+pub mod config;
 pub mod policy;
 pub mod sql;
 pub mod tools;

@@ -1,0 +1,560 @@
+//! `sqlwarden.toml`: one file, unknown keys refused, secure defaults, secrets by reference.
+//!
+//! ```toml
+//! [database]
+//! url_env = "DATABASE_URL"          # or url = "postgres://reader@127.0.0.1:5432/app"
+//!
+//! [session]
+//! identity = "analyst@example.com"
+//! tenant = "acme"
+//!
+//! [allowlist]
+//! schemas = ["public"]
+//! tables = ["customers", "orders"]  # ["*"]: every table of those schemas
+//!
+//! [[grants]]
+//! tool = "query_read"
+//! ```
+//!
+//! Everything left out takes its secure default: read-only mode, no grants, an empty
+//! allow-list, the limits and quotas of [`ReadLimits::default`] and [`QuotaPolicy::default`],
+//! audit to stderr.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::adapter::PoolOptions;
+use crate::policy::{Mode, QuotaPolicy, SessionContext, ToolName};
+use crate::sql::{AllowList, SqlDialect};
+use crate::tools::reference::ReadLimits;
+
+/// A configuration, read and checked.
+#[derive(Debug)]
+pub struct Config {
+    /// Where the database is and how to reach it.
+    pub database: DatabaseConfig,
+    /// The identity and tenant the stdio session runs as.
+    pub identity: String,
+    /// See [`Config::identity`].
+    pub tenant: String,
+    /// Read-only (the default) or read-write.
+    pub mode: Mode,
+    /// The tables `query_read`, `list_tables` and `describe_table` may see.
+    pub allow: AllowList,
+    /// Row, time and size limits of `query_read`.
+    pub limits: ReadLimits,
+    /// Call quotas per (tenant, identity, tool).
+    pub quotas: QuotaPolicy,
+    /// The tools the session may call.
+    pub grants: Vec<GrantConfig>,
+    /// Where audit records go.
+    pub audit: AuditTarget,
+    /// Settings that are allowed but probably not meant, for the operator to see.
+    pub warnings: Vec<String>,
+}
+
+/// The database settings. Its `Debug` never shows the URL, which may hold a password.
+pub struct DatabaseConfig {
+    /// The connection URL.
+    pub url: String,
+    /// The SQL dialect the URL's scheme names.
+    pub dialect: SqlDialect,
+    /// Pool size and connect timeout.
+    pub pool: PoolOptions,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &"<not shown>")
+            .field("dialect", &self.dialect)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// One grant of the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantConfig {
+    /// The tool granted.
+    pub tool: ToolName,
+    /// When the grant ends (exclusive), if ever.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Where audit records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// Standard error (the default).
+    Stderr,
+    /// A JSON-lines file, appended to.
+    File(PathBuf),
+}
+
+/// A configuration that cannot be used; the message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    origin: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    database: Option<RawDatabase>,
+    #[serde(default)]
+    session: RawSession,
+    #[serde(default)]
+    mode: RawMode,
+    #[serde(default)]
+    allowlist: RawAllowList,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    quotas: RawQuotas,
+    #[serde(default)]
+    grants: Vec<RawGrant>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+    url_env: Option<String>,
+    /// The schema unqualified table names mean (PostgreSQL: `public`; MySQL: the URL's
+    /// database; SQLite: `main`).
+    default_schema: Option<String>,
+    max_connections: Option<usize>,
+    connect_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    identity: String,
+    tenant: String,
+}
+
+impl Default for RawSession {
+    fn default() -> Self {
+        RawSession { identity: "local".into(), tenant: "local".into() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMode {
+    read_only: bool,
+}
+
+impl Default for RawMode {
+    fn default() -> Self {
+        RawMode { read_only: true }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAllowList {
+    #[serde(default)]
+    schemas: Vec<String>,
+    #[serde(default)]
+    tables: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    default_rows: Option<usize>,
+    max_rows: Option<usize>,
+    default_timeout_ms: Option<u64>,
+    max_timeout_ms: Option<u64>,
+    max_result_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQuotas {
+    rate_per_minute: Option<u32>,
+    burst: Option<u32>,
+    max_concurrent: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    tool: String,
+    expires_at: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and checks the file at `path`; `url_env` is read from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError { origin: origin.clone(), message: format!("cannot be read: {error}") })?;
+        Config::parse(&text, &origin, |name| std::env::var(name).ok())
+    }
+
+    /// Checks a configuration's text. `origin` names it in errors; `env` reads variables.
+    pub fn parse(text: &str, origin: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let fail = |message: String| ConfigError { origin: origin.to_owned(), message };
+        let raw: RawConfig = toml::from_str(text).map_err(|error| fail(error.to_string().trim_end().to_owned()))?;
+        let mut warnings = Vec::new();
+
+        let database = raw.database.ok_or_else(|| fail("[database] is missing: set url or url_env".into()))?;
+        let url = match (database.url, database.url_env) {
+            (Some(url), None) => url,
+            (None, Some(name)) => env(&name)
+                .filter(|value| !value.is_empty())
+                .ok_or_else(|| fail(format!("[database] url_env names {name}, which is not set")))?,
+            (Some(_), Some(_)) => return Err(fail("[database] has both url and url_env; keep one".into())),
+            (None, None) => return Err(fail("[database] needs url or url_env".into())),
+        };
+        let dialect = dialect_of(&url).ok_or_else(|| {
+            fail("[database] url must start with postgres://, postgresql://, mysql://, mariadb:// or sqlite:".into())
+        })?;
+        let default_schema = match (database.default_schema, dialect) {
+            (Some(schema), _) => schema,
+            (None, SqlDialect::Postgres) => "public".into(),
+            (None, SqlDialect::Sqlite) => "main".into(),
+            (None, SqlDialect::MySql) => mysql_database(&url)
+                .ok_or_else(|| fail("[database] a MySQL url must name its database (mysql://…/DATABASE)".into()))?,
+        };
+        let defaults = PoolOptions::default();
+        let pool = PoolOptions {
+            max_connections: positive(database.max_connections, defaults.max_connections, "[database] max_connections")
+                .map_err(fail)?,
+            connect_timeout: Duration::from_millis(
+                positive(
+                    database.connect_timeout_ms,
+                    u64::try_from(defaults.connect_timeout.as_millis()).unwrap_or(u64::MAX),
+                    "[database] connect_timeout_ms",
+                )
+                .map_err(fail)?,
+            ),
+        };
+
+        // Checked here as the boundary will: a session that cannot bind is a configuration error.
+        SessionContext::builder()
+            .identity(&raw.session.identity)
+            .tenant(&raw.session.tenant)
+            .bind()
+            .map_err(|error| fail(format!("[session] {error}")))?;
+
+        let mode = if raw.mode.read_only { Mode::ReadOnly } else { Mode::ReadWrite };
+
+        let mut allow = AllowList::new(dialect, &default_schema);
+        let every_table = raw.allowlist.tables.iter().any(|table| table == "*");
+        if every_table && raw.allowlist.tables.len() > 1 {
+            return Err(fail("[allowlist] tables = [\"*\"] allows every table; list no others beside it".into()));
+        }
+        for schema in &raw.allowlist.schemas {
+            if every_table {
+                allow = allow.schema(schema);
+            }
+        }
+        for table in raw.allowlist.tables.iter().filter(|table| *table != "*") {
+            match table.split_once('.') {
+                Some((schema, table)) => allow = allow.table(schema, table),
+                None if raw.allowlist.schemas.is_empty() => allow = allow.table(&default_schema, table),
+                None => {
+                    for schema in &raw.allowlist.schemas {
+                        allow = allow.table(schema, table);
+                    }
+                }
+            }
+        }
+        if raw.allowlist.tables.is_empty() {
+            warnings.push("[allowlist] lists no tables: query_read, list_tables and describe_table see none".into());
+        }
+
+        let limit_defaults = ReadLimits::default();
+        let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let limits = ReadLimits {
+            default_rows: positive(raw.limits.default_rows, limit_defaults.default_rows, "[limits] default_rows")
+                .map_err(fail)?,
+            max_rows: positive(raw.limits.max_rows, limit_defaults.max_rows, "[limits] max_rows").map_err(fail)?,
+            default_timeout: Duration::from_millis(
+                positive(
+                    raw.limits.default_timeout_ms,
+                    millis(limit_defaults.default_timeout),
+                    "[limits] default_timeout_ms",
+                )
+                .map_err(fail)?,
+            ),
+            max_timeout: Duration::from_millis(
+                positive(raw.limits.max_timeout_ms, millis(limit_defaults.max_timeout), "[limits] max_timeout_ms")
+                    .map_err(fail)?,
+            ),
+            max_result_bytes: positive(
+                raw.limits.max_result_bytes,
+                limit_defaults.max_result_bytes,
+                "[limits] max_result_bytes",
+            )
+            .map_err(fail)?,
+        };
+        if limits.max_rows < limits.default_rows {
+            return Err(fail(format!(
+                "[limits] max_rows ({}) is below default_rows ({})",
+                limits.max_rows, limits.default_rows
+            )));
+        }
+        if limits.max_timeout < limits.default_timeout {
+            return Err(fail(format!(
+                "[limits] max_timeout_ms ({}) is below default_timeout_ms ({})",
+                millis(limits.max_timeout),
+                millis(limits.default_timeout)
+            )));
+        }
+
+        let quota_defaults = QuotaPolicy::default();
+        let quotas = QuotaPolicy::new(
+            raw.quotas.rate_per_minute.unwrap_or(quota_defaults.rate_per_minute()),
+            raw.quotas.burst.unwrap_or(quota_defaults.burst()),
+            raw.quotas.max_concurrent.unwrap_or(quota_defaults.max_concurrent()),
+        )
+        .map_err(|error| fail(format!("[quotas] {error}")))?;
+
+        let mut grants: Vec<GrantConfig> = Vec::with_capacity(raw.grants.len());
+        for grant in raw.grants {
+            let tool = ToolName::new(&grant.tool).map_err(|error| fail(format!("[[grants]] tool: {error}")))?;
+            let expires_at = match grant.expires_at {
+                None => None,
+                Some(text) => Some(humantime::parse_rfc3339(&text).map_err(|_| {
+                    fail(format!("[[grants]] expires_at {text:?} is not an RFC 3339 time such as 2027-01-01T00:00:00Z"))
+                })?),
+            };
+            if grants.iter().any(|known| known.tool == tool) {
+                return Err(fail(format!("[[grants]] grants {tool} twice")));
+            }
+            grants.push(GrantConfig { tool, expires_at });
+        }
+        if grants.is_empty() {
+            warnings.push("no [[grants]]: the session may call no tool".into());
+        }
+
+        let audit = match raw.audit.path {
+            Some(path) => AuditTarget::File(path),
+            None => AuditTarget::Stderr,
+        };
+        Ok(Config {
+            database: DatabaseConfig { url, dialect, pool },
+            identity: raw.session.identity,
+            tenant: raw.session.tenant,
+            mode,
+            allow,
+            limits,
+            quotas,
+            grants,
+            audit,
+            warnings,
+        })
+    }
+}
+
+/// The dialect a database URL's scheme names.
+pub fn dialect_of(url: &str) -> Option<SqlDialect> {
+    let scheme = url.split_once(':')?.0.to_ascii_lowercase();
+    match scheme.as_str() {
+        "postgres" | "postgresql" => Some(SqlDialect::Postgres),
+        "mysql" | "mariadb" => Some(SqlDialect::MySql),
+        "sqlite" => Some(SqlDialect::Sqlite),
+        _ => None,
+    }
+}
+
+/// The database a MySQL URL names: the path after the host, before any query.
+fn mysql_database(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    let database = path.split(['?', '#']).next().unwrap_or("");
+    (!database.is_empty()).then(|| database.to_owned())
+}
+
+fn positive<T: PartialOrd + Default + fmt::Display + Copy>(
+    value: Option<T>,
+    default: T,
+    key: &str,
+) -> Result<T, String> {
+    match value {
+        Some(value) if value <= T::default() => Err(format!("{key} must be at least 1, not {value}")),
+        Some(value) => Ok(value),
+        None => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::TableName;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml", |name| {
+            (name == "DB_URL").then(|| "postgres://reader:s3cret@db/app".to_owned())
+        })
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn defaults_are_secure() {
+        let config = parse("[database]\nurl = \"sqlite:demo.db\"\n").expect("valid");
+        assert_eq!(config.mode, Mode::ReadOnly);
+        assert!(config.grants.is_empty());
+        assert!(!config.allow.permits("main", "anything"), "the allow-list is empty");
+        assert_eq!(config.limits, ReadLimits::default());
+        assert_eq!(config.quotas, QuotaPolicy::default());
+        assert_eq!(config.audit, AuditTarget::Stderr);
+        assert_eq!(config.database.dialect, SqlDialect::Sqlite);
+        assert_eq!(config.allow.default_schema(), "main");
+        assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn a_full_file_is_read() {
+        let config = parse(
+            r#"
+            [database]
+            url_env = "DB_URL"
+            max_connections = 3
+            connect_timeout_ms = 2500
+            [session]
+            identity = "analyst@example.com"
+            tenant = "acme"
+            [mode]
+            read_only = false
+            [allowlist]
+            schemas = ["public", "sales"]
+            tables = ["customers", "audit.events"]
+            [limits]
+            default_rows = 10
+            max_rows = 20
+            default_timeout_ms = 100
+            max_timeout_ms = 200
+            max_result_bytes = 1000
+            [quotas]
+            rate_per_minute = 60
+            burst = 5
+            max_concurrent = 2
+            [[grants]]
+            tool = "query_read"
+            [[grants]]
+            tool = "list_tables"
+            expires_at = "2027-01-01T00:00:00Z"
+            [audit]
+            path = "audit.jsonl"
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(config.database.url, "postgres://reader:s3cret@db/app");
+        assert_eq!(
+            config.database.pool,
+            PoolOptions { max_connections: 3, connect_timeout: Duration::from_millis(2500) }
+        );
+        assert_eq!((config.identity.as_str(), config.tenant.as_str()), ("analyst@example.com", "acme"));
+        assert_eq!(config.mode, Mode::ReadWrite);
+        for (schema, table, allowed) in [
+            ("public", "customers", true),
+            ("sales", "customers", true),
+            ("audit", "events", true),
+            ("public", "events", false),
+            ("audit", "customers", false),
+        ] {
+            assert_eq!(config.allow.permits(schema, table), allowed, "{schema}.{table}");
+        }
+        assert_eq!(
+            config.limits,
+            ReadLimits {
+                default_rows: 10,
+                max_rows: 20,
+                default_timeout: Duration::from_millis(100),
+                max_timeout: Duration::from_millis(200),
+                max_result_bytes: 1000,
+            }
+        );
+        assert_eq!(config.quotas, QuotaPolicy::new(60, 5, 2).expect("valid"));
+        assert_eq!(config.grants.len(), 2);
+        assert_eq!(config.grants[1].expires_at, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600)));
+        assert_eq!(config.audit, AuditTarget::File("audit.jsonl".into()));
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert!(!format!("{config:?}").contains("s3cret"), "Debug never shows the URL");
+    }
+
+    #[test]
+    fn a_star_allows_whole_schemas_but_not_beside_other_tables() {
+        let config =
+            parse("[database]\nurl = \"postgres://h/db\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"*\"]\n")
+                .expect("valid");
+        assert!(config.allow.allows(&TableName { schema: "public".into(), table: "anything".into() }));
+        assert!(
+            error(
+                "[database]\nurl = \"postgres://h/db\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"*\", \"x\"]\n"
+            )
+            .contains("list no others")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_file_and_key() {
+        let message = error("[database]\nurl = \"sqlite:x.db\"\n[limits]\nmax_rowz = 5\n");
+        assert!(message.starts_with("test.toml: "), "{message}");
+        assert!(message.contains("max_rowz"), "{message}");
+        assert!(error("[databse]\nurl = \"sqlite:x\"\n").contains("databse"));
+    }
+
+    #[test]
+    fn invalid_combinations_are_refused_with_a_reason() {
+        let cases = [
+            ("", "[database] is missing"),
+            ("[database]\n", "needs url or url_env"),
+            ("[database]\nurl = \"sqlite:x\"\nurl_env = \"DB_URL\"\n", "both url and url_env"),
+            ("[database]\nurl_env = \"UNSET\"\n", "url_env names UNSET, which is not set"),
+            ("[database]\nurl = \"oracle://h/db\"\n", "url must start with"),
+            ("[database]\nurl = \"mysql://h:3306\"\n", "must name its database"),
+            ("[database]\nurl = \"sqlite:x\"\nmax_connections = 0\n", "max_connections must be at least 1"),
+            (
+                "[database]\nurl = \"sqlite:x\"\n[limits]\ndefault_rows = 5000\n",
+                "max_rows (1000) is below default_rows (5000)",
+            ),
+            ("[database]\nurl = \"sqlite:x\"\n[limits]\nmax_rows = 10\n", "max_rows (10) is below default_rows (100)"),
+            ("[database]\nurl = \"sqlite:x\"\n[limits]\nmax_timeout_ms = 10\n", "max_timeout_ms (10) is below"),
+            ("[database]\nurl = \"sqlite:x\"\n[limits]\nmax_result_bytes = 0\n", "max_result_bytes must be at least 1"),
+            ("[database]\nurl = \"sqlite:x\"\n[quotas]\nburst = 0\n", "[quotas] quota `burst` must be at least 1"),
+            ("[database]\nurl = \"sqlite:x\"\n[session]\nidentity = \"\"\ntenant = \"t\"\n", "[session]"),
+            ("[database]\nurl = \"sqlite:x\"\n[[grants]]\ntool = \"*\"\n", "[[grants]] tool"),
+            ("[database]\nurl = \"sqlite:x\"\n[[grants]]\ntool = \"a\"\n[[grants]]\ntool = \"a\"\n", "grants a twice"),
+            ("[database]\nurl = \"sqlite:x\"\n[[grants]]\ntool = \"a\"\nexpires_at = \"soon\"\n", "not an RFC 3339"),
+        ];
+        for (text, expected) in cases {
+            let message = error(text);
+            assert!(message.contains(expected), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_default_schema_follows_the_backend() {
+        let schema = |url: &str| {
+            parse(&format!("[database]\nurl = \"{url}\"\n")).expect("valid").allow.default_schema().to_owned()
+        };
+        assert_eq!(schema("postgresql://h/db"), "public");
+        assert_eq!(schema("mariadb://u@h:3306/shop?prefer_socket=false"), "shop");
+        assert_eq!(schema("sqlite:x.db"), "main");
+        let config = parse("[database]\nurl = \"postgres://h/db\"\ndefault_schema = \"app\"\n").expect("valid");
+        assert_eq!(config.allow.default_schema(), "app");
+    }
+}
