@@ -70,7 +70,10 @@ pub mod adapter;
 pub mod audit;
 pub mod boundary;
 pub mod config;
+#[cfg(feature = "sqlite")]
+pub mod demo;
 pub mod policy;
+pub mod service;
 pub mod sql;
 pub mod tools;
 
