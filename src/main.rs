@@ -1,35 +1,97 @@
 //! The `sqlwarden` command line.
 //!
-//! This build carries the security kernel (the library); the stdio MCP server that serves the
-//! reference tools is not in it yet, so `serve` says so and exits non-zero rather than pretend.
+//! `call` runs one tool call through the same pipeline the server uses and prints the result.
+//! The stdio MCP server is not in this build yet, so `serve` says so and exits non-zero rather
+//! than pretend.
 
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-sqlwarden: an MCP server that lets AI agents use SQL databases behind a typed security boundary
+use clap::{Parser, Subcommand};
+use sqlwarden::config::Config;
+use sqlwarden::service::Service;
 
-Usage: sqlwarden [serve] [--config PATH]
-       sqlwarden --help | --version
-";
+/// sqlwarden: lets AI agents use SQL databases through MCP tools, behind a typed security
+/// boundary. Without a configuration it serves a built-in demo SQLite database.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The configuration file (see README.md); without one, the built-in demo database.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serves MCP over stdin and stdout (the default).
+    Serve,
+    /// Runs one tool call through the full pipeline and prints its result as JSON.
+    Call {
+        /// The tool: query_read, list_tables or describe_table.
+        tool: String,
+        /// The call's arguments, a JSON object.
+        #[arg(default_value = "{}")]
+        arguments: String,
+    },
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--help" | "-h") => {
-            eprint!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some("--version" | "-V") => {
-            eprintln!("sqlwarden {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        None | Some("serve" | "--config") => {
-            eprintln!("sqlwarden: the stdio server is not part of this build yet; the library is (see README.md)");
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            eprintln!("sqlwarden: the stdio server is not part of this build yet; `sqlwarden call` is (see README.md)");
             ExitCode::from(2)
         }
-        Some(other) => {
-            eprintln!("sqlwarden: unknown argument `{other}`\n\n{USAGE}");
-            ExitCode::from(2)
-        }
+        Command::Call { tool, arguments } => call(cli.config, &tool, &arguments),
     }
+}
+
+fn service(config: Option<PathBuf>) -> Result<Service, String> {
+    let service = match config {
+        Some(path) => Service::from_config(Config::load(&path).map_err(|error| error.to_string())?),
+        None => Service::demo(),
+    }
+    .map_err(|error| error.to_string())?;
+    for warning in service.warnings() {
+        eprintln!("sqlwarden: warning: {warning}");
+    }
+    Ok(service)
+}
+
+fn call(config: Option<PathBuf>, tool: &str, arguments: &str) -> ExitCode {
+    let arguments: serde_json::Value = match serde_json::from_str(arguments) {
+        Ok(arguments) => arguments,
+        Err(error) => {
+            eprintln!("sqlwarden: the arguments are not JSON: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sqlwarden: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let service = match service(config) {
+            Ok(service) => service,
+            Err(error) => {
+                eprintln!("sqlwarden: {error}");
+                return ExitCode::from(2);
+            }
+        };
+        let (output, code) = match service.call(tool, arguments).await {
+            Ok(result) => (result, ExitCode::SUCCESS),
+            Err(denial) => (serde_json::json!({"code": denial.code(), "message": denial.message()}), ExitCode::FAILURE),
+        };
+        let mut stdout = std::io::stdout().lock();
+        match serde_json::to_writer_pretty(&mut stdout, &output).map(|()| writeln!(stdout)) {
+            Ok(Ok(())) => code,
+            _ => ExitCode::FAILURE,
+        }
+    })
 }

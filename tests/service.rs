@@ -57,8 +57,9 @@ fn a_grant_for_a_tool_the_server_lacks_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_without_grants_can_call_nothing() {
-    let config = Config::parse("[database]\nurl = \"sqlite:file:empty?mode=memory&cache=shared\"\n", "test.toml", |_| None)
-        .expect("a valid file");
+    let config =
+        Config::parse("[database]\nurl = \"sqlite:file:empty?mode=memory&cache=shared\"\n", "test.toml", |_| None)
+            .expect("a valid file");
     let service = Service::from_config(config).expect("starts");
     assert_eq!(service.warnings().len(), 2, "{:?}", service.warnings());
     let denied = service.call("list_tables", json!({})).await.expect_err("no grant");

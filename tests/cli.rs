@@ -1,0 +1,50 @@
+//! The `sqlwarden` binary, run as a user would.
+#![cfg(feature = "sqlite")]
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+fn sqlwarden(args: &[&str]) -> (Option<i32>, Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_sqlwarden")).args(args).output().expect("runs");
+    let stdout = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code(), stdout, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn call_runs_one_tool_call_on_the_demo() {
+    let (code, out, err) =
+        sqlwarden(&["call", "query_read", r#"{"query": "SELECT name FROM customers ORDER BY id", "limit": 2}"#]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out["rows"], json!([["Grace Hopper"], ["Alan Turing"]]));
+    assert_eq!(out["truncated"], json!(true));
+    assert!(err.contains(r#""stage":"execute","decision":"allow""#), "the audit goes to stderr: {err}");
+
+    let (code, out, _) = sqlwarden(&["call", "query_read", r#"{"query": "DELETE FROM customers"}"#]);
+    assert_eq!(code, Some(1));
+    assert_eq!(out, json!({"code": "QUERY_REJECTED", "message": "only queries are allowed, not DELETE"}));
+
+    let (code, out, _) = sqlwarden(&["call", "list_tables"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out["tables"].as_array().map(Vec::len), Some(4));
+}
+
+#[test]
+fn bad_input_and_configs_are_refused_with_a_reason() {
+    let (code, _, err) = sqlwarden(&["call", "query_read", "{not json"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("the arguments are not JSON"), "{err}");
+    let (code, _, err) = sqlwarden(&["call", "list_tables", "--config", "/nonexistent/sqlwarden.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("/nonexistent/sqlwarden.toml: cannot be read"), "{err}");
+}
+
+#[test]
+fn serve_says_it_is_not_in_this_build() {
+    let (code, out, err) = sqlwarden(&[]);
+    assert_eq!(code, Some(2));
+    assert_eq!(out, Value::Null, "nothing on stdout");
+    assert!(err.contains("not part of this build yet"), "{err}");
+    let (code, _, _) = sqlwarden(&["--version"]);
+    assert_eq!(code, Some(0));
+}
