@@ -52,7 +52,10 @@ fn main() -> ExitCode {
 fn service(config: Option<PathBuf>) -> Result<Service, String> {
     let service = match config {
         Some(path) => Service::from_config(Config::load(&path).map_err(|error| error.to_string())?),
+        #[cfg(feature = "sqlite")]
         None => Service::demo(),
+        #[cfg(not(feature = "sqlite"))]
+        None => return Err("this build has no demo database (cargo feature sqlite); pass --config".into()),
     }
     .map_err(|error| error.to_string())?;
     for warning in service.warnings() {
