@@ -1,6 +1,7 @@
 //! The `sqlwarden` command line.
 //!
-//! `call` runs one tool call through the same pipeline the server uses and prints the result.
+//! `call` runs one tool call through the same pipeline the server uses and prints the result;
+//! `check` reports what the configured database role may do beyond reading.
 //! The stdio MCP server is not in this build yet, so `serve` says so and exits non-zero rather
 //! than pretend.
 
@@ -36,6 +37,9 @@ enum Command {
         #[arg(default_value = "{}")]
         arguments: String,
     },
+    /// Checks the configuration, connects, and reports what the database role may do beyond
+    /// reading. Exits 0 when it may only read, 1 when it may do more, 2 when it cannot check.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,59 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Command::Call { tool, arguments } => call(cli.config, &tool, &arguments),
+        Command::Check => check(cli.config),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start: {error}"))
+}
+
+fn check(config: Option<PathBuf>) -> ExitCode {
+    let Some(path) = config else {
+        eprintln!("sqlwarden: check needs --config PATH (the built-in demo needs no check)");
+        return ExitCode::from(2);
+    };
+    let report = runtime().and_then(|runtime| {
+        runtime.block_on(async {
+            let config = Config::load(&path).map_err(|error| error.to_string())?;
+            sqlwarden::service::check(config).await.map_err(|error| error.to_string())
+        })
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("sqlwarden: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut text = format!(
+        "{}: the configuration is valid\ndatabase: {}, connected as {}\nallow-listed tables visible: {}\n",
+        path.display(),
+        report.dialect,
+        report.posture.role,
+        report.visible_tables
+    );
+    for warning in &report.warnings {
+        text.push_str(&format!("warning: {warning}\n"));
+    }
+    let code = if report.posture.findings.is_empty() {
+        text.push_str("posture: the role may only read\n");
+        ExitCode::SUCCESS
+    } else {
+        for finding in &report.posture.findings {
+            text.push_str(&format!("posture: the database role can do more than read: {finding}\n"));
+        }
+        text.push_str("posture: use a read-only role (see README.md)\n");
+        ExitCode::FAILURE
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => code,
+        Err(_) => ExitCode::FAILURE,
     }
 }
 
@@ -72,10 +129,10 @@ fn call(config: Option<PathBuf>, tool: &str, arguments: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("sqlwarden: cannot start: {error}");
+            eprintln!("sqlwarden: {error}");
             return ExitCode::FAILURE;
         }
     };

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::adapter::{self, Adapter};
+use crate::adapter::{self, Adapter, Posture};
 use crate::audit::JsonLinesSink;
 use crate::boundary::{Boundary, Denial};
 use crate::config::{AuditTarget, Config};
 use crate::policy::{Access, Capabilities, Grant, Mode, QuotaEngine, SessionContext, ToolRegistry};
-use crate::sql::SqlValidator;
+use crate::sql::{SqlDialect, SqlValidator};
 use crate::tools::reference::{DescribeTable, ListTables, QueryRead};
 
 /// The reference tools, by name.
@@ -150,6 +150,92 @@ impl Service {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+}
+
+/// What `sqlwarden check` found.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The database's dialect.
+    pub dialect: SqlDialect,
+    /// How many allow-listed tables the database shows.
+    pub visible_tables: usize,
+    /// What the role may do beyond reading.
+    pub posture: Posture,
+    /// Settings that are allowed but probably not meant.
+    pub warnings: Vec<String>,
+}
+
+/// The check's own read tool: the adapter's posture, through the boundary like any call.
+struct CheckPosture(Arc<dyn Adapter>);
+
+impl crate::tools::Tool for CheckPosture {
+    type Access = crate::Read;
+    type Input = serde_json::Map<String, Value>;
+    type Output = Posture;
+
+    fn name(&self) -> &str {
+        "check_posture"
+    }
+
+    fn description(&self) -> &str {
+        "Reports what the database role may do beyond reading."
+    }
+
+    async fn call(
+        &self,
+        evidence: crate::Evidence<'_, crate::Read>,
+        _input: serde_json::Map<String, Value>,
+    ) -> Result<Posture, crate::ToolError> {
+        Ok(self.0.posture(evidence).await?)
+    }
+}
+
+/// Checks a configuration against its database: connects, counts the allow-listed tables it
+/// can see, and asks the database what the role may do beyond reading. The calls go through
+/// the boundary and are audited like any other.
+pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
+    let adapter = adapter::connect(&config.database.url, config.allow.clone(), config.database.pool)
+        .map_err(|error| ServiceError(format!("[database] {}", denial_text(&error))))?;
+    let mut tools = ToolRegistry::new();
+    register(&mut tools, ListTables::new(Arc::clone(&adapter)))?;
+    register(&mut tools, CheckPosture(adapter))?;
+    let grants = ["list_tables", "check_posture"]
+        .into_iter()
+        .map(|tool| Grant::new(&config.identity, &config.tenant, tool))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| ServiceError(format!("[session] {error}")))?;
+    let builder = Boundary::builder(tools).authorizer(Capabilities::from_grants(grants));
+    let boundary = match &config.audit {
+        AuditTarget::Stderr => builder.audit(JsonLinesSink::stderr()).build(),
+        AuditTarget::File(path) => builder
+            .audit(
+                JsonLinesSink::append_to(path)
+                    .map_err(|error| ServiceError(format!("[audit] {} cannot be opened: {error}", path.display())))?,
+            )
+            .build(),
+    };
+    let session = Arc::new(
+        SessionContext::builder()
+            .identity(&config.identity)
+            .tenant(&config.tenant)
+            .bind()
+            .map_err(|error| ServiceError(format!("[session] {error}")))?,
+    );
+    let unreachable = |denial: Denial| ServiceError(format!("the database: {} ({})", denial.message(), denial.code()));
+    let listed =
+        boundary.invoke(Some(Arc::clone(&session)), "list_tables", serde_json::json!({})).await.map_err(unreachable)?;
+    let posture = boundary.invoke(Some(session), "check_posture", serde_json::json!({})).await.map_err(unreachable)?;
+    let posture: Posture = serde_json::from_value(posture).map_err(|error| ServiceError(error.to_string()))?;
+    Ok(CheckReport {
+        dialect: config.database.dialect,
+        visible_tables: listed["tables"].as_array().map_or(0, Vec::len),
+        posture,
+        warnings: config.warnings,
+    })
+}
+
+fn denial_text(error: &adapter::AdapterError) -> String {
+    error.denial().map_or_else(|| error.to_string(), |denial| denial.message().to_owned())
 }
 
 fn register(tools: &mut ToolRegistry, tool: impl crate::tools::Tool) -> Result<(), ServiceError> {

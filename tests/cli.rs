@@ -48,3 +48,50 @@ fn serve_says_it_is_not_in_this_build() {
     let (code, _, _) = sqlwarden(&["--version"]);
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn check_reports_the_posture_and_exits_by_it() {
+    let dir = std::env::temp_dir().join(format!("sqlwarden-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let database = dir.join("shop.db");
+    rusqlite::Connection::open(&database)
+        .expect("create")
+        .execute_batch("CREATE TABLE t (id INTEGER);")
+        .expect("table");
+    let config = dir.join("sqlwarden.toml");
+    std::fs::write(
+        &config,
+        format!("[database]\nurl = \"sqlite:{}\"\n[allowlist]\ntables = [\"t\"]\n", database.display()),
+    )
+    .expect("config");
+    let config = config.to_str().expect("path");
+
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_sqlwarden")).args(["check", "--config", config]).output().expect("runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "a writable file is a finding: {report}");
+    assert!(report.contains("the configuration is valid"), "{report}");
+    assert!(report.contains("allow-listed tables visible: 1"), "{report}");
+    assert!(report.contains("the database file is writable by this process"), "{report}");
+    assert!(report.contains("warning: no [[grants]]"), "{report}");
+
+    let mut permissions = std::fs::metadata(&database).expect("metadata").permissions();
+    permissions.set_readonly(true);
+    std::fs::set_permissions(&database, permissions).expect("read-only");
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_sqlwarden")).args(["check", "--config", config]).output().expect("runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    // A privileged user (root, as in CI) can write a read-only file anyway, and is told so.
+    let still_writable = std::fs::OpenOptions::new().write(true).open(&database).is_ok();
+    if still_writable {
+        assert_eq!(output.status.code(), Some(1), "{report}");
+    } else {
+        assert_eq!(output.status.code(), Some(0), "{report}");
+        assert!(report.contains("posture: the role may only read"), "{report}");
+    }
+
+    let (code, _, err) = sqlwarden(&["check"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("check needs --config"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

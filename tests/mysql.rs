@@ -400,3 +400,49 @@ async fn a_database_that_is_down_is_a_prompt_error_and_calls_recover_when_it_ret
     let _relay = Relay::start(relay.port, target).await;
     assert_eq!(service.read(query).await["rows"], json!([[3]]), "recovered without a restart");
 }
+
+/// A user of the test's own, dropped when the test ends.
+struct TestUser(String);
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let (name, url) = (self.0.clone(), admin_url());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let mut admin = Conn::new(Opts::from_url(&url).expect("url")).await?;
+                admin.query_drop(format!("DROP USER IF EXISTS '{name}'@'%'")).await?;
+                admin.disconnect().await
+            })
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_what_the_user_may_do_beyond_reading() {
+    let user = TestUser(format!("sqlwarden_reader_{}", unique_suffix()));
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    db.admin.query_drop(format!("CREATE USER '{}'@'%'", user.0)).await.expect("user");
+    db.admin.query_drop(format!("GRANT SELECT ON {}.* TO '{}'@'%'", db.name, user.0)).await.expect("grant");
+    let config = |url: String| {
+        let text = format!(
+            "[database]\nurl = \"{url}\"\n[allowlist]\nschemas = [\"{}\"]\ntables = [\"customers\", \"orders\"]\n\
+             [audit]\npath = \"/dev/null\"\n",
+            db.name
+        );
+        sqlwarden::config::Config::parse(&text, "test.toml", |_| None).expect("valid")
+    };
+    let reader_url = db.url().replace("root@", &format!("{}@", user.0));
+    let reader = sqlwarden::service::check(config(reader_url.clone())).await.expect("checked");
+    assert!(reader.posture.role.starts_with(&user.0), "{}", reader.posture.role);
+    assert_eq!(reader.posture.findings, Vec::<String>::new());
+    assert_eq!(reader.visible_tables, 2);
+
+    db.admin.query_drop(format!("GRANT INSERT ON {}.orders TO '{}'@'%'", db.name, user.0)).await.expect("grant");
+    let writer = sqlwarden::service::check(config(reader_url)).await.expect("checked");
+    assert_eq!(writer.posture.findings.len(), 1, "{:?}", writer.posture.findings);
+    assert!(writer.posture.findings[0].starts_with("it has INSERT on "), "{:?}", writer.posture.findings);
+    let root = sqlwarden::service::check(config(db.url())).await.expect("checked");
+    assert!(root.posture.findings.iter().any(|f| f.contains("ALL PRIVILEGES")), "{:?}", root.posture.findings);
+}

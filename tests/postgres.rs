@@ -524,3 +524,61 @@ async fn tls_certificates_are_verified() {
     let plain = connect(format!("{localhost}?sslmode=disable"));
     assert_eq!(plain.read(query).await["rows"], json!([[false]]));
 }
+
+/// A login role of the test's own, dropped after the databases that mention it.
+struct TestRole(String);
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let admin = connect(&admin_url()).await?;
+                admin.batch_execute(&format!("DROP ROLE IF EXISTS {name}")).await
+            })
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_what_the_role_may_do_beyond_reading() {
+    let role = TestRole(format!("sqlwarden_reader_{}", unique_suffix()));
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    db.admin.batch_execute(&format!("CREATE ROLE {} LOGIN", role.0)).await.expect("role");
+    db.client
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA public TO {0}; GRANT SELECT ON customers, orders TO {0};",
+            role.0
+        ))
+        .await
+        .expect("grants");
+    let config = |url: String| {
+        let text = format!(
+            "[database]\nurl = \"{url}\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"customers\", \"orders\"]\n\
+             [audit]\npath = \"/dev/null\"\n"
+        );
+        sqlwarden::config::Config::parse(&text, "test.toml", |_| None).expect("valid")
+    };
+
+    let reader_url = db.url().replace("postgres@", &format!("{}@", role.0));
+    let reader = sqlwarden::service::check(config(reader_url)).await.expect("checked");
+    assert_eq!(reader.posture.role, role.0);
+    assert_eq!(reader.posture.findings, Vec::<String>::new(), "a role granted SELECT only may only read");
+    assert_eq!(reader.visible_tables, 2);
+
+    let superuser = sqlwarden::service::check(config(db.url())).await.expect("checked");
+    assert!(superuser.posture.findings.iter().any(|f| f == "it is a superuser"), "{:?}", superuser.posture.findings);
+    assert!(superuser.posture.findings.iter().any(|f| f == "it can change table public.customers"));
+    assert!(
+        !superuser.posture.findings.iter().any(|f| f.contains("secrets")),
+        "tables outside the allow-list are not named"
+    );
+
+    db.client.batch_execute(&format!("GRANT UPDATE ON orders TO {}", role.0)).await.expect("grant");
+    let writer_url = db.url().replace("postgres@", &format!("{}@", role.0));
+    let writer = sqlwarden::service::check(config(writer_url)).await.expect("checked");
+    assert_eq!(writer.posture.findings, ["it can change table public.orders"]);
+    drop(db);
+}

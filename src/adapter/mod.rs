@@ -193,6 +193,10 @@ pub trait Adapter: Send + Sync {
     /// Opens a write transaction. Only a write tool admitted in read-write mode holds the
     /// evidence this needs.
     fn begin_write<'a>(&'a self, evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>>;
+
+    /// What the database lets this connection's role do beyond reading, for the operator
+    /// (`sqlwarden check`). Every finding is a reason to use a narrower role.
+    fn posture<'a>(&'a self, evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>>;
 }
 
 /// A write transaction bound to the invocation that opened it. Rolled back unless committed.
@@ -285,6 +289,16 @@ pub struct ResultColumn {
     /// The database's name for its type.
     #[serde(rename = "type")]
     pub data_type: String,
+}
+
+/// What a database role may do beyond reading, as the database itself reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Posture {
+    /// The role (or, for SQLite, the process) the adapter connects as.
+    pub role: String,
+    /// What it may do that a read-only role should not, one finding each; empty when the
+    /// database reports nothing beyond reading.
+    pub findings: Vec<String>,
 }
 
 /// One table as listed by [`Adapter::list_tables`].

@@ -27,8 +27,8 @@ use tokio::time::Instant;
 
 use super::json;
 use super::{
-    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, QueryResult,
-    ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, Posture,
+    QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
 };
 use super::{RowCollector, ensure_dialect, take_url_parameter};
 use crate::boundary::{Evidence, Read, Write};
@@ -352,6 +352,22 @@ impl Adapter for MySqlAdapter {
         })
     }
 
+    fn posture<'a>(&'a self, _evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
+        Box::pin(async move {
+            let (role, grants) = self
+                .in_read_transaction(INTROSPECTION_TIMEOUT, usize::MAX, &(), |conn, ()| {
+                    Box::pin(async move {
+                        let role: Option<String> =
+                            conn.query_first("SELECT CURRENT_USER()").await.map_err(Failure::MySql)?;
+                        let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(Failure::MySql)?;
+                        Ok((role.unwrap_or_default(), grants))
+                    })
+                })
+                .await?;
+            Ok(Posture { role, findings: grants.iter().filter_map(|grant| grant_finding(grant)).collect() })
+        })
+    }
+
     fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
         Box::pin(async move {
             let deadline = Instant::now() + self.connect_timeout;
@@ -651,6 +667,25 @@ fn optional_text(row: &Row, index: usize) -> Result<Option<String>, AdapterError
     }
 }
 
+/// What a `SHOW GRANTS` line allows beyond reading, or `None` when it only reads.
+fn grant_finding(grant: &str) -> Option<String> {
+    const READING: [&str; 4] = ["SELECT", "USAGE", "SHOW VIEW", "SHOW DATABASES"];
+    let rest = grant.strip_prefix("GRANT ")?;
+    let (privileges, rest) = rest.split_once(" ON ")?;
+    let scope = rest.split_once(" TO ").map_or(rest, |(scope, _)| scope);
+    let beyond: Vec<&str> =
+        privileges.split(", ").map(str::trim).filter(|privilege| !READING.contains(privilege)).collect();
+    let mut finding =
+        if beyond.is_empty() { String::new() } else { format!("it has {} on {scope}", beyond.join(", ")) };
+    if grant.contains("WITH GRANT OPTION") {
+        if !finding.is_empty() {
+            finding.push_str("; ");
+        }
+        finding.push_str(&format!("it can grant its privileges on {scope}"));
+    }
+    (!finding.is_empty()).then_some(finding)
+}
+
 const LIST_TABLES: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES \
      WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME";
 
@@ -663,3 +698,23 @@ const DESCRIBE_KEYS: &str = "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TAB
 
 const DESCRIBE_INDEXES: &str = "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_beyond_reading_are_findings() {
+        assert_eq!(grant_finding("GRANT USAGE ON *.* TO `reader`@`%`"), None);
+        assert_eq!(grant_finding("GRANT SELECT, SHOW VIEW ON `shop`.* TO `reader`@`%`"), None);
+        assert_eq!(
+            grant_finding("GRANT SELECT, INSERT, DELETE ON `shop`.* TO `app`@`%`").as_deref(),
+            Some("it has INSERT, DELETE on `shop`.*")
+        );
+        assert_eq!(
+            grant_finding("GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION").as_deref(),
+            Some("it has ALL PRIVILEGES on *.*; it can grant its privileges on *.*")
+        );
+        assert_eq!(grant_finding("REVOKE x"), None);
+    }
+}

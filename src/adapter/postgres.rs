@@ -29,8 +29,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::json;
 use super::{
-    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, QueryResult,
-    ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, Posture,
+    QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
 };
 use super::{RowCollector, ensure_dialect, take_url_parameter};
 use crate::boundary::{Evidence, Read, Write};
@@ -272,6 +272,44 @@ impl Adapter for PostgresAdapter {
                 });
             }
             Ok(description)
+        })
+    }
+
+    fn posture<'a>(&'a self, _evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
+        Box::pin(async move {
+            let schemas: Vec<String> = self.allow.schemas().map(str::to_owned).collect();
+            let (role, writable) = self
+                .in_read_transaction(INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
+                    Box::pin(async move {
+                        let role = tx.query_one(POSTURE_ROLE, &[]).await.map_err(Failure::Postgres)?;
+                        let writable = tx.query(POSTURE_WRITABLE, &[schemas]).await.map_err(Failure::Postgres)?;
+                        Ok((role, writable))
+                    })
+                })
+                .await?;
+            let flag = |index: usize| role.try_get::<_, bool>(index).map_err(decode_failure);
+            let mut findings = Vec::new();
+            for (index, finding) in [
+                (1, "it is a superuser"),
+                (2, "it can create roles"),
+                (3, "it can create databases"),
+                (4, "it bypasses row-level security"),
+                (5, "it can create schemas in this database"),
+                (6, "it can read or write server files or run server programs"),
+            ] {
+                if flag(index)? {
+                    findings.push(finding.to_owned());
+                }
+            }
+            for row in &writable {
+                let (schema, name, privilege): (String, String, String) = (text(row, 0)?, text(row, 1)?, text(row, 2)?);
+                if privilege == "CREATE" {
+                    findings.push(format!("it can create objects in schema {schema}"));
+                } else if self.allow.permits(&schema, &name) {
+                    findings.push(format!("it can change table {schema}.{name}"));
+                }
+            }
+            Ok(Posture { role: text(&role, 0)?, findings })
         })
     }
 
@@ -837,6 +875,22 @@ fn relation_kind(kind: u8) -> &'static str {
         _ => "table",
     }
 }
+
+const POSTURE_ROLE: &str = "SELECT current_user::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, \
+     pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'), \
+     pg_catalog.pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') \
+     OR pg_catalog.pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') \
+     OR pg_catalog.pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') \
+     FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+
+/// Allow-listed schemas the role can create in, and tables it can change.
+const POSTURE_WRITABLE: &str = "SELECT n.nspname::text, '', 'CREATE' FROM pg_catalog.pg_namespace n \
+     WHERE n.nspname = ANY($1) AND pg_catalog.has_schema_privilege(n.oid, 'CREATE') \
+     UNION ALL SELECT n.nspname::text, c.relname::text, 'WRITE' FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1) \
+     AND pg_catalog.has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') \
+     ORDER BY 1, 2";
 
 const LIST_TABLES: &str = "SELECT n.nspname::text, c.relname::text, c.relkind \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \

@@ -22,8 +22,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::json;
 use super::{
-    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, QueryResult, ReadOptions,
-    ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx, ensure_dialect,
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, Posture, QueryResult,
+    ReadOptions, ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+    ensure_dialect,
 };
 use crate::boundary::{Evidence, Read, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
@@ -292,6 +293,25 @@ impl Adapter for SqliteAdapter {
             let allow = Arc::clone(&self.allow);
             self.read_with(INTROSPECTION_TIMEOUT, true, move |connection| describe(connection, &allow, &name.table))
                 .await
+        })
+    }
+
+    fn posture<'a>(&'a self, _evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
+        Box::pin(async move {
+            let mut findings = Vec::new();
+            if let Target::File(path) = &self.target {
+                // Opening for writing (without truncating or writing) is the one true test: the
+                // mode bits do not bind a privileged process.
+                let writable = std::fs::OpenOptions::new().write(true).open(path).is_ok();
+                if writable {
+                    findings.push(
+                        "the database file is writable by this process (sqlwarden opens it read-only; make the file \
+                         read-only to be sure nothing else running as this user changes it)"
+                            .to_owned(),
+                    );
+                }
+            }
+            Ok(Posture { role: "this process".to_owned(), findings })
         })
     }
 

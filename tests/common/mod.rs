@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use sqlwarden::adapter::{
-    Adapter, AdapterError, QueryResult, ReadOptions, SqlValue, TableDescription, TableSummary, WriteTransaction,
-    WriteTx,
+    Adapter, AdapterError, Posture, QueryResult, ReadOptions, SqlValue, TableDescription, TableSummary,
+    WriteTransaction, WriteTx,
 };
 use sqlwarden::audit::{AuditBatch, AuditDecision, AuditError, AuditSink, Stage};
 use sqlwarden::policy::{
@@ -114,6 +114,11 @@ impl Adapter for CountingAdapter {
     ) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
         self.effects.adapter_calls.fetch_add(1, SeqCst);
         Box::pin(async { Err(AdapterError::of_kind(sqlwarden::adapter::AdapterErrorKind::NotVisible)) })
+    }
+
+    fn posture<'a>(&'a self, _evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
+        self.effects.adapter_calls.fetch_add(1, SeqCst);
+        Box::pin(async { Ok(Posture { role: "counting".into(), findings: Vec::new() }) })
     }
 
     fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use sqlwarden::adapter::{
-    Adapter, AdapterError, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+    Adapter, AdapterError, Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
 };
 use sqlwarden::sql::{SqlDialect, ValidatedQuery};
 use sqlwarden::audit::JsonLinesSink;
@@ -44,6 +44,9 @@ impl Adapter for Memory {
     }
     fn describe_table<'a>(&'a self, _: Evidence<'a, Read>, _: Option<&'a str>, _: &'a str) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
         Box::pin(async { Err(AdapterError::of_kind(sqlwarden::adapter::AdapterErrorKind::NotVisible)) })
+    }
+    fn posture<'a>(&'a self, _: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
+        Box::pin(async { Ok(Posture { role: "memory".into(), findings: Vec::new() }) })
     }
     fn begin_write<'a>(&'a self, _: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
         Box::pin(async move { Ok(WriteTx::new(Box::new(Insert(self, 0)))) })
