@@ -14,7 +14,8 @@ pub const TABLES: [&str; 4] = ["customers", "products", "orders", "order_items"]
 /// A populated in-memory database. It lives as long as this value: SQLite keeps a shared
 /// in-memory database while a connection to it is open.
 pub struct DemoDatabase {
-    _keeper: Connection,
+    /// Never used again; behind a mutex only so that the demo can be shared across threads.
+    _keeper: std::sync::Mutex<Connection>,
     url: String,
 }
 
@@ -38,7 +39,7 @@ impl DemoDatabase {
         let failed = |error: rusqlite::Error| AdapterError::new(AdapterErrorKind::Database, error.to_string());
         let keeper = Connection::open_with_flags(&uri, flags).map_err(failed)?;
         keeper.execute_batch(SCHEMA_AND_DATA).map_err(failed)?;
-        Ok(DemoDatabase { _keeper: keeper, url: format!("sqlite:{uri}") })
+        Ok(DemoDatabase { _keeper: std::sync::Mutex::new(keeper), url: format!("sqlite:{uri}") })
     }
 
     /// The URL the SQLite adapter opens it by.

@@ -72,6 +72,7 @@ pub mod boundary;
 pub mod config;
 #[cfg(feature = "sqlite")]
 pub mod demo;
+pub mod mcp;
 pub mod policy;
 pub mod service;
 pub mod sql;

@@ -1,9 +1,8 @@
 //! The `sqlwarden` command line.
 //!
-//! `call` runs one tool call through the same pipeline the server uses and prints the result;
-//! `check` reports what the configured database role may do beyond reading.
-//! The stdio MCP server is not in this build yet, so `serve` says so and exits non-zero rather
-//! than pretend.
+//! `serve` (the default) serves MCP on stdio; `call` runs one tool call through the same
+//! pipeline and prints the result; `check` reports what the configured database role may do
+//! beyond reading.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -45,13 +44,56 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            eprintln!("sqlwarden: the stdio server is not part of this build yet; `sqlwarden call` is (see README.md)");
-            ExitCode::from(2)
-        }
+        Command::Serve => serve(cli.config),
         Command::Call { tool, arguments } => call(cli.config, &tool, &arguments),
         Command::Check => check(cli.config),
     }
+}
+
+/// Logs go to stderr as JSON lines; stdout carries only the protocol.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SQLWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Starts a runtime and the service, then runs `work` with it. A service that cannot start
+/// exits 2 with its reason.
+fn with_service<F: std::future::Future<Output = ExitCode>>(
+    config: Option<PathBuf>,
+    work: impl FnOnce(Service) -> F,
+) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sqlwarden: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match service(config) {
+            Ok(service) => work(service).await,
+            Err(error) => {
+                eprintln!("sqlwarden: {error}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+fn serve(config: Option<PathBuf>) -> ExitCode {
+    init_logs();
+    with_service(config, |service| async move {
+        let service = std::sync::Arc::new(service);
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP on stdio");
+        match sqlwarden::mcp::serve_stdio(sqlwarden::mcp::McpServer::new(service)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "stdout failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -129,21 +171,7 @@ fn call(config: Option<PathBuf>, tool: &str, arguments: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("sqlwarden: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let service = match service(config) {
-            Ok(service) => service,
-            Err(error) => {
-                eprintln!("sqlwarden: {error}");
-                return ExitCode::from(2);
-            }
-        };
+    with_service(config, |service| async move {
         let (output, code) = match service.call(tool, arguments).await {
             Ok(result) => (result, ExitCode::SUCCESS),
             Err(denial) => (serde_json::json!({"code": denial.code(), "message": denial.message()}), ExitCode::FAILURE),

@@ -40,11 +40,10 @@ fn bad_input_and_configs_are_refused_with_a_reason() {
 }
 
 #[test]
-fn serve_says_it_is_not_in_this_build() {
-    let (code, out, err) = sqlwarden(&[]);
-    assert_eq!(code, Some(2));
-    assert_eq!(out, Value::Null, "nothing on stdout");
-    assert!(err.contains("not part of this build yet"), "{err}");
+fn serve_is_the_default_and_ends_cleanly_at_the_end_of_input() {
+    let (code, out, _) = sqlwarden(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out, Value::Null, "nothing on stdout without a request");
     let (code, _, _) = sqlwarden(&["--version"]);
     assert_eq!(code, Some(0));
 }

@@ -446,3 +446,22 @@ async fn check_reports_what_the_user_may_do_beyond_reading() {
     let root = sqlwarden::service::check(config(db.url())).await.expect("checked");
     assert!(root.posture.findings.iter().any(|f| f.contains("ALL PRIVILEGES")), "{:?}", root.posture.findings);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdio_server_serves_a_configured_database() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let config = databases::ConfigFile::new(&format!(
+        "[database]\nurl = \"{}\"\n[allowlist]\ntables = [\"customers\", \"orders\"]\n\
+         [[grants]]\ntool = \"query_read\"\n[[grants]]\ntool = \"list_tables\"\n[audit]\npath = \"/dev/null\"\n",
+        db.url()
+    ));
+    let mut server = databases::McpProcess::start(&["--config", &config.path()]);
+    server.initialize();
+    let listed = server.call("list_tables", json!({}));
+    assert_eq!(listed["structuredContent"]["tables"].as_array().map(Vec::len), Some(2));
+    let rows = server.call("query_read", json!({"query": "SELECT count(*) AS n FROM orders"}));
+    assert_eq!(rows["structuredContent"]["rows"], json!([[100000]]));
+    let write = server.call("query_read", json!({"query": "DELETE FROM orders"}));
+    assert_eq!(write["structuredContent"]["code"], json!("QUERY_REJECTED"));
+    assert_eq!(server.finish(), Some(0));
+}

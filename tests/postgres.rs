@@ -582,3 +582,57 @@ async fn check_reports_what_the_role_may_do_beyond_reading() {
     assert_eq!(writer.posture.findings, ["it can change table public.orders"]);
     drop(db);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdio_server_serves_a_configured_database() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let audit = std::env::temp_dir().join(format!("sqlwarden-audit-{}.jsonl", unique_suffix()));
+    let config = databases::ConfigFile::new(&format!(
+        "[database]\nurl_env = \"SQLWARDEN_TEST_URL\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"customers\"]\n\
+         [[grants]]\ntool = \"query_read\"\n[audit]\npath = \"{}\"\n",
+        audit.display()
+    ));
+    // The URL reaches the server through its environment, as url_env intends.
+    let mut server =
+        databases::McpProcess::start_with_env(&["--config", &config.path()], &[("SQLWARDEN_TEST_URL", &db.url())]);
+    server.initialize();
+    let listed = server.request("tools/list", json!({}));
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(1), "only the granted tool is listed");
+    let rows = server.call("query_read", json!({"query": "SELECT name FROM customers WHERE id = $1", "params": [1]}));
+    assert_eq!(rows["structuredContent"]["rows"], json!([["Ada"]]));
+    let hidden = server.call("query_read", json!({"query": "SELECT * FROM secrets"}));
+    assert_eq!(hidden["structuredContent"]["code"], json!("QUERY_REJECTED"));
+    let ungranted = server.call("describe_table", json!({"table": "customers"}));
+    assert_eq!(ungranted["structuredContent"]["code"], json!("UNAUTHORIZED"));
+    assert_eq!(server.finish(), Some(0));
+    let records = std::fs::read_to_string(&audit).expect("audit file");
+    let _ = std::fs::remove_file(&audit);
+    assert!(records.lines().count() >= 10, "every decision is audited to the configured file");
+    assert!(!records.contains("Ada") && !records.contains("hunter2"), "no row values in the audit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_mcp_request_stops_its_statement() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let config = databases::ConfigFile::new(&format!(
+        "[database]\nurl = \"{}\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"slow\", \"customers\"]\n\
+         [[grants]]\ntool = \"query_read\"\n[audit]\npath = \"/dev/null\"\n",
+        db.url()
+    ));
+    let mut server = databases::McpProcess::start(&["--config", &config.path()]);
+    server.initialize();
+    server.send_line(
+        &json!({"jsonrpc": "2.0", "id": 500, "method": "tools/call",
+                "params": {"name": "query_read", "arguments": {"query": "SELECT * FROM slow", "timeout_ms": 30000}}})
+        .to_string(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.running(SLOW).await, 1, "the statement runs until the request is cancelled");
+    server.send_line(
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":500,"reason":"test"}}"#,
+    );
+    assert!(db.gone_within(SLOW, Duration::from_secs(1)).await.is_some(), "the statement still runs");
+    let next = server.call("query_read", json!({"query": "SELECT count(*) AS n FROM customers"}));
+    assert_eq!(next["structuredContent"]["rows"], json!([[3]]));
+    assert_eq!(server.finish(), Some(0));
+}

@@ -74,7 +74,7 @@ struct Registered {
 }
 
 /// What the registry tells about one tool.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ToolInfo<'a> {
     /// The tool's name.
     pub name: &'a ToolName,
@@ -82,6 +82,20 @@ pub struct ToolInfo<'a> {
     pub description: &'a str,
     /// Its declared access class.
     pub access: Access,
+    tool: &'a dyn ErasedTool,
+}
+
+impl ToolInfo<'_> {
+    /// The JSON Schema of its input.
+    pub fn input_schema(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.tool.input_schema()
+    }
+}
+
+impl fmt::Debug for ToolInfo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToolInfo").field("name", self.name).field("access", &self.access).finish_non_exhaustive()
+    }
 }
 
 impl ToolRegistry {
@@ -134,7 +148,12 @@ impl ToolRegistry {
 
 impl Registered {
     fn info(&self) -> ToolInfo<'_> {
-        ToolInfo { name: &self.name, description: self.tool.description(), access: self.tool.access() }
+        ToolInfo {
+            name: &self.name,
+            description: self.tool.description(),
+            access: self.tool.access(),
+            tool: &*self.tool,
+        }
     }
 }
 

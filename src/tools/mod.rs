@@ -59,6 +59,14 @@ pub trait Tool: Send + Sync + 'static {
     /// What the tool does, for the model.
     fn description(&self) -> &str;
 
+    /// The JSON Schema of the input, shown to MCP clients. It should state the input's bounds;
+    /// the default accepts any object (the input type still decides what is valid).
+    fn input_schema(&self) -> serde_json::Map<String, Value> {
+        let mut schema = serde_json::Map::new();
+        schema.insert("type".into(), Value::String("object".into()));
+        schema
+    }
+
     /// Runs the tool. Only the boundary can call this: `evidence` cannot be made anywhere else.
     fn call(
         &self,
@@ -141,6 +149,7 @@ impl fmt::Display for DisplayChain<'_> {
 /// A tool with its types erased, as the registry holds it.
 pub(crate) trait ErasedTool: Send + Sync {
     fn description(&self) -> &str;
+    fn input_schema(&self) -> serde_json::Map<String, Value>;
     fn access(&self) -> Access;
     fn call<'a>(&'a self, call: &'a AdmittedCall, args: Value) -> BoxFuture<'a, Result<Value, ToolError>>;
 }
@@ -148,6 +157,10 @@ pub(crate) trait ErasedTool: Send + Sync {
 impl<T: Tool> ErasedTool for T {
     fn description(&self) -> &str {
         Tool::description(self)
+    }
+
+    fn input_schema(&self) -> serde_json::Map<String, Value> {
+        Tool::input_schema(self)
     }
 
     fn access(&self) -> Access {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{Tool, ToolError};
 use crate::adapter::{Adapter, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary};
@@ -98,6 +98,39 @@ impl Tool for QueryRead {
          for values and pass them in params."
     }
 
+    fn input_schema(&self) -> serde_json::Map<String, Value> {
+        let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        object_schema(
+            json!({
+                "query": {
+                    "type": "string",
+                    "maxLength": SqlValidator::MAX_QUERY_BYTES,
+                    "description": format!("One SELECT, VALUES or set operation in the {} dialect; \
+                        placeholders are {}", self.validator.dialect(), match self.validator.dialect() {
+                            crate::sql::SqlDialect::Postgres => "$1, $2, …",
+                            _ => "?",
+                        }),
+                },
+                "params": {
+                    "type": "array",
+                    "items": {"type": ["string", "number", "boolean", "null"]},
+                    "description": "Values for the placeholders, in order",
+                },
+                "limit": {
+                    "type": "integer", "minimum": 1, "maximum": self.limits.max_rows,
+                    "default": self.limits.default_rows,
+                    "description": "The most rows to return; larger values are capped",
+                },
+                "timeout_ms": {
+                    "type": "integer", "minimum": 1, "maximum": millis(self.limits.max_timeout),
+                    "default": millis(self.limits.default_timeout),
+                    "description": "The time limit in milliseconds; larger values are capped",
+                },
+            }),
+            &["query"],
+        )
+    }
+
     async fn call(&self, evidence: Evidence<'_, Read>, input: QueryReadInput) -> Result<QueryReadOutput, ToolError> {
         let limit = match input.limit {
             None => self.limits.default_rows,
@@ -182,6 +215,10 @@ impl Tool for ListTables {
         "Lists the tables and views this session may read."
     }
 
+    fn input_schema(&self) -> serde_json::Map<String, Value> {
+        object_schema(json!({"schema": {"type": "string", "description": "Only this schema"}}), &[])
+    }
+
     async fn call(&self, evidence: Evidence<'_, Read>, input: ListTablesInput) -> Result<ListTablesOutput, ToolError> {
         let tables = self.adapter.list_tables(evidence, input.schema.as_deref()).await?;
         Ok(ListTablesOutput { tables })
@@ -224,6 +261,16 @@ impl Tool for DescribeTable {
          foreign keys; indexes."
     }
 
+    fn input_schema(&self) -> serde_json::Map<String, Value> {
+        object_schema(
+            json!({
+                "schema": {"type": "string", "description": "The schema; the configured default when absent"},
+                "table": {"type": "string", "description": "The table"},
+            }),
+            &["table"],
+        )
+    }
+
     async fn call(
         &self,
         evidence: Evidence<'_, Read>,
@@ -233,6 +280,18 @@ impl Tool for DescribeTable {
     }
 }
 
+/// An object schema with these properties, these required, and no others.
+fn object_schema(properties: Value, required: &[&str]) -> serde_json::Map<String, Value> {
+    let mut schema = serde_json::Map::new();
+    schema.insert("type".into(), json!("object"));
+    schema.insert("properties".into(), properties);
+    if !required.is_empty() {
+        schema.insert("required".into(), json!(required));
+    }
+    schema.insert("additionalProperties".into(), json!(false));
+    schema
+}
+
 fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> Denial {
     Denial::new(DenialCode::InvalidInput, message)
 }
@@ -240,7 +299,6 @@ fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> Denial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn json_parameters_map_to_statement_parameters() {

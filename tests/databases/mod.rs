@@ -108,3 +108,139 @@ impl Relay {
         self.connections.lock().await.shutdown().await;
     }
 }
+
+/// The `sqlwarden` binary serving MCP on its stdin and stdout, driven as a client would.
+pub struct McpProcess {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    next_id: u64,
+}
+
+impl McpProcess {
+    /// Starts `sqlwarden serve` with these extra arguments.
+    pub fn start(args: &[&str]) -> McpProcess {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts `sqlwarden serve` with these arguments and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> McpProcess {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sqlwarden"))
+            .arg("serve")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        McpProcess { stdin: child.stdin.take(), child, lines, next_id: 1 }
+    }
+
+    /// Sends one raw line.
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("open");
+        stdin.write_all(line.as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    /// The next message from the server, within 10 s.
+    pub fn receive(&mut self) -> Value {
+        let line = self.lines.recv_timeout(std::time::Duration::from_secs(10)).expect("an answer within 10 s");
+        serde_json::from_str(&line).expect("the server writes JSON")
+    }
+
+    /// Sends a request and returns its response.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_line(
+            &serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        );
+        loop {
+            let message = self.receive();
+            if message["id"] == serde_json::json!(id) {
+                return message;
+            }
+        }
+    }
+
+    /// `initialize` and `notifications/initialized`.
+    pub fn initialize(&mut self) -> Value {
+        let result = self.request(
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                               "clientInfo": {"name": "sqlwarden-tests", "version": "1"}}),
+        );
+        self.send_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        result
+    }
+
+    /// `tools/call`, returning the result.
+    pub fn call(&mut self, tool: &str, arguments: Value) -> Value {
+        self.request("tools/call", serde_json::json!({"name": tool, "arguments": arguments}))["result"].clone()
+    }
+
+    /// Closes stdin and returns the exit code.
+    pub fn finish(mut self) -> Option<i32> {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for McpProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A configuration file in a directory of its own, removed with it.
+pub struct ConfigFile {
+    dir: std::path::PathBuf,
+}
+
+impl ConfigFile {
+    /// Writes `text` as `sqlwarden.toml` in a fresh directory.
+    pub fn new(text: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(format!("sqlwarden-config-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("sqlwarden.toml"), text).expect("config");
+        ConfigFile { dir }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> String {
+        self.dir.join("sqlwarden.toml").display().to_string()
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,385 @@
+//! MCP over stdin and stdout, with a thin layer in front of rmcp's transport so that every
+//! message gets an answer or a documented refusal:
+//!
+//! - a line that is not JSON gets a JSON-RPC parse error (-32700), where rmcp would stay silent;
+//! - a message over [`MAX_MESSAGE_BYTES`] is refused (-32600) and skipped, and serving goes on;
+//! - JSON that is not a JSON-RPC 2.0 message gets an invalid-request error (-32600);
+//! - an id that is neither a string nor an integer, or params that are not an object, are
+//!   refused with the id echoed where it can be (-32600, -32602);
+//! - before `initialize`, any request but `initialize` and `ping` is refused (-32600), and
+//!   notifications are dropped: rmcp would end the session on them; a second `initialize` is
+//!   refused.
+//!
+//! Everything else passes to rmcp unchanged. One task owns stdout, so replies never interleave.
+//! On end of input, SIGTERM or SIGINT, reading stops; rmcp finishes the calls in flight and the
+//! function returns.
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::McpServer;
+
+/// The longest message read, in bytes. Longer ones are refused and skipped.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const INVALID_PARAMS: i64 = -32602;
+
+/// Serves MCP on stdin and stdout until the input ends or the process is asked to stop.
+pub async fn serve_stdio(server: McpServer) -> std::io::Result<()> {
+    serve_on(server, tokio::io::stdin(), tokio::io::stdout()).await
+}
+
+/// Serves MCP on any byte streams; see the module documentation.
+pub async fn serve_on<R, W>(server: McpServer, input: R, output: W) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    use rmcp::ServiceExt;
+
+    let (to_rmcp, rmcp_input) = tokio::io::duplex(1 << 16);
+    let (rmcp_output, from_rmcp) = tokio::io::duplex(1 << 16);
+    let (lines, pending) = mpsc::channel::<Vec<u8>>(64);
+    let writer = tokio::spawn(write_lines(output, pending));
+    let pump = tokio::spawn(pump_lines(from_rmcp, lines.clone()));
+    let reader = tokio::spawn(read_client(input, to_rmcp, lines));
+    match server.serve((rmcp_input, rmcp_output)).await {
+        Ok(running) => {
+            if let Err(error) = running.waiting().await {
+                tracing::error!(%error, "the MCP session ended with an error");
+            }
+        }
+        // The client left (or sent nothing valid) before initializing.
+        Err(error) => tracing::info!(%error, "the MCP session ended before it was initialized"),
+    }
+    reader.abort();
+    let _ = reader.await;
+    let _ = pump.await;
+    writer.await.unwrap_or(Ok(()))
+}
+
+/// Writes whole lines to the output, one at a time, flushing each.
+async fn write_lines<W: AsyncWrite + Unpin>(
+    mut output: W,
+    mut pending: mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    while let Some(line) = pending.recv().await {
+        output.write_all(&line).await?;
+        output.flush().await?;
+    }
+    Ok(())
+}
+
+/// Passes rmcp's output lines to the writer.
+async fn pump_lines<R: AsyncRead + Unpin>(from_rmcp: R, lines: mpsc::Sender<Vec<u8>>) {
+    let mut reader = BufReader::new(from_rmcp);
+    loop {
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n');
+                }
+                if lines.send(line).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// How reading one line ended.
+enum Line {
+    Complete,
+    TooLong,
+    End,
+}
+
+/// Reads one line into `line` (without its newline), keeping at most `max` bytes: a longer line
+/// is consumed to its end and reported as too long.
+async fn read_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, line: &mut Vec<u8>, max: usize) -> Line {
+    let mut too_long = false;
+    loop {
+        let available = match reader.fill_buf().await {
+            Ok(available) => available,
+            Err(_) => return Line::End,
+        };
+        if available.is_empty() {
+            return if line.is_empty() && !too_long {
+                Line::End
+            } else if too_long {
+                Line::TooLong
+            } else {
+                Line::Complete
+            };
+        }
+        let (chunk, found) = match available.iter().position(|byte| *byte == b'\n') {
+            Some(at) => (&available[..at], Some(at)),
+            None => (available, None),
+        };
+        if !too_long {
+            if line.len() + chunk.len() > max {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = found.map_or(chunk.len(), |at| at + 1);
+        reader.consume(used);
+        if found.is_some() {
+            return if too_long { Line::TooLong } else { Line::Complete };
+        }
+    }
+}
+
+fn error_line(id: Value, code: i64, message: &str) -> Vec<u8> {
+    let mut line =
+        json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string().into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// A request id that may be echoed: a string or a number, else null.
+fn echoable(id: Option<&Value>) -> Value {
+    match id {
+        Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
+        _ => Value::Null,
+    }
+}
+
+/// Reads the client's messages, answering what rmcp would not, and passes the rest on.
+async fn read_client<R, W>(input: R, mut to_rmcp: W, replies: mpsc::Sender<Vec<u8>>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut reader = BufReader::new(input);
+    let mut stop = Stop::new();
+    let mut initialized = false;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = tokio::select! {
+            read = read_line(&mut reader, &mut line, MAX_MESSAGE_BYTES) => read,
+            () = stop.requested() => break,
+        };
+        let reply = match read {
+            Line::End => break,
+            Line::TooLong => Some(error_line(
+                Value::Null,
+                INVALID_REQUEST,
+                &format!("the message is longer than {MAX_MESSAGE_BYTES} bytes and was skipped"),
+            )),
+            Line::Complete => {
+                let text = line.strip_suffix(b"\r").unwrap_or(&line);
+                // A byte-order mark is not part of the message.
+                let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+                if text.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match check(text, &mut initialized) {
+                    Check::Forward => {
+                        if to_rmcp.write_all(text).await.is_err() || to_rmcp.write_all(b"\n").await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Check::Drop => continue,
+                    Check::Reply(reply) => Some(reply),
+                }
+            }
+        };
+        if let Some(reply) = reply
+            && replies.send(reply).await.is_err()
+        {
+            break;
+        }
+    }
+    // Dropping the pipe ends rmcp's input; it finishes what is in flight.
+    let _ = to_rmcp.shutdown().await;
+}
+
+enum Check {
+    Forward,
+    Drop,
+    Reply(Vec<u8>),
+}
+
+/// Decides what to do with one complete line.
+fn check(text: &[u8], initialized: &mut bool) -> Check {
+    let value: Value = match serde_json::from_slice(text) {
+        Ok(value) => value,
+        Err(_) => return Check::Reply(error_line(Value::Null, PARSE_ERROR, "Parse error: the message is not JSON")),
+    };
+    let Some(message) = value.as_object() else {
+        return Check::Reply(error_line(Value::Null, INVALID_REQUEST, "Invalid request: a message is a JSON object"));
+    };
+    let id = message.get("id");
+    let method = message.get("method");
+    let is_response = id.is_some() && (message.contains_key("result") || message.contains_key("error"));
+    let valid = message.get("jsonrpc").and_then(Value::as_str) == Some("2.0")
+        && (method.is_some_and(Value::is_string) || is_response)
+        && id.is_none_or(|id| matches!(id, Value::String(_) | Value::Number(_)));
+    if !valid {
+        return Check::Reply(error_line(echoable(id), INVALID_REQUEST, "Invalid request: not a JSON-RPC 2.0 message"));
+    }
+    if let Some(Value::Number(number)) = id
+        && number.as_i64().is_none()
+    {
+        let exact = number.is_f64() && number.as_f64().is_some_and(|f| f.abs() < 9.0e15);
+        return Check::Reply(error_line(
+            if exact { Value::Number(number.clone()) } else { Value::Null },
+            INVALID_REQUEST,
+            "Invalid request: an id is a string or an integer",
+        ));
+    }
+    if method.is_some() && message.get("params").is_some_and(|params| !params.is_object()) {
+        return Check::Reply(error_line(echoable(id), INVALID_PARAMS, "Invalid params: params must be an object"));
+    }
+    if *initialized {
+        if method.and_then(Value::as_str) == Some("initialize") {
+            return Check::Reply(error_line(echoable(id), INVALID_REQUEST, "the session is already initialized"));
+        }
+        return Check::Forward;
+    }
+    match (method.and_then(Value::as_str), id) {
+        (Some("initialize"), Some(_)) => {
+            *initialized = true;
+            Check::Forward
+        }
+        (Some("ping"), Some(_)) => Check::Forward,
+        (Some(_), Some(id)) => Check::Reply(error_line(
+            id.clone(),
+            INVALID_REQUEST,
+            "the session is not initialized: send initialize first",
+        )),
+        // A notification or a response before initialize has nothing to answer.
+        _ => Check::Drop,
+    }
+}
+
+/// SIGTERM or SIGINT, once asked for.
+struct Stop {
+    #[cfg(unix)]
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Stop {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = signal(SignalKind::terminate()).ok().zip(signal(SignalKind::interrupt()).ok());
+            Stop { signals }
+        }
+        #[cfg(not(unix))]
+        Stop {}
+    }
+
+    async fn requested(&mut self) {
+        #[cfg(unix)]
+        if let Some((terminate, interrupt)) = self.signals.as_mut() {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!("asked to stop: finishing the calls in flight");
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply_of(text: &str, initialized: &mut bool) -> Option<Value> {
+        match check(text.as_bytes(), initialized) {
+            Check::Reply(line) => Some(serde_json::from_slice(&line).expect("JSON")),
+            Check::Forward | Check::Drop => None,
+        }
+    }
+
+    #[test]
+    fn every_malformed_message_is_answered() {
+        let mut initialized = true;
+        let parse = reply_of("{not json", &mut initialized).expect("answered");
+        assert_eq!(parse["error"]["code"], json!(PARSE_ERROR));
+        assert_eq!(parse["id"], Value::Null);
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(reply_of(&deep, &mut initialized).expect("answered")["error"]["code"], json!(PARSE_ERROR));
+        for invalid in [
+            r#"[1, 2]"#,
+            r#"{"jsonrpc": "1.0", "id": 1, "method": "ping"}"#,
+            r#"{"jsonrpc": "2.0", "id": 1}"#,
+            r#"{"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"}"#,
+            r#"{"jsonrpc": "2.0", "id": 7, "method": 5}"#,
+        ] {
+            let reply = reply_of(invalid, &mut initialized).expect("answered");
+            assert_eq!(reply["error"]["code"], json!(INVALID_REQUEST), "{invalid}");
+        }
+        assert_eq!(
+            reply_of(r#"{"jsonrpc": "2.0", "id": 7, "method": 5}"#, &mut initialized).expect("answered")["id"],
+            json!(7)
+        );
+        assert!(reply_of(r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}"#, &mut initialized).is_none());
+        let fractional =
+            reply_of(r#"{"jsonrpc": "2.0", "id": 1.5, "method": "ping"}"#, &mut initialized).expect("answered");
+        assert_eq!(
+            (fractional["id"].clone(), fractional["error"]["code"].clone()),
+            (json!(1.5), json!(INVALID_REQUEST))
+        );
+        let huge = reply_of(r#"{"jsonrpc": "2.0", "id": 1180591620717411303424, "method": "ping"}"#, &mut initialized);
+        assert_eq!(huge.expect("answered")["id"], Value::Null, "an id that cannot be echoed exactly is not echoed");
+        let params = reply_of(r#"{"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": []}"#, &mut initialized);
+        assert_eq!(params.expect("answered")["error"]["code"], json!(INVALID_PARAMS));
+        let again = reply_of(r#"{"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {}}"#, &mut initialized);
+        assert_eq!(again.expect("answered")["error"]["message"], json!("the session is already initialized"));
+    }
+
+    #[test]
+    fn only_initialize_and_ping_pass_before_initialize() {
+        let mut initialized = false;
+        let early =
+            reply_of(r#"{"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {}}"#, &mut initialized);
+        assert_eq!(early.as_ref().map(|r| r["id"].clone()), Some(json!("a")));
+        assert!(!initialized);
+        assert!(matches!(
+            check(br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#, &mut initialized),
+            Check::Drop
+        ));
+        assert!(matches!(check(br#"{"jsonrpc": "2.0", "id": 1, "method": "ping"}"#, &mut initialized), Check::Forward));
+        assert!(!initialized);
+        assert!(matches!(
+            check(br#"{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {}}"#, &mut initialized),
+            Check::Forward
+        ));
+        assert!(initialized);
+        assert!(matches!(
+            check(br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#, &mut initialized),
+            Check::Forward
+        ));
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_skipped_whole_and_reading_goes_on() {
+        let input = format!("{}\nshort\n", "x".repeat(100));
+        let mut reader = BufReader::with_capacity(16, input.as_bytes());
+        let mut line = Vec::new();
+        assert!(matches!(read_line(&mut reader, &mut line, 50).await, Line::TooLong));
+        line.clear();
+        assert!(matches!(read_line(&mut reader, &mut line, 50).await, Line::Complete));
+        assert_eq!(line, b"short");
+        line.clear();
+        assert!(matches!(read_line(&mut reader, &mut line, 50).await, Line::End));
+        let mut unterminated = BufReader::new("tail".as_bytes());
+        assert!(matches!(read_line(&mut unterminated, &mut line, 50).await, Line::Complete));
+        assert_eq!(line, b"tail");
+    }
+}
