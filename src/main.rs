@@ -70,7 +70,7 @@ fn with_service<F: std::future::Future<Output = ExitCode>>(
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match service(config) {
             Ok(service) => work(service).await,
             Err(error) => {
@@ -78,7 +78,11 @@ fn with_service<F: std::future::Future<Output = ExitCode>>(
                 ExitCode::from(2)
             }
         }
-    })
+    });
+    // The work is done. Reading stdin blocks a thread that only new input or its end would
+    // free (after a signal, neither may come), so the runtime is not waited for.
+    runtime.shutdown_background();
+    code
 }
 
 fn serve(config: Option<PathBuf>) -> ExitCode {

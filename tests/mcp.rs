@@ -62,3 +62,13 @@ fn nothing_runs_before_initialize_and_the_server_survives_it() {
     assert_eq!(server.call("list_tables", json!({}))["isError"], json!(false));
     assert_eq!(server.finish(), Some(0));
 }
+
+#[test]
+fn sigterm_lets_the_server_exit_cleanly() {
+    let mut server = McpProcess::start(&[]);
+    server.initialize();
+    assert_eq!(server.call("list_tables", json!({}))["isError"], json!(false));
+    let killed = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    assert_eq!(server.wait(), Some(0), "SIGTERM ends the server with exit code 0");
+}

@@ -636,3 +636,36 @@ async fn a_cancelled_mcp_request_stops_its_statement() {
     assert_eq!(next["structuredContent"]["rows"], json!([[3]]));
     assert_eq!(server.finish(), Some(0));
 }
+
+/// Every denial code a read-only stdio session can meet, end to end through the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_denial_code_comes_back_as_a_structured_tool_error() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let config = databases::ConfigFile::new(&format!(
+        "[database]\nurl = \"{}\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"customers\", \"orders\", \"slow\"]\n\
+         [limits]\nmax_result_bytes = 2000\n[quotas]\nrate_per_minute = 60\nburst = 9\n\
+         [[grants]]\ntool = \"query_read\"\n[audit]\npath = \"/dev/null\"\n",
+        db.url()
+    ));
+    let mut server = databases::McpProcess::start(&["--config", &config.path()]);
+    server.initialize();
+    let mut code = |tool: &str, arguments: Value| {
+        let result = server.call(tool, arguments);
+        assert_eq!(result["isError"], json!(true), "{result}");
+        result["structuredContent"]["code"].as_str().expect("a code").to_owned()
+    };
+    assert_eq!(code("nope", json!({})), "TOOL_NOT_FOUND");
+    assert_eq!(code("describe_table", json!({"table": "customers"})), "UNAUTHORIZED");
+    assert_eq!(code("query_read", json!({"query": "SELECT 1", "limit": 0})), "INVALID_INPUT");
+    assert_eq!(code("query_read", json!({"query": "DELETE FROM customers"})), "QUERY_REJECTED");
+    assert_eq!(code("query_read", json!({"query": "SELECT nme FROM customers"})), "DB_ERROR");
+    assert_eq!(code("query_read", json!({"query": "SELECT * FROM slow", "timeout_ms": 200})), "TIMEOUT");
+    assert_eq!(code("query_read", json!({"query": "SELECT * FROM orders", "limit": 1000})), "RESULT_TOO_LARGE");
+    // Five calls above were admitted, each spending a token; the burst of 9 runs out below.
+    let mut last = String::new();
+    for _ in 0..5 {
+        last = code("query_read", json!({"query": "SELECT nme FROM customers"}));
+    }
+    assert_eq!(last, "RATE_LIMITED");
+    assert_eq!(server.finish(), Some(0));
+}

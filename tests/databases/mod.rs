@@ -195,9 +195,19 @@ impl McpProcess {
         self.request("tools/call", serde_json::json!({"name": tool, "arguments": arguments}))["result"].clone()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Closes stdin and returns the exit code.
     pub fn finish(mut self) -> Option<i32> {
         drop(self.stdin.take());
+        self.wait()
+    }
+
+    /// Waits up to 10 s for the server to exit and returns its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
