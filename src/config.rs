@@ -492,7 +492,12 @@ mod tests {
         assert_eq!(config.grants[1].expires_at, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600)));
         assert_eq!(config.audit, AuditTarget::File("audit.jsonl".into()));
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-        assert!(!format!("{config:?}").contains("s3cret"), "Debug never shows the URL");
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("s3cret") && debug.contains("url: \"<not shown>\""),
+            "Debug never shows the URL: {debug}"
+        );
+        assert!(debug.contains("dialect: Postgres"), "{debug}");
     }
 
     #[test]
@@ -544,6 +549,25 @@ mod tests {
             let message = error(text);
             assert!(message.contains(expected), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn tables_without_schemas_belong_to_the_default_schema() {
+        let config =
+            parse("[database]\nurl = \"postgres://h/db\"\n[allowlist]\ntables = [\"customers\"]\n").expect("valid");
+        assert!(config.allow.permits("public", "customers"));
+        assert!(!config.allow.permits("sales", "customers"));
+    }
+
+    #[test]
+    fn limits_may_equal_their_caps() {
+        let config = parse(
+            "[database]\nurl = \"sqlite:x\"\n[limits]\ndefault_rows = 7\nmax_rows = 7\n\
+             default_timeout_ms = 9\nmax_timeout_ms = 9\n",
+        )
+        .expect("a default equal to its cap is valid");
+        assert_eq!((config.limits.default_rows, config.limits.max_rows), (7, 7));
+        assert_eq!(config.limits.default_timeout, config.limits.max_timeout);
     }
 
     #[test]

@@ -307,6 +307,12 @@ mod tests {
     }
 
     #[test]
+    fn error_codes_and_bounds_are_the_documented_ones() {
+        assert_eq!((PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS), (-32700, -32600, -32602));
+        assert_eq!(MAX_MESSAGE_BYTES, 4 * 1024 * 1024);
+    }
+
+    #[test]
     fn every_malformed_message_is_answered() {
         let mut initialized = true;
         let parse = reply_of("{not json", &mut initialized).expect("answered");
@@ -378,6 +384,15 @@ mod tests {
         assert_eq!(line, b"short");
         line.clear();
         assert!(matches!(read_line(&mut reader, &mut line, 50).await, Line::End));
+        // A line of exactly the maximum is read whole, across several buffer fills.
+        let exact = format!("{}\n{}\n", "y".repeat(50), "z".repeat(51));
+        let mut reader = BufReader::with_capacity(8, exact.as_bytes());
+        line.clear();
+        assert!(matches!(read_line(&mut reader, &mut line, 50).await, Line::Complete));
+        assert_eq!(line.len(), 50);
+        line.clear();
+        assert!(matches!(read_line(&mut reader, &mut line, 50).await, Line::TooLong), "one byte more is too long");
+        line.clear();
         let mut unterminated = BufReader::new("tail".as_bytes());
         assert!(matches!(read_line(&mut unterminated, &mut line, 50).await, Line::Complete));
         assert_eq!(line, b"tail");
