@@ -72,3 +72,17 @@ fn sigterm_lets_the_server_exit_cleanly() {
     assert!(killed.success());
     assert_eq!(server.wait(), Some(0), "SIGTERM ends the server with exit code 0");
 }
+
+#[test]
+fn a_refused_initialize_leaves_the_session_closed_but_alive() {
+    let mut server = McpProcess::start(&[]);
+    let refused = server.request("initialize", json!({}));
+    assert!(refused["error"].is_object(), "{refused}");
+    // rmcp would end the session on a notification before a successful initialize.
+    server.send_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let early = server.request("tools/list", json!({}));
+    assert_eq!(early["error"]["code"], json!(-32600), "still not initialized: {early}");
+    assert_eq!(server.initialize()["result"]["serverInfo"]["name"], json!("sqlwarden"), "a later initialize succeeds");
+    assert_eq!(server.call("list_tables", json!({}))["isError"], json!(false));
+    assert_eq!(server.finish(), Some(0));
+}

@@ -6,15 +6,17 @@
 //! - JSON that is not a JSON-RPC 2.0 message gets an invalid-request error (-32600);
 //! - an id that is neither a string nor an integer, or params that are not an object, are
 //!   refused with the id echoed where it can be (-32600, -32602);
-//! - before `initialize`, any request but `initialize` and `ping` is refused (-32600), and
-//!   notifications are dropped: rmcp would end the session on them; a second `initialize` is
-//!   refused.
+//! - until rmcp has answered an `initialize` with a result, any request but `initialize` and
+//!   `ping` is refused (-32600) and notifications are dropped: rmcp would end the session on
+//!   them; a second `initialize` is refused.
 //!
 //! Everything else passes to rmcp unchanged. One task owns stdout, so replies never interleave.
 //! On end of input, SIGTERM or SIGINT, reading stops; rmcp finishes the calls in flight and the
 //! function returns.
 
 use serde_json::{Value, json};
+use std::sync::Arc;
+
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
@@ -43,9 +45,10 @@ where
     let (to_rmcp, rmcp_input) = tokio::io::duplex(1 << 16);
     let (rmcp_output, from_rmcp) = tokio::io::duplex(1 << 16);
     let (lines, pending) = mpsc::channel::<Vec<u8>>(64);
+    let lifecycle = Arc::new(Lifecycle::default());
     let writer = tokio::spawn(write_lines(output, pending));
-    let pump = tokio::spawn(pump_lines(from_rmcp, lines.clone()));
-    let reader = tokio::spawn(read_client(input, to_rmcp, lines));
+    let pump = tokio::spawn(pump_lines(from_rmcp, lines.clone(), Arc::clone(&lifecycle)));
+    let reader = tokio::spawn(read_client(input, to_rmcp, lines, lifecycle));
     match server.serve((rmcp_input, rmcp_output)).await {
         Ok(running) => {
             if let Err(error) = running.waiting().await {
@@ -61,6 +64,44 @@ where
     writer.await.unwrap_or(Ok(()))
 }
 
+/// Whether rmcp has accepted an `initialize`: only its successful answer opens the session, so
+/// that a refused `initialize` leaves the gate closed.
+#[derive(Default)]
+struct Lifecycle {
+    /// The id of the `initialize` request forwarded last, until answered.
+    pending: std::sync::Mutex<Option<Value>>,
+    initialized: std::sync::atomic::AtomicBool,
+}
+
+impl Lifecycle {
+    fn is_initialized(&self) -> bool {
+        self.initialized.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn forwarding_initialize(&self, id: &Value) {
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = Some(id.clone());
+        }
+    }
+
+    /// Watches rmcp's output for the answer to the pending `initialize`.
+    fn observe(&self, line: &[u8]) {
+        if self.is_initialized() {
+            return;
+        }
+        let Ok(mut pending) = self.pending.lock() else { return };
+        let Some(id) = pending.as_ref() else { return };
+        let Ok(message) = serde_json::from_slice::<Value>(line) else { return };
+        if message.get("id") != Some(id) {
+            return;
+        }
+        if message.get("result").is_some() {
+            self.initialized.store(true, std::sync::atomic::Ordering::Release);
+        }
+        *pending = None;
+    }
+}
+
 /// Writes whole lines to the output, one at a time, flushing each.
 async fn write_lines<W: AsyncWrite + Unpin>(
     mut output: W,
@@ -74,13 +115,14 @@ async fn write_lines<W: AsyncWrite + Unpin>(
 }
 
 /// Passes rmcp's output lines to the writer.
-async fn pump_lines<R: AsyncRead + Unpin>(from_rmcp: R, lines: mpsc::Sender<Vec<u8>>) {
+async fn pump_lines<R: AsyncRead + Unpin>(from_rmcp: R, lines: mpsc::Sender<Vec<u8>>, lifecycle: Arc<Lifecycle>) {
     let mut reader = BufReader::new(from_rmcp);
     loop {
         let mut line = Vec::new();
         match reader.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {
+                lifecycle.observe(&line);
                 if !line.ends_with(b"\n") {
                     line.push(b'\n');
                 }
@@ -153,14 +195,13 @@ fn echoable(id: Option<&Value>) -> Value {
 }
 
 /// Reads the client's messages, answering what rmcp would not, and passes the rest on.
-async fn read_client<R, W>(input: R, mut to_rmcp: W, replies: mpsc::Sender<Vec<u8>>)
+async fn read_client<R, W>(input: R, mut to_rmcp: W, replies: mpsc::Sender<Vec<u8>>, lifecycle: Arc<Lifecycle>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut reader = BufReader::new(input);
     let mut stop = Stop::new();
-    let mut initialized = false;
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -182,7 +223,7 @@ where
                 if text.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                match check(text, &mut initialized) {
+                match check(text, &lifecycle) {
                     Check::Forward => {
                         if to_rmcp.write_all(text).await.is_err() || to_rmcp.write_all(b"\n").await.is_err() {
                             break;
@@ -211,7 +252,7 @@ enum Check {
 }
 
 /// Decides what to do with one complete line.
-fn check(text: &[u8], initialized: &mut bool) -> Check {
+fn check(text: &[u8], lifecycle: &Lifecycle) -> Check {
     let value: Value = match serde_json::from_slice(text) {
         Ok(value) => value,
         Err(_) => return Check::Reply(error_line(Value::Null, PARSE_ERROR, "Parse error: the message is not JSON")),
@@ -241,15 +282,15 @@ fn check(text: &[u8], initialized: &mut bool) -> Check {
     if method.is_some() && message.get("params").is_some_and(|params| !params.is_object()) {
         return Check::Reply(error_line(echoable(id), INVALID_PARAMS, "Invalid params: params must be an object"));
     }
-    if *initialized {
+    if lifecycle.is_initialized() {
         if method.and_then(Value::as_str) == Some("initialize") {
             return Check::Reply(error_line(echoable(id), INVALID_REQUEST, "the session is already initialized"));
         }
         return Check::Forward;
     }
     match (method.and_then(Value::as_str), id) {
-        (Some("initialize"), Some(_)) => {
-            *initialized = true;
+        (Some("initialize"), Some(id)) => {
+            lifecycle.forwarding_initialize(id);
             Check::Forward
         }
         (Some("ping"), Some(_)) => Check::Forward,
@@ -299,8 +340,8 @@ impl Stop {
 mod tests {
     use super::*;
 
-    fn reply_of(text: &str, initialized: &mut bool) -> Option<Value> {
-        match check(text.as_bytes(), initialized) {
+    fn reply_of(text: &str, lifecycle: &Lifecycle) -> Option<Value> {
+        match check(text.as_bytes(), lifecycle) {
             Check::Reply(line) => Some(serde_json::from_slice(&line).expect("JSON")),
             Check::Forward | Check::Drop => None,
         }
@@ -314,12 +355,14 @@ mod tests {
 
     #[test]
     fn every_malformed_message_is_answered() {
-        let mut initialized = true;
-        let parse = reply_of("{not json", &mut initialized).expect("answered");
+        let initialized = Lifecycle::default();
+        initialized.initialized.store(true, std::sync::atomic::Ordering::Release);
+        let initialized = &initialized;
+        let parse = reply_of("{not json", initialized).expect("answered");
         assert_eq!(parse["error"]["code"], json!(PARSE_ERROR));
         assert_eq!(parse["id"], Value::Null);
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(reply_of(&deep, &mut initialized).expect("answered")["error"]["code"], json!(PARSE_ERROR));
+        assert_eq!(reply_of(&deep, initialized).expect("answered")["error"]["code"], json!(PARSE_ERROR));
         for invalid in [
             r#"[1, 2]"#,
             r#"{"jsonrpc": "1.0", "id": 1, "method": "ping"}"#,
@@ -327,50 +370,48 @@ mod tests {
             r#"{"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"}"#,
             r#"{"jsonrpc": "2.0", "id": 7, "method": 5}"#,
         ] {
-            let reply = reply_of(invalid, &mut initialized).expect("answered");
+            let reply = reply_of(invalid, initialized).expect("answered");
             assert_eq!(reply["error"]["code"], json!(INVALID_REQUEST), "{invalid}");
         }
         assert_eq!(
-            reply_of(r#"{"jsonrpc": "2.0", "id": 7, "method": 5}"#, &mut initialized).expect("answered")["id"],
+            reply_of(r#"{"jsonrpc": "2.0", "id": 7, "method": 5}"#, initialized).expect("answered")["id"],
             json!(7)
         );
-        assert!(reply_of(r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}"#, &mut initialized).is_none());
-        let fractional =
-            reply_of(r#"{"jsonrpc": "2.0", "id": 1.5, "method": "ping"}"#, &mut initialized).expect("answered");
+        assert!(reply_of(r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}"#, initialized).is_none());
+        let fractional = reply_of(r#"{"jsonrpc": "2.0", "id": 1.5, "method": "ping"}"#, initialized).expect("answered");
         assert_eq!(
             (fractional["id"].clone(), fractional["error"]["code"].clone()),
             (json!(1.5), json!(INVALID_REQUEST))
         );
-        let huge = reply_of(r#"{"jsonrpc": "2.0", "id": 1180591620717411303424, "method": "ping"}"#, &mut initialized);
+        let huge = reply_of(r#"{"jsonrpc": "2.0", "id": 1180591620717411303424, "method": "ping"}"#, initialized);
         assert_eq!(huge.expect("answered")["id"], Value::Null, "an id that cannot be echoed exactly is not echoed");
-        let params = reply_of(r#"{"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": []}"#, &mut initialized);
+        let params = reply_of(r#"{"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": []}"#, initialized);
         assert_eq!(params.expect("answered")["error"]["code"], json!(INVALID_PARAMS));
-        let again = reply_of(r#"{"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {}}"#, &mut initialized);
+        let again = reply_of(r#"{"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {}}"#, initialized);
         assert_eq!(again.expect("answered")["error"]["message"], json!("the session is already initialized"));
     }
 
     #[test]
-    fn only_initialize_and_ping_pass_before_initialize() {
-        let mut initialized = false;
-        let early =
-            reply_of(r#"{"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {}}"#, &mut initialized);
+    fn only_initialize_and_ping_pass_before_an_initialize_succeeds() {
+        let lifecycle = Lifecycle::default();
+        let early = reply_of(r#"{"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {}}"#, &lifecycle);
         assert_eq!(early.as_ref().map(|r| r["id"].clone()), Some(json!("a")));
-        assert!(!initialized);
-        assert!(matches!(
-            check(br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#, &mut initialized),
-            Check::Drop
-        ));
-        assert!(matches!(check(br#"{"jsonrpc": "2.0", "id": 1, "method": "ping"}"#, &mut initialized), Check::Forward));
-        assert!(!initialized);
-        assert!(matches!(
-            check(br#"{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {}}"#, &mut initialized),
-            Check::Forward
-        ));
-        assert!(initialized);
-        assert!(matches!(
-            check(br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#, &mut initialized),
-            Check::Forward
-        ));
+        let notification = br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#;
+        assert!(matches!(check(notification, &lifecycle), Check::Drop));
+        assert!(matches!(check(br#"{"jsonrpc": "2.0", "id": 1, "method": "ping"}"#, &lifecycle), Check::Forward));
+        let initialize = br#"{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {}}"#;
+        assert!(matches!(check(initialize, &lifecycle), Check::Forward));
+        // rmcp refuses it: the gate stays closed, and a notification still cannot end the session.
+        lifecycle.observe(br#"{"jsonrpc": "2.0", "id": 2, "error": {"code": -32602, "message": "bad"}}"#);
+        assert!(!lifecycle.is_initialized());
+        assert!(matches!(check(notification, &lifecycle), Check::Drop));
+        let retry = br#"{"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {}}"#;
+        assert!(matches!(check(retry, &lifecycle), Check::Forward));
+        lifecycle.observe(br#"{"jsonrpc": "2.0", "id": 99, "result": {}}"#);
+        assert!(!lifecycle.is_initialized(), "only the answer to the initialize counts");
+        lifecycle.observe(br#"{"jsonrpc": "2.0", "id": 3, "result": {"protocolVersion": "2025-06-18"}}"#);
+        assert!(lifecycle.is_initialized());
+        assert!(matches!(check(notification, &lifecycle), Check::Forward));
     }
 
     #[tokio::test]
