@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::adapter::{self, Adapter, Posture};
-use crate::audit::JsonLinesSink;
+use crate::audit::{AuditSink, JsonLinesSink};
 use crate::boundary::{Boundary, Denial};
 use crate::config::{AuditTarget, Config};
 use crate::policy::{Access, Capabilities, Grant, Mode, QuotaEngine, SessionContext, ToolRegistry};
@@ -41,21 +41,7 @@ impl Service {
     /// The service a configuration describes. The database is reached lazily (SQLite files
     /// are opened at once).
     pub fn from_config(config: Config) -> Result<Service, ServiceError> {
-        let adapter =
-            adapter::connect(&config.database.url, config.allow.clone(), config.database.pool).map_err(|error| {
-                ServiceError(format!(
-                    "[database] {}",
-                    error.denial().map_or_else(|| error.to_string(), |d| d.message().to_owned())
-                ))
-            })?;
-        let mut service = match &config.audit {
-            AuditTarget::Stderr => Self::assemble(adapter, &config, JsonLinesSink::stderr())?,
-            AuditTarget::File(path) => {
-                let sink = JsonLinesSink::append_to(path)
-                    .map_err(|error| ServiceError(format!("[audit] {} cannot be opened: {error}", path.display())))?;
-                Self::assemble(adapter, &config, sink)?
-            }
-        };
+        let mut service = Self::assemble(connect(&config)?, &config, audit_sink(&config)?)?;
         service.warnings.splice(0..0, config.warnings);
         Ok(service)
     }
@@ -84,7 +70,7 @@ impl Service {
     fn assemble(
         adapter: Arc<dyn Adapter>,
         config: &Config,
-        audit: impl crate::audit::AuditSink + 'static,
+        audit: Arc<dyn AuditSink>,
     ) -> Result<Service, ServiceError> {
         let mut tools = ToolRegistry::new();
         let validator = SqlValidator::new(config.allow.clone());
@@ -117,14 +103,10 @@ impl Service {
             .quotas(QuotaEngine::new(config.quotas))
             .audit(audit)
             .build();
-        let session = SessionContext::builder()
-            .identity(&config.identity)
-            .tenant(&config.tenant)
-            .bind()
-            .map_err(|error| ServiceError(format!("[session] {error}")))?;
+        let session = bind_session(config)?;
         Ok(Service {
             boundary,
-            session: Arc::new(session),
+            session,
             warnings,
             #[cfg(feature = "sqlite")]
             _demo: None,
@@ -194,8 +176,7 @@ impl crate::tools::Tool for CheckPosture {
 /// can see, and asks the database what the role may do beyond reading. The calls go through
 /// the boundary and are audited like any other.
 pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
-    let adapter = adapter::connect(&config.database.url, config.allow.clone(), config.database.pool)
-        .map_err(|error| ServiceError(format!("[database] {}", denial_text(&error))))?;
+    let adapter = connect(&config)?;
     let mut tools = ToolRegistry::new();
     register(&mut tools, ListTables::new(Arc::clone(&adapter)))?;
     register(&mut tools, CheckPosture(adapter))?;
@@ -204,23 +185,9 @@ pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
         .map(|tool| Grant::new(&config.identity, &config.tenant, tool))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| ServiceError(format!("[session] {error}")))?;
-    let builder = Boundary::builder(tools).authorizer(Capabilities::from_grants(grants));
-    let boundary = match &config.audit {
-        AuditTarget::Stderr => builder.audit(JsonLinesSink::stderr()).build(),
-        AuditTarget::File(path) => builder
-            .audit(
-                JsonLinesSink::append_to(path)
-                    .map_err(|error| ServiceError(format!("[audit] {} cannot be opened: {error}", path.display())))?,
-            )
-            .build(),
-    };
-    let session = Arc::new(
-        SessionContext::builder()
-            .identity(&config.identity)
-            .tenant(&config.tenant)
-            .bind()
-            .map_err(|error| ServiceError(format!("[session] {error}")))?,
-    );
+    let boundary =
+        Boundary::builder(tools).authorizer(Capabilities::from_grants(grants)).audit(audit_sink(&config)?).build();
+    let session = bind_session(&config)?;
     let unreachable = |denial: Denial| ServiceError(format!("the database: {} ({})", denial.message(), denial.code()));
     let listed =
         boundary.invoke(Some(Arc::clone(&session)), "list_tables", serde_json::json!({})).await.map_err(unreachable)?;
@@ -234,8 +201,33 @@ pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
     })
 }
 
-fn denial_text(error: &adapter::AdapterError) -> String {
-    error.denial().map_or_else(|| error.to_string(), |denial| denial.message().to_owned())
+/// The adapter the configuration's URL names.
+fn connect(config: &Config) -> Result<Arc<dyn Adapter>, ServiceError> {
+    adapter::connect(&config.database.url, config.allow.clone(), config.database.pool).map_err(|error| {
+        let reason = error.denial().map_or_else(|| error.to_string(), |denial| denial.message().to_owned());
+        ServiceError(format!("[database] {reason}"))
+    })
+}
+
+/// The audit sink the configuration names.
+fn audit_sink(config: &Config) -> Result<Arc<dyn AuditSink>, ServiceError> {
+    Ok(match &config.audit {
+        AuditTarget::Stderr => Arc::new(JsonLinesSink::stderr()),
+        AuditTarget::File(path) => Arc::new(
+            JsonLinesSink::append_to(path)
+                .map_err(|error| ServiceError(format!("[audit] {} cannot be opened: {error}", path.display())))?,
+        ),
+    })
+}
+
+/// The session calls run as.
+fn bind_session(config: &Config) -> Result<Arc<SessionContext>, ServiceError> {
+    SessionContext::builder()
+        .identity(&config.identity)
+        .tenant(&config.tenant)
+        .bind()
+        .map(Arc::new)
+        .map_err(|error| ServiceError(format!("[session] {error}")))
 }
 
 fn register(tools: &mut ToolRegistry, tool: impl crate::tools::Tool) -> Result<(), ServiceError> {

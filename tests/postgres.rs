@@ -112,21 +112,16 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Dropped on a test's runtime, which cannot block: drop the database from a thread
-        // with a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async {
-                let admin = connect(&admin_url()).await?;
-                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
+        if !admin_statement(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
             eprintln!("could not drop test database {}", self.name);
         }
     }
+}
+
+/// Runs one statement as the administrator, from a `Drop`; whether it succeeded.
+fn admin_statement(sql: String) -> bool {
+    let done = databases::block_on_detached(async move { connect(&admin_url()).await?.batch_execute(&sql).await });
+    matches!(done, Some(Ok(())))
 }
 
 const SHOP: &str = "
@@ -437,11 +432,7 @@ async fn killed_connections_are_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_is_down_is_a_prompt_error_and_calls_recover_when_it_returns() {
     let Some(db) = TestDb::create(SHOP).await else { return };
-    let target = {
-        let url = admin_url();
-        let host = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("127.0.0.1:5432");
-        host.to_owned()
-    };
+    let target = databases::host_of(&admin_url(), "127.0.0.1:5432");
     let mut relay = Relay::start(0, target.clone()).await;
     let url = db.url().replace(&target, &format!("127.0.0.1:{}", relay.port));
     let options = PoolOptions { max_connections: 4, connect_timeout: Duration::from_secs(2) };
@@ -449,16 +440,7 @@ async fn a_database_that_is_down_is_a_prompt_error_and_calls_recover_when_it_ret
     let service = Service::new(adapter, shop_allow(), ReadLimits::default());
     let query = json!({"query": "SELECT count(*) AS n FROM customers"});
     assert_eq!(service.read(query.clone()).await["rows"], json!([[3]]));
-
-    relay.stop().await;
-    let started = Instant::now();
-    let (code, message) = refusal(service.call("query_read", query.clone()).await);
-    assert_eq!(code, DenialCode::DbError);
-    assert!(started.elapsed() < Duration::from_secs(10), "refused promptly, not hung: {:?}", started.elapsed());
-    assert!(!message.contains("127.0.0.1") && !message.contains("postgres://"), "{message}");
-
-    let _relay = Relay::start(relay.port, target).await;
-    assert_eq!(service.read(query).await["rows"], json!([[3]]), "recovered without a restart");
+    databases::assert_down_and_back(&service, &mut relay, target, query, "postgres://").await;
 }
 
 #[test]
@@ -530,15 +512,7 @@ struct TestRole(String);
 
 impl Drop for TestRole {
     fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async {
-                let admin = connect(&admin_url()).await?;
-                admin.batch_execute(&format!("DROP ROLE IF EXISTS {name}")).await
-            })
-        })
-        .join();
+        admin_statement(format!("DROP ROLE IF EXISTS {}", self.0));
     }
 }
 

@@ -31,6 +31,41 @@ pub fn unavailable(what: &str, error: &dyn std::fmt::Display) {
     eprintln!("skipped: {what} is not reachable ({error}); set SQLWARDEN_REQUIRE_DB=1 to make this a failure");
 }
 
+/// Runs `work` to completion on a thread with a runtime of its own: cleanup from a `Drop`, which
+/// runs on a test's runtime and cannot block it. `None` when the thread failed.
+pub fn block_on_detached<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> Option<T> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(work)
+    })
+    .join()
+    .ok()
+}
+
+/// The host and port of a database URL (`…@host:port/…`).
+pub fn host_of(url: &str, default: &str) -> String {
+    url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or(default).to_owned()
+}
+
+/// With the database behind `relay`: stops it, checks that `query` is refused promptly with
+/// `DB_ERROR` and a message that names neither the address nor `scheme`, brings the database
+/// back on the same port and checks that the next call succeeds without a restart.
+pub async fn assert_down_and_back(service: &Service, relay: &mut Relay, target: String, query: Value, scheme: &str) {
+    let healthy = service.read(query.clone()).await["rows"].clone();
+    relay.stop().await;
+    let started = std::time::Instant::now();
+    let denial = service.call("query_read", query.clone()).await.expect_err("refused");
+    assert_eq!(denial.code(), sqlwarden::DenialCode::DbError);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "refused promptly, not hung: {:?}",
+        started.elapsed()
+    );
+    assert!(!denial.message().contains("127.0.0.1") && !denial.message().contains(scheme), "{}", denial.message());
+    let _relay = Relay::start(relay.port, target).await;
+    assert_eq!(service.read(query).await["rows"], healthy, "recovered without a restart");
+}
+
 /// A random suffix for names that must not collide between concurrent tests.
 pub fn unique_suffix() -> String {
     let mut bytes = [0u8; 6];
