@@ -86,6 +86,9 @@ pub struct AuditRecord {
     /// How long the stage took: the time since the call's previous decision (or since the
     /// call was created). For the execute stage, how long the tool ran.
     pub duration: Duration,
+    /// For the execute stage of a write tool: the rows its statements affected — committed
+    /// when the decision is `allow`, rolled back otherwise. `None` for everything else.
+    pub rows_affected: Option<u64>,
 }
 
 /// Consecutive decisions about one call, recorded together.
@@ -123,7 +126,7 @@ impl Serialize for AuditEvent<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let record = &self.record;
-        let mut map = serializer.serialize_map(Some(9))?;
+        let mut map = serializer.serialize_map(Some(9 + usize::from(record.rows_affected.is_some())))?;
         map.serialize_entry("timestamp", &humantime::format_rfc3339_micros(record.timestamp).to_string())?;
         map.serialize_entry("session_id", &self.session.map(|s| s.id().as_str()))?;
         map.serialize_entry("identity", &self.session.map(SessionContext::identity))?;
@@ -133,6 +136,9 @@ impl Serialize for AuditEvent<'_> {
         map.serialize_entry("decision", &record.decision)?;
         map.serialize_entry("code", &record.code)?;
         map.serialize_entry("duration_us", &micros(record.duration))?;
+        if let Some(rows) = record.rows_affected {
+            map.serialize_entry("rows_affected", &rows)?;
+        }
         map.end()
     }
 }
@@ -246,6 +252,10 @@ fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<usize, ser
         }
         lines.extend_from_slice(br#","duration_us":"#);
         lines.extend_from_slice(itoa::Buffer::new().format(micros(record.duration)).as_bytes());
+        if let Some(rows) = record.rows_affected {
+            lines.extend_from_slice(br#","rows_affected":"#);
+            lines.extend_from_slice(itoa::Buffer::new().format(rows).as_bytes());
+        }
         lines.extend_from_slice(b"}\n");
     }
     Ok(tool.end)
@@ -340,6 +350,7 @@ mod tests {
             decision,
             code,
             duration: Duration::from_micros(7),
+            rows_affected: None,
         }
     }
 
@@ -357,6 +368,7 @@ mod tests {
         let records = [
             record(Stage::Authorize, AuditDecision::Allow, None),
             record(Stage::Admit, AuditDecision::Deny, Some(DenialCode::RateLimited)),
+            AuditRecord { rows_affected: Some(3), ..record(Stage::Execute, AuditDecision::Allow, None) },
         ];
         let batch = AuditBatch { session: Some(&session), tool: "to\"ol\u{1}", records: &records };
         let lines = written(&batch);
@@ -374,8 +386,10 @@ mod tests {
                 "duration_us": 7,
             })
         );
-        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["code"], serde_json::Value::Null);
+        assert_eq!(lines[0].get("rows_affected"), None, "only a write's execute event counts rows");
+        assert_eq!(lines[2]["rows_affected"], 3);
         assert_eq!(lines[0]["stage"], "authorize");
         // The fast writer and the Serialize impl agree.
         let serialized: Vec<_> = batch.events().map(|e| serde_json::to_value(e).expect("serializes")).collect();

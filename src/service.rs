@@ -41,7 +41,38 @@ impl Service {
     /// The service a configuration describes. The database is reached lazily (SQLite files
     /// are opened at once).
     pub fn from_config(config: Config) -> Result<Service, ServiceError> {
-        let mut service = Self::assemble(connect(&config)?, &config, audit_sink(&config)?)?;
+        Self::from_config_with(config, |_, _| Ok(()))
+    }
+
+    /// The service a configuration describes, with tools of your own: `custom` receives the
+    /// configured database and registers them next to the reference tools. They run through
+    /// the same boundary, and `[[grants]]` may name them.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use sqlwarden::service::Service;
+    /// # struct MyTool(Arc<dyn sqlwarden::adapter::Adapter>);
+    /// # impl sqlwarden::Tool for MyTool {
+    /// #     type Access = sqlwarden::Read; type Input = (); type Output = ();
+    /// #     fn name(&self) -> &str { "my_tool" }
+    /// #     fn description(&self) -> &str { "" }
+    /// #     async fn call(&self, _: sqlwarden::Evidence<'_, sqlwarden::Read>, _: ()) -> Result<(), sqlwarden::ToolError> { Ok(()) }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = sqlwarden::config::Config::load(std::path::Path::new("sqlwarden.toml"))?;
+    /// let service = Service::from_config_with(config, |database, tools| {
+    ///     Ok(tools.register(MyTool(Arc::clone(database)))?)
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_config_with(
+        config: Config,
+        custom: impl FnOnce(&Arc<dyn Adapter>, &mut ToolRegistry) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Result<Service, ServiceError> {
+        let adapter = connect(&config)?;
+        let mut tools = ToolRegistry::new();
+        custom(&adapter, &mut tools).map_err(|error| ServiceError(format!("custom tools: {error}")))?;
+        let mut service = Self::assemble(tools, adapter, &config, audit_sink(&config)?)?;
         service.warnings.splice(0..0, config.warnings);
         Ok(service)
     }
@@ -68,11 +99,11 @@ impl Service {
     }
 
     fn assemble(
+        mut tools: ToolRegistry,
         adapter: Arc<dyn Adapter>,
         config: &Config,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Service, ServiceError> {
-        let mut tools = ToolRegistry::new();
         let validator = SqlValidator::new(config.allow.clone());
         register(&mut tools, QueryRead::new(Arc::clone(&adapter), validator, config.limits))?;
         register(&mut tools, ListTables::new(Arc::clone(&adapter)))?;
@@ -81,10 +112,12 @@ impl Service {
         let mut grants = Vec::with_capacity(config.grants.len());
         for grant in &config.grants {
             let Some(access) = tools.get(grant.tool.as_str()).map(|tool| tool.access) else {
+                let mut offered: Vec<&str> = tools.iter().map(|tool| tool.name.as_str()).collect();
+                offered.sort_unstable();
                 return Err(ServiceError(format!(
                     "[[grants]] names tool {}, which this server does not offer ({})",
                     grant.tool,
-                    REFERENCE_TOOLS.join(", ")
+                    offered.join(", ")
                 )));
             };
             if access == Access::Write && config.mode == Mode::ReadOnly {

@@ -175,7 +175,7 @@ async fn the_json_lines_file_holds_every_decision_and_no_argument_values() {
     let mut tools = ToolRegistry::new();
     let effects = Arc::new(Effects::default());
     let adapter = Arc::new(CountingAdapter { effects });
-    tools.register(WriteTool { name: "add_customer", adapter }).expect("register");
+    tools.register(InsertTool::new("add_customer", adapter)).expect("register");
     let boundary = Boundary::builder(tools)
         .mode(Mode::ReadWrite)
         .authorizer(Capabilities::from_grants([grant("add_customer")]))

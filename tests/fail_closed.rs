@@ -51,7 +51,7 @@ fn tools(effects: &Arc<Effects>) -> ToolRegistry {
     tools
         .register(ReadTool { name: "list", adapter: Arc::clone(&adapter), behaviour: Behaviour::Succeed })
         .expect("ok");
-    tools.register(WriteTool { name: "add_customer", adapter }).expect("ok");
+    tools.register(InsertTool::new("add_customer", adapter)).expect("ok");
     tools
 }
 

@@ -447,3 +447,53 @@ async fn the_stdio_server_serves_a_configured_database() {
     assert_eq!(write["structuredContent"]["code"], json!("QUERY_REJECTED"));
     assert_eq!(server.finish(), Some(0));
 }
+
+const LEDGER: &str = "CREATE TABLE ledger (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(100) NOT NULL);
+    INSERT INTO ledger (note) VALUES ('a'), ('b'), ('c')";
+
+impl databases::LedgerProbe for TestDb {
+    async fn state(&mut self) -> (i64, i64) {
+        let sql =
+            format!("SELECT count(*), CAST(COALESCE(SUM(note LIKE '%!'), 0) AS SIGNED) FROM {}.ledger", self.name);
+        self.admin.query_first(sql).await.expect("ledger state").expect("one row")
+    }
+
+    async fn open_transactions(&mut self) -> i64 {
+        let own = self.admin.id();
+        let open: Option<i64> = self
+            .admin
+            .exec_first(
+                "SELECT count(*) FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p \
+                 ON p.ID = t.trx_mysql_thread_id WHERE p.DB = ? AND p.ID <> ?",
+                (&self.name, own),
+            )
+            .await
+            .expect("innodb_trx");
+        open.unwrap_or(0)
+    }
+}
+
+#[tokio::test]
+async fn write_tools_commit_exactly_what_they_declare_and_nothing_else() {
+    let Some(mut db) = TestDb::create(LEDGER).await else { return };
+    let adapter = MySqlAdapter::connect(&db.url(), AllowList::new(SqlDialect::MySql, &db.name), PoolOptions::default())
+        .expect("adapter");
+    databases::exercise_write_tools(Arc::new(adapter), &mut db).await;
+}
+
+/// `examples/write_controlled.rs` over MCP, configured by files as an operator would.
+#[test]
+fn the_write_controlled_example_adds_one_customer_only_when_mode_and_grant_allow() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let Some(db) = runtime.block_on(TestDb::create(
+        "CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) NOT NULL,
+            email VARCHAR(254) NOT NULL UNIQUE);
+         INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com')",
+    )) else {
+        return;
+    };
+    let (url, name) = (db.url(), db.name.clone());
+    let db = std::cell::RefCell::new(db);
+    let count = || runtime.block_on(db.borrow_mut().count("customers"));
+    databases::check_write_controlled_example(&url, &name, count);
+}

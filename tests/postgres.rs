@@ -643,3 +643,91 @@ async fn every_denial_code_comes_back_as_a_structured_tool_error() {
     assert_eq!(last, "RATE_LIMITED");
     assert_eq!(server.finish(), Some(0));
 }
+
+const LEDGER: &str = "CREATE TABLE ledger (id serial PRIMARY KEY, note text NOT NULL);
+    INSERT INTO ledger (note) VALUES ('a'), ('b'), ('c');";
+
+impl databases::LedgerProbe for TestDb {
+    async fn state(&mut self) -> (i64, i64) {
+        let row = self
+            .client
+            .query_one("SELECT count(*), count(*) FILTER (WHERE note LIKE '%!') FROM ledger", &[])
+            .await
+            .expect("ledger state");
+        (row.get(0), row.get(1))
+    }
+
+    async fn open_transactions(&mut self) -> i64 {
+        let row = self
+            .admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+                &[&self.name],
+            )
+            .await
+            .expect("pg_stat_activity");
+        row.get(0)
+    }
+}
+
+#[tokio::test]
+async fn write_tools_commit_exactly_what_they_declare_and_nothing_else() {
+    let Some(mut db) = TestDb::create(LEDGER).await else { return };
+    let adapter: Arc<dyn sqlwarden::adapter::Adapter> = db.adapter(AllowList::new(SqlDialect::Postgres, "public"));
+    databases::exercise_write_tools(adapter, &mut db).await;
+}
+
+/// `examples/write_controlled.rs` over MCP, configured by files as an operator would.
+#[test]
+fn the_write_controlled_example_adds_one_customer_only_when_mode_and_grant_allow() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let Some(db) = runtime.block_on(TestDb::create(
+        "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL UNIQUE);
+         INSERT INTO customers (name, email) VALUES ('Ada', 'ada@example.com');",
+    )) else {
+        return;
+    };
+    let count = || -> i64 {
+        runtime.block_on(db.client.query_one("SELECT count(*) FROM customers", &[])).expect("count").get(0)
+    };
+    databases::check_write_controlled_example(&db.url(), "public", count);
+}
+
+/// `examples/postgres_introspection.rs` over MCP: its tool reports the allow-listed tables'
+/// indexes, and nothing of the others.
+#[test]
+fn the_introspection_example_reports_indexes_of_allowed_tables_only() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let Some(db) = runtime.block_on(TestDb::create(
+        "CREATE TABLE customers (id int PRIMARY KEY, email text UNIQUE);
+         CREATE TABLE secrets (id int PRIMARY KEY, value text);
+         CREATE INDEX secrets_by_value ON secrets (value);
+         INSERT INTO customers SELECT n, 'c' || n || '@example.com' FROM generate_series(1, 100) AS n;",
+    )) else {
+        return;
+    };
+    let config = databases::ConfigFile::new(&format!(
+        "[database]\nurl = \"{}\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"customers\"]\n\
+         [[grants]]\ntool = \"index_usage\"\n[audit]\npath = \"/dev/null\"\n",
+        db.url()
+    ));
+    let example = databases::example("postgres_introspection");
+    let mut server = databases::McpProcess::spawn(&example, &["--config", &config.path()], &[]);
+    server.initialize();
+    let report = server.call("index_usage", json!({}));
+    assert_eq!(report["isError"], json!(false), "{report}");
+    let indexes = report["structuredContent"]["indexes"].as_array().expect("indexes").clone();
+    let mut names: Vec<&str> = indexes.iter().map(|index| index["index"].as_str().expect("name")).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["customers_email_key", "customers_pkey"], "the secrets table's indexes stay hidden");
+    assert!(indexes.iter().all(|index| index["table"] == "customers" && index["pages"].is_i64()));
+    let one = server.call("index_usage", json!({"table": "customers"}));
+    assert_eq!(one["structuredContent"]["indexes"].as_array().map(Vec::len), Some(2));
+    for refused in [json!({"table": "secrets"}), json!({"table": "pg_authid"})] {
+        let denied = server.call("index_usage", refused.clone());
+        assert_eq!(denied["structuredContent"]["code"], json!("QUERY_REJECTED"), "{refused}");
+    }
+    let unknown_field = server.call("index_usage", json!({"schema": "pg_catalog"}));
+    assert_eq!(unknown_field["structuredContent"]["code"], json!("INVALID_INPUT"));
+    assert_eq!(server.finish(), Some(0));
+}

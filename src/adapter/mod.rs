@@ -190,54 +190,82 @@ pub trait Adapter: Send + Sync {
         table: &'a str,
     ) -> BoxFuture<'a, Result<TableDescription, AdapterError>>;
 
-    /// Opens a write transaction. Only a write tool admitted in read-write mode holds the
-    /// evidence this needs.
-    fn begin_write<'a>(&'a self, evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>>;
+    /// Opens a write transaction for a [`WriteTool`](crate::tools::WriteTool). Only a write tool
+    /// admitted in read-write mode holds the evidence this needs, and only sqlwarden's write
+    /// runner can make the [`WriteOptions`]: tools reach writes through
+    /// [`WriteTx`](crate::tools::WriteTx), which counts affected rows and commits only when
+    /// the tool succeeds.
+    fn begin_write<'a>(
+        &'a self,
+        evidence: Evidence<'a, Write>,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn WriteTransaction<'a> + 'a>, AdapterError>>;
 
     /// What the database lets this connection's role do beyond reading, for the operator
     /// (`sqlwarden check`). Every finding is a reason to use a narrower role.
     fn posture<'a>(&'a self, evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>>;
 }
 
-/// A write transaction bound to the invocation that opened it. Rolled back unless committed.
-pub struct WriteTx<'a> {
-    inner: Box<dyn WriteTransaction<'a> + 'a>,
+/// Bounds for one write transaction. Only sqlwarden makes them, from the write tool's
+/// declaration, so only its write runner can open a write transaction.
+#[derive(Debug)]
+pub struct WriteOptions {
+    timeout: Duration,
+    max_rows: u64,
 }
 
-/// What a backend implements to offer write transactions (see [`WriteTx`]).
+impl WriteOptions {
+    pub(crate) fn new(timeout: Duration, max_rows: u64) -> Self {
+        WriteOptions { timeout, max_rows }
+    }
+
+    /// How long the whole transaction may take; the backend sets it as the database's
+    /// statement timeout where it has one.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The most rows the tool may affect. A statement returning more rows than this is refused
+    /// anyway, so a backend need not read further.
+    pub fn max_rows(&self) -> u64 {
+        self.max_rows
+    }
+}
+
+/// What a backend implements to offer write transactions. Tools never hold one: they use
+/// [`WriteTx`](crate::tools::WriteTx), which wraps it.
+///
+/// Dropping a transaction that was neither committed nor rolled back (a panic, a cancelled
+/// call, a time-out) must end it without committing, even while a statement runs: cancel
+/// the statement or close the connection; never return it to a pool inside a transaction.
 pub trait WriteTransaction<'a>: Send {
-    /// Runs one parameterized statement written by the tool's author; returns rows affected.
+    /// Runs one parameterized statement written by the tool's author, reading at most
+    /// `row_cap + 1` returned rows (`RETURNING`).
     fn execute<'s>(
         &'s mut self,
         statement: &'static str,
         params: &'s [SqlValue],
-    ) -> BoxFuture<'s, Result<u64, AdapterError>>;
+        row_cap: u64,
+    ) -> BoxFuture<'s, Result<Executed, AdapterError>>;
 
-    /// Commits. Dropping the transaction without committing rolls it back.
+    /// Commits.
     fn commit(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>>;
+
+    /// Rolls back, leaving the connection clean for reuse.
+    fn rollback(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>>;
 }
 
-impl<'a> WriteTx<'a> {
-    /// Wraps a backend's transaction.
-    pub fn new(inner: Box<dyn WriteTransaction<'a> + 'a>) -> Self {
-        WriteTx { inner }
-    }
-
-    /// Runs one parameterized statement; `statement` is fixed text, never built from input.
-    pub async fn execute(&mut self, statement: &'static str, params: &[SqlValue]) -> Result<u64, AdapterError> {
-        self.inner.execute(statement, params).await
-    }
-
-    /// Commits the transaction.
-    pub async fn commit(self) -> Result<(), AdapterError> {
-        self.inner.commit().await
-    }
-}
-
-impl fmt::Debug for WriteTx<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WriteTx")
-    }
+/// What one statement of a write transaction reported.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Executed {
+    /// The rows the statement inserted, updated or deleted, as the database counts them.
+    /// (PostgreSQL counts the rows a `SELECT` returns too.)
+    pub rows_affected: u64,
+    /// The id the statement generated: MySQL's `LAST_INSERT_ID()`, SQLite's rowid after an
+    /// insert; `None` on PostgreSQL (use `RETURNING`).
+    pub last_insert_id: Option<u64>,
+    /// The rows a `RETURNING` clause returned, in the JSON mapping of [`json`].
+    pub rows: Vec<Vec<serde_json::Value>>,
 }
 
 /// A statement parameter.
@@ -396,6 +424,8 @@ pub enum AdapterErrorKind {
     Database,
     /// The database could not be reached.
     Connection,
+    /// A write tool's statements affected more rows than it declared.
+    TooManyRows,
 }
 
 impl AdapterError {
@@ -441,6 +471,9 @@ impl AdapterError {
             AdapterErrorKind::InvalidInput => (DenialCode::InvalidInput, "the input does not fit the statement"),
             AdapterErrorKind::Database => (DenialCode::DbError, "the database refused the statement"),
             AdapterErrorKind::Connection => (DenialCode::DbError, "the database is unavailable; try again later"),
+            AdapterErrorKind::TooManyRows => {
+                (DenialCode::QueryRejected, "the change affected more rows than the tool allows; nothing was changed")
+            }
         };
         Some(Denial::new(code, self.message.clone().unwrap_or(Cow::Borrowed(generic))))
     }
@@ -455,6 +488,7 @@ impl fmt::Display for AdapterError {
             AdapterErrorKind::InvalidInput => "invalid input",
             AdapterErrorKind::Database => "database error",
             AdapterErrorKind::Connection => "database connection failed",
+            AdapterErrorKind::TooManyRows => "too many rows affected",
         })?;
         match &self.message {
             Some(message) => write!(f, ": {message}"),

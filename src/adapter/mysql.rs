@@ -27,8 +27,9 @@ use tokio::time::Instant;
 
 use super::json;
 use super::{
-    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, Posture,
-    QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, PoolOptions,
+    Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
+    WriteTransaction,
 };
 use super::{RowCollector, ensure_dialect, take_url_parameter};
 use crate::boundary::{Evidence, Read, Write};
@@ -202,18 +203,21 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let Some(id) = self.id.take() else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let opts = self.opts.clone();
-            runtime.spawn(async move {
-                let killed = async {
-                    let mut conn = Conn::new(opts).await?;
-                    conn.query_drop(format!("KILL {id}")).await?;
-                    conn.disconnect().await
-                };
-                if let Err(error) = killed.await {
-                    tracing::warn!(error = %scrub(&error), "could not kill an abandoned MySQL connection");
-                }
-            });
+            runtime.spawn(kill(id, self.opts.clone()));
         }
+    }
+}
+
+/// Kills connection `id` from a connection of its own: its statement stops and its
+/// transaction, if any, is rolled back.
+async fn kill(id: u32, opts: Opts) {
+    let killed = async {
+        let mut conn = Conn::new(opts).await?;
+        conn.query_drop(format!("KILL {id}")).await?;
+        conn.disconnect().await
+    };
+    if let Err(error) = killed.await {
+        tracing::warn!(error = %scrub(&error), "could not kill an abandoned MySQL connection");
     }
 }
 
@@ -368,25 +372,77 @@ impl Adapter for MySqlAdapter {
         })
     }
 
-    fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
+    fn begin_write<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Write>,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn WriteTransaction<'a> + 'a>, AdapterError>> {
         Box::pin(async move {
-            let deadline = Instant::now() + self.connect_timeout;
-            let mut conn = self.checkout(deadline).await?;
-            // Undo what reads set on this connection.
-            let time_limit = if self.is_mariadb(&mut conn).await { "max_statement_time" } else { "max_execution_time" };
-            conn.query_drop(format!(
-                "SET SESSION sql_select_limit = DEFAULT, SESSION {time_limit} = DEFAULT; START TRANSACTION READ WRITE"
-            ))
-            .await
-            .map_err(|error| Failure::MySql(error).into_adapter_error())?;
-            Ok(WriteTx::new(Box::new(MySqlWrite { conn: Some(conn) })))
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut conn = self.checkout(Instant::now() + options.timeout()).await?;
+                // Undo what reads set on this connection; MariaDB's statement time limit covers
+                // writes too (MySQL's covers SELECT only: there the client's deadline and KILL
+                // stop a write).
+                let settings = if self.is_mariadb(&mut conn).await {
+                    format!(
+                        "SET SESSION sql_select_limit = DEFAULT, SESSION max_statement_time = {:.3}",
+                        options.timeout().as_secs_f64().max(0.001)
+                    )
+                } else {
+                    "SET SESSION sql_select_limit = DEFAULT, SESSION max_execution_time = DEFAULT".to_owned()
+                };
+                let begun = async {
+                    conn.query_drop(settings).await?;
+                    conn.query_drop("START TRANSACTION READ WRITE").await
+                };
+                match begun.await {
+                    Ok(()) => {
+                        let write = MySqlWrite { conn: Some(conn), opts: self.opts.clone() };
+                        return Ok(Box::new(write) as Box<dyn WriteTransaction<'a> + 'a>);
+                    }
+                    // Nothing has run yet: a dead pooled connection is replaced, as for reads.
+                    Err(error) if is_connection_failure(&error) && attempt <= self.max_connections => drop(conn),
+                    Err(error) => return Err(Failure::MySql(error).into_adapter_error()),
+                }
+            }
         })
     }
 }
 
-/// A write transaction; a connection returned to the pool uncommitted is rolled back by it.
+/// A write transaction. Dropped without commit or rollback (a panic, a cancelled call), the
+/// connection is killed and closed, never returned to the pool inside its transaction: the
+/// next caller's `START TRANSACTION` would commit it.
 struct MySqlWrite {
+    /// `None` once ended.
     conn: Option<Conn>,
+    opts: Opts,
+}
+
+impl MySqlWrite {
+    fn conn(&mut self) -> Result<&mut Conn, AdapterError> {
+        self.conn.as_mut().ok_or_else(|| AdapterError::invalid("the transaction has ended"))
+    }
+
+    /// Ends the transaction with `command`; the connection goes back to the pool only if
+    /// that worked.
+    async fn finish(mut self: Box<Self>, command: &'static str) -> Result<(), AdapterError> {
+        // The connection stays in `self` while the command runs: should this future be
+        // dropped, `Drop` kills it.
+        let result = self.conn()?.query_drop(command).await;
+        let conn = self.conn.take();
+        match (result, conn) {
+            (Ok(()), _) => Ok(()),
+            (Err(error), conn) => {
+                // Closing the connection ends whatever is left of the transaction, unsaved.
+                if let Some(conn) = conn {
+                    let _closed = conn.disconnect().await;
+                }
+                Err(Failure::MySql(error).into_adapter_error())
+            }
+        }
+    }
 }
 
 impl<'a> WriteTransaction<'a> for MySqlWrite {
@@ -394,29 +450,61 @@ impl<'a> WriteTransaction<'a> for MySqlWrite {
         &'s mut self,
         statement: &'static str,
         params: &'s [SqlValue],
-    ) -> BoxFuture<'s, Result<u64, AdapterError>> {
+        row_cap: u64,
+    ) -> BoxFuture<'s, Result<Executed, AdapterError>> {
         Box::pin(async move {
-            let conn = self.conn.as_mut().ok_or_else(|| {
-                AdapterError::of_kind(AdapterErrorKind::Database).with_message("the transaction ended")
-            })?;
-            let prepared = conn.prep(statement).await.map_err(|error| Failure::MySql(error).into_adapter_error())?;
-            if usize::from(prepared.num_params()) != params.len() {
-                return Err(AdapterError::invalid("the statement's parameters do not match the values given"));
-            }
-            conn.exec_drop(&prepared, to_params(params))
-                .await
-                .map_err(|error| Failure::MySql(error).into_adapter_error())?;
-            Ok(conn.affected_rows())
+            let conn = self.conn()?;
+            let run = async {
+                let prepared = conn.prep(statement).await.map_err(Failure::MySql)?;
+                if usize::from(prepared.num_params()) != params.len() {
+                    return Err(Failure::Adapter(AdapterError::invalid(
+                        "the statement's parameters do not match the values given",
+                    )));
+                }
+                let mut result = conn.exec_iter(&prepared, to_params(params)).await.map_err(Failure::MySql)?;
+                let columns: Vec<mysql_async::Column> = result.columns_ref().to_vec();
+                let mut rows = Vec::new();
+                while let Some(row) = result.next().await.map_err(Failure::MySql)? {
+                    if rows.len() as u64 > row_cap {
+                        // Over the limit already; the caller refuses the statement.
+                        break;
+                    }
+                    let values = row.unwrap_raw();
+                    rows.push(
+                        columns
+                            .iter()
+                            .zip(values)
+                            .map(|(column, value)| value.map_or(Value::Null, |value| decode(column, &value)))
+                            .collect(),
+                    );
+                }
+                let (affected, last_insert_id) = (result.affected_rows(), result.last_insert_id());
+                result.drop_result().await.map_err(Failure::MySql)?;
+                Ok(Executed { rows_affected: affected, last_insert_id, rows })
+            };
+            run.await.map_err(Failure::into_adapter_error)
         })
     }
 
-    fn commit(mut self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
-        Box::pin(async move {
-            let mut conn = self.conn.take().ok_or_else(|| {
-                AdapterError::of_kind(AdapterErrorKind::Database).with_message("the transaction ended")
-            })?;
-            conn.query_drop("COMMIT").await.map_err(|error| Failure::MySql(error).into_adapter_error())
-        })
+    fn commit(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        Box::pin(self.finish("COMMIT"))
+    }
+
+    fn rollback(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        Box::pin(self.finish("ROLLBACK"))
+    }
+}
+
+impl Drop for MySqlWrite {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        // The task holds the connection until it is dead, so no one else can pick it up.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (id, opts) = (conn.id(), self.opts.clone());
+        runtime.spawn(async move {
+            kill(id, opts).await;
+            let _closed = conn.disconnect().await;
+        });
     }
 }
 

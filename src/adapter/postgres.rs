@@ -29,8 +29,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::json;
 use super::{
-    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, PoolOptions, Posture,
-    QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, PoolOptions,
+    Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
+    WriteTransaction,
 };
 use super::{RowCollector, ensure_dialect, take_url_parameter};
 use crate::boundary::{Evidence, Read, Write};
@@ -46,7 +47,7 @@ pub struct PostgresAdapter {
     pool: Pool,
     allow: AllowList,
     /// `SET LOCAL …` for reads, built once: the default schema is quoted here.
-    read_settings_prefix: String,
+    settings_prefix: String,
     max_connections: usize,
     /// Also used for cancel requests, which open a connection of their own.
     tls: MakeRustlsConnect,
@@ -93,11 +94,11 @@ impl PostgresAdapter {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|error| AdapterError::new(AdapterErrorKind::Connection, error.to_string()))?;
-        let read_settings_prefix = format!(
+        let settings_prefix = format!(
             "SET LOCAL search_path = pg_catalog, {}; SET LOCAL statement_timeout = ",
             quote(allow.default_schema())
         );
-        Ok(PostgresAdapter { pool, allow, read_settings_prefix, max_connections: options.max_connections.max(1), tls })
+        Ok(PostgresAdapter { pool, allow, settings_prefix, max_connections: options.max_connections.max(1), tls })
     }
 
     /// Runs `work` in a read-only transaction on a pooled connection, within `timeout`,
@@ -109,7 +110,7 @@ impl PostgresAdapter {
         work: for<'t> fn(&'t tokio_postgres::Transaction<'t>, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
     ) -> Result<R, AdapterError> {
         let deadline = Instant::now() + timeout + CLIENT_GRACE;
-        let settings = format!("{}{}", self.read_settings_prefix, timeout.as_millis().max(1));
+        let settings = format!("{}{}", self.settings_prefix, timeout.as_millis().max(1));
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -313,19 +314,62 @@ impl Adapter for PostgresAdapter {
         })
     }
 
-    fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
+    fn begin_write<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Write>,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn WriteTransaction<'a> + 'a>, AdapterError>> {
         Box::pin(async move {
-            let object = self.pool.get().await.map_err(|error| unreachable(&error))?;
-            object.batch_execute("BEGIN").await.map_err(|error| Failure::Postgres(error).into_adapter_error())?;
-            Ok(WriteTx::new(Box::new(PostgresWrite { checkout: Checkout::new(object, self.tls.clone()), open: true })))
+            // The tool's statements see the configured schema first, as reads do, and a
+            // transaction left open by a lost client ends on the server's side as well.
+            let millis = options.timeout().as_millis().max(1);
+            let begin = format!(
+                "BEGIN READ WRITE; {}{millis}; SET LOCAL idle_in_transaction_session_timeout = {}",
+                self.settings_prefix,
+                millis + CLIENT_GRACE.as_millis(),
+            );
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let object = self.pool.get().await.map_err(|error| unreachable(&error))?;
+                let mut checkout = Checkout::new(object, self.tls.clone());
+                match checkout.client().batch_execute(&begin).await {
+                    Ok(()) => return Ok(Box::new(PostgresWrite { checkout }) as Box<dyn WriteTransaction<'a> + 'a>),
+                    // Nothing has run yet: a dead pooled connection is replaced, as for reads.
+                    Err(error) if is_connection_failure(&error) && attempt <= self.max_connections => {
+                        checkout.discard();
+                    }
+                    Err(error) => {
+                        checkout.discard();
+                        return Err(classify(&error));
+                    }
+                }
+            }
         })
     }
 }
 
-/// A write transaction on a checked-out connection; rolled back unless committed.
+/// A write transaction on a checked-out connection. Dropped without commit or rollback, its
+/// checkout cancels what runs and closes the connection, which ends the transaction unsaved.
 struct PostgresWrite {
     checkout: Checkout,
-    open: bool,
+}
+
+impl PostgresWrite {
+    /// Ends the transaction with `command`; the connection goes back to the pool only if
+    /// that worked.
+    async fn finish(mut self: Box<Self>, command: &'static str) -> Result<(), AdapterError> {
+        match self.checkout.client().batch_execute(command).await {
+            Ok(()) => {
+                self.checkout.release();
+                Ok(())
+            }
+            Err(error) => {
+                self.checkout.discard();
+                Err(classify(&error))
+            }
+        }
+    }
 }
 
 impl<'a> WriteTransaction<'a> for PostgresWrite {
@@ -333,43 +377,51 @@ impl<'a> WriteTransaction<'a> for PostgresWrite {
         &'s mut self,
         statement: &'static str,
         params: &'s [SqlValue],
-    ) -> BoxFuture<'s, Result<u64, AdapterError>> {
+        row_cap: u64,
+    ) -> BoxFuture<'s, Result<Executed, AdapterError>> {
         Box::pin(async move {
             let client = self.checkout.client();
-            let prepared =
-                client.prepare(statement).await.map_err(|error| Failure::Postgres(error).into_adapter_error())?;
+            let prepared = client.prepare(statement).await.map_err(|error| classify(&error))?;
             if prepared.params().len() != params.len() {
                 return Err(AdapterError::invalid("the statement's parameters do not match the values given"));
             }
-            client
-                .execute_raw(&prepared, params.iter().map(Param))
-                .await
-                .map_err(|error| Failure::Postgres(error).into_adapter_error())
-        })
-    }
-
-    fn commit(mut self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
-        Box::pin(async move {
-            let result = self.checkout.client().batch_execute("COMMIT").await;
-            self.open = false;
-            match result {
-                Ok(()) => {
-                    self.checkout.release();
-                    Ok(())
+            let stream =
+                client.query_raw(&prepared, params.iter().map(Param)).await.map_err(|error| classify(&error))?;
+            let mut stream = std::pin::pin!(stream);
+            let mut rows = Vec::new();
+            while let Some(row) = stream.next().await {
+                let row = row.map_err(|error| classify(&error))?;
+                if rows.len() as u64 > row_cap {
+                    // Over the limit already; the caller refuses the statement.
+                    return Ok(Executed { rows_affected: rows.len() as u64, last_insert_id: None, rows });
                 }
-                Err(error) => Err(Failure::Postgres(error).into_adapter_error()),
+                let mut values = Vec::with_capacity(row.len());
+                for (index, column) in row.columns().iter().enumerate() {
+                    let Raw(raw) = row.try_get(index).map_err(decode_failure)?;
+                    values.push(match raw {
+                        None => Value::Null,
+                        Some(raw) => decode(column.type_(), raw).ok_or_else(|| {
+                            AdapterError::invalid(format!(
+                                "RETURNING column {} has type {}, which is not decoded here; cast it to text",
+                                column.name(),
+                                type_name(column.type_())
+                            ))
+                        })?,
+                    });
+                }
+                rows.push(values);
             }
+            let rows_affected = stream.rows_affected().unwrap_or(rows.len() as u64);
+            Ok(Executed { rows_affected, last_insert_id: None, rows })
         })
     }
-}
 
-impl Drop for PostgresWrite {
-    fn drop(&mut self) {
-        if self.open {
-            // Not committed: the checkout cancels whatever runs and discards the connection,
-            // which ends the transaction without committing it.
-            self.checkout.abandon();
-        }
+    fn commit(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        Box::pin(self.finish("COMMIT"))
+    }
+
+    fn rollback(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        Box::pin(self.finish("ROLLBACK"))
     }
 }
 
@@ -408,10 +460,6 @@ impl Checkout {
         if let Some(object) = self.object.take() {
             drop(Object::take(object));
         }
-    }
-
-    fn abandon(&mut self) {
-        self.armed = true;
     }
 }
 

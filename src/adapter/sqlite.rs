@@ -22,9 +22,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::json;
 use super::{
-    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, ForeignKey, IndexDescription, Posture, QueryResult,
-    ReadOptions, ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
-    ensure_dialect,
+    Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, Posture,
+    QueryResult, ReadOptions, ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary, WriteOptions,
+    WriteTransaction, ensure_dialect,
 };
 use crate::boundary::{Evidence, Read, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
@@ -315,24 +315,36 @@ impl Adapter for SqliteAdapter {
         })
     }
 
-    fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
+    fn begin_write<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Write>,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn WriteTransaction<'a> + 'a>, AdapterError>> {
         Box::pin(async move {
-            let connection = self.open_with(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            let mut connection = self.open_with(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let (flag, deadline) = (Arc::clone(&stop), Instant::now() + options.timeout());
             let connection = tokio::task::spawn_blocking(move || {
-                connection.busy_timeout(Duration::from_secs(5))?;
+                // A statement stops at its deadline, or when the transaction is abandoned.
+                connection
+                    .progress_handler(1000, Some(move || flag.load(Ordering::Relaxed) || Instant::now() > deadline))?;
+                connection.busy_timeout(options.timeout())?;
                 connection.execute_batch("BEGIN IMMEDIATE").map(|()| connection)
             })
             .await
             .map_err(|join| AdapterError::new(AdapterErrorKind::Database, join.to_string()))?
             .map_err(|error| classify(&error))?;
-            Ok(WriteTx::new(Box::new(SqliteWrite { connection: Some(connection) })))
+            Ok(Box::new(SqliteWrite { connection: Some(connection), stop }) as Box<dyn WriteTransaction<'a> + 'a>)
         })
     }
 }
 
-/// A write transaction on a connection of its own; closing it uncommitted rolls it back.
+/// A write transaction on a connection of its own. Closing the connection uncommitted rolls
+/// it back; dropped while a statement runs, the statement is interrupted first.
 struct SqliteWrite {
+    /// `None` while a statement runs on the blocking pool, or after a failed one.
     connection: Option<Connection>,
+    stop: Arc<AtomicBool>,
 }
 
 impl SqliteWrite {
@@ -340,9 +352,7 @@ impl SqliteWrite {
         &mut self,
         work: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, AdapterError> {
-        let connection = self.connection.take().ok_or_else(|| {
-            AdapterError::of_kind(AdapterErrorKind::Database).with_message("the transaction was abandoned")
-        })?;
+        let connection = self.connection.take().ok_or_else(|| AdapterError::invalid("the transaction has ended"))?;
         let (connection, result) = tokio::task::spawn_blocking(move || {
             let result = work(&connection);
             (connection, result)
@@ -352,6 +362,16 @@ impl SqliteWrite {
         self.connection = Some(connection);
         result.map_err(|error| classify(&error))
     }
+
+    async fn finish(mut self: Box<Self>, command: &'static str) -> Result<(), AdapterError> {
+        self.with(move |connection| connection.execute_batch(command)).await
+    }
+}
+
+impl Drop for SqliteWrite {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl<'a> WriteTransaction<'a> for SqliteWrite {
@@ -359,7 +379,8 @@ impl<'a> WriteTransaction<'a> for SqliteWrite {
         &'s mut self,
         statement: &'static str,
         params: &'s [SqlValue],
-    ) -> BoxFuture<'s, Result<u64, AdapterError>> {
+        row_cap: u64,
+    ) -> BoxFuture<'s, Result<Executed, AdapterError>> {
         let params = params.to_vec();
         Box::pin(async move {
             self.with(move |connection| {
@@ -368,14 +389,33 @@ impl<'a> WriteTransaction<'a> for SqliteWrite {
                     return Err(rusqlite::Error::InvalidParameterCount(params.len(), prepared.parameter_count()));
                 }
                 bind(&mut prepared, &params)?;
-                prepared.raw_execute().map(|changed| changed as u64)
+                let width = prepared.column_count();
+                let before = connection.total_changes();
+                let mut rows = Vec::new();
+                let mut cursor = prepared.raw_query();
+                while let Some(row) = cursor.next()? {
+                    if rows.len() as u64 > row_cap {
+                        // Over the limit already; the caller refuses the statement.
+                        break;
+                    }
+                    rows.push(values(row, width)?);
+                }
+                drop(cursor);
+                let rows_affected = connection.total_changes().saturating_sub(before);
+                let inserted = connection.last_insert_rowid();
+                let last_insert_id = (rows_affected > 0 && inserted > 0).then_some(inserted.unsigned_abs());
+                Ok(Executed { rows_affected, last_insert_id, rows })
             })
             .await
         })
     }
 
-    fn commit(mut self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
-        Box::pin(async move { self.with(|connection| connection.execute_batch("COMMIT")).await })
+    fn commit(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        Box::pin(self.finish("COMMIT"))
+    }
+
+    fn rollback(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        Box::pin(self.finish("ROLLBACK"))
     }
 }
 
@@ -422,19 +462,24 @@ fn read(
             truncated = true;
             break;
         }
-        let mut values = Vec::with_capacity(width);
-        for index in 0..width {
-            values.push(match row.get_ref(index).map_err(|error| classify(&error))? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(value) => json::int(value),
-                ValueRef::Real(value) => json::float(value),
-                ValueRef::Text(text) => Value::String(String::from_utf8_lossy(text).into_owned()),
-                ValueRef::Blob(blob) => json::bytes(blob),
-            });
-        }
-        rows.push(values)?;
+        rows.push(values(row, width).map_err(|error| classify(&error))?)?;
     }
     Ok(rows.finish(columns, truncated))
+}
+
+/// One row's values in the JSON mapping.
+fn values(row: &rusqlite::Row<'_>, width: usize) -> Result<Vec<Value>, rusqlite::Error> {
+    let mut values = Vec::with_capacity(width);
+    for index in 0..width {
+        values.push(match row.get_ref(index)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(value) => json::int(value),
+            ValueRef::Real(value) => json::float(value),
+            ValueRef::Text(text) => Value::String(String::from_utf8_lossy(text).into_owned()),
+            ValueRef::Blob(blob) => json::bytes(blob),
+        });
+    }
+    Ok(values)
 }
 
 fn describe(connection: &Connection, allow: &AllowList, table: &str) -> Result<TableDescription, AdapterError> {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::policy::{Access, Mode, SessionContext, ToolName};
 
@@ -55,6 +56,15 @@ pub(crate) struct AdmittedCall {
     pub(crate) tool: ToolName,
     pub(crate) access: Access,
     pub(crate) mode: Mode,
+    /// Rows a write tool's statements have affected so far, for the audit.
+    pub(crate) rows_affected: AtomicU64,
+}
+
+impl AdmittedCall {
+    /// For a write tool, the rows its statements affected; `None` for a read tool.
+    pub(crate) fn rows_written(&self) -> Option<u64> {
+        (self.access == Access::Write).then(|| self.rows_affected.load(Ordering::Relaxed))
+    }
 }
 
 impl<'a, A: AccessClass> Evidence<'a, A> {
@@ -74,6 +84,11 @@ impl<'a, A: AccessClass> Evidence<'a, A> {
     pub fn tool(&self) -> &'a ToolName {
         &self.call.tool
     }
+
+    /// The admitted call this evidence stands for.
+    pub(crate) fn admitted(&self) -> &'a AdmittedCall {
+        self.call
+    }
 }
 
 impl<A: AccessClass> fmt::Debug for Evidence<'_, A> {
@@ -88,7 +103,13 @@ mod tests {
 
     fn call(access: Access, mode: Mode) -> AdmittedCall {
         let session = SessionContext::builder().identity("ada").tenant("acme").bind().expect("valid");
-        AdmittedCall { session: Arc::new(session), tool: ToolName::new("t").expect("valid"), access, mode }
+        AdmittedCall {
+            session: Arc::new(session),
+            tool: ToolName::new("t").expect("valid"),
+            access,
+            mode,
+            rows_affected: AtomicU64::new(0),
+        }
     }
 
     #[test]

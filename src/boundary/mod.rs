@@ -341,7 +341,13 @@ impl Invocation<'_, Admitted> {
     pub async fn run(self) -> Result<Value, Denial> {
         let Invocation { boundary, mut call, proof: Admission { resolution, permit } } = self;
         let Resolution { session, name, tool } = resolution;
-        let admitted = AdmittedCall { session, tool: name, access: tool.access(), mode: boundary.mode };
+        let admitted = AdmittedCall {
+            session,
+            tool: name,
+            access: tool.access(),
+            mode: boundary.mode,
+            rows_affected: AtomicU64::new(0),
+        };
         let args = std::mem::take(&mut call.args);
         let mut cancelled = CancelRecorder { boundary, call: &admitted, started: call.mark, armed: true };
         let outcome = AssertUnwindSafe(tool.call(&admitted, args)).catch_unwind().await;
@@ -358,6 +364,7 @@ impl Invocation<'_, Admitted> {
         };
         let code = result.as_ref().err().map(Denial::code);
         call.note(Stage::Execute, code);
+        call.trail.count_rows(admitted.rows_written());
         // A result is only returned once it is on record.
         call.flush(boundary, Some(&admitted.session))?;
         result
@@ -400,6 +407,7 @@ impl Call {
             decision: if code.is_some() { AuditDecision::Deny } else { AuditDecision::Allow },
             code,
             duration: decided.duration_since(self.mark),
+            rows_affected: None,
         });
         self.mark = decided;
     }
@@ -435,6 +443,7 @@ impl Default for Trail {
             decision: AuditDecision::Deny,
             code: None,
             duration: std::time::Duration::ZERO,
+            rows_affected: None,
         };
         Trail { records: [BLANK; 5], len: 0 }
     }
@@ -447,6 +456,13 @@ impl Trail {
         if let Some(slot) = self.records.get_mut(self.len) {
             *slot = record;
             self.len += 1;
+        }
+    }
+
+    /// Adds a write's row count to the latest record.
+    fn count_rows(&mut self, rows: Option<u64>) {
+        if let Some(last) = self.len.checked_sub(1).and_then(|last| self.records.get_mut(last)) {
+            last.rows_affected = rows;
         }
     }
 
@@ -478,6 +494,7 @@ impl Drop for CancelRecorder<'_> {
             decision: AuditDecision::Cancelled,
             code: None,
             duration: self.started.elapsed(),
+            rows_affected: self.call.rows_written(),
         };
         let batch = AuditBatch { session: Some(&self.call.session), tool: self.call.tool.as_str(), records: &[record] };
         // Nothing is left to deny; a failure is logged and counted by `write_audit`.

@@ -1,10 +1,15 @@
 //! Tools: the [`Tool`] trait every tool implements, built-in or custom.
 //!
-//! A tool declares its access class in its type (`type Access = Read` or `Write`). The registry
-//! reads it from there, so a write tool cannot be registered or run as a read tool, and its
-//! handler receives [`Evidence`] of exactly that class.
+//! A tool declares its access class in its type. A read tool implements [`Tool`] with
+//! `type Access = Read`; a write tool implements [`WriteTool`], which makes it a `Tool` with
+//! `type Access = Write` whose transaction sqlwarden opens, bounds and commits. The registry
+//! reads the class from the type, so a write tool cannot be registered or run as a read tool,
+//! and a handler receives [`Evidence`] of exactly its class.
 
 pub mod reference;
+mod write;
+
+pub use write::{WriteTool, WriteTx};
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -62,9 +67,7 @@ pub trait Tool: Send + Sync + 'static {
     /// The JSON Schema of the input, shown to MCP clients. It should state the input's bounds;
     /// the default accepts any object (the input type still decides what is valid).
     fn input_schema(&self) -> serde_json::Map<String, Value> {
-        let mut schema = serde_json::Map::new();
-        schema.insert("type".into(), Value::String("object".into()));
-        schema
+        any_object()
     }
 
     /// Runs the tool. Only the boundary can call this: `evidence` cannot be made anywhere else.
@@ -73,6 +76,13 @@ pub trait Tool: Send + Sync + 'static {
         evidence: Evidence<'_, Self::Access>,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, ToolError>> + Send;
+}
+
+/// The schema of any JSON object.
+fn any_object() -> serde_json::Map<String, Value> {
+    let mut schema = serde_json::Map::new();
+    schema.insert("type".into(), Value::String("object".into()));
+    schema
 }
 
 /// A tool's failure: a [`Denial`] meant for the caller, or an internal fault that is logged in

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use sqlwarden::adapter::{
-    Adapter, AdapterError, Posture, QueryResult, ReadOptions, SqlValue, TableDescription, TableSummary,
-    WriteTransaction, WriteTx,
+    Adapter, AdapterError, Executed, Posture, QueryResult, ReadOptions, SqlValue, TableDescription, TableSummary,
+    WriteOptions, WriteTransaction,
 };
 use sqlwarden::audit::{AuditBatch, AuditDecision, AuditError, AuditSink, Stage};
 use sqlwarden::policy::{
@@ -41,6 +41,9 @@ pub struct Effects {
     pub handler_runs: AtomicUsize,
     pub adapter_calls: AtomicUsize,
     pub rows_written: AtomicUsize,
+    /// Write transactions rolled back, and dropped without commit or rollback.
+    pub rollbacks: AtomicUsize,
+    pub abandoned: AtomicUsize,
     pub authorizer_calls: AtomicUsize,
     pub quota_admits: AtomicUsize,
     pub permits_released: AtomicUsize,
@@ -55,6 +58,12 @@ impl Effects {
     }
     pub fn rows_written(&self) -> usize {
         self.rows_written.load(SeqCst)
+    }
+    pub fn rollbacks(&self) -> usize {
+        self.rollbacks.load(SeqCst)
+    }
+    pub fn abandoned(&self) -> usize {
+        self.abandoned.load(SeqCst)
     }
     pub fn authorizer_calls(&self) -> usize {
         self.authorizer_calls.load(SeqCst)
@@ -121,31 +130,65 @@ impl Adapter for CountingAdapter {
         Box::pin(async { Ok(Posture { role: "counting".into(), findings: Vec::new() }) })
     }
 
-    fn begin_write<'a>(&'a self, _evidence: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
+    fn begin_write<'a>(
+        &'a self,
+        _evidence: Evidence<'a, Write>,
+        _options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn WriteTransaction<'a> + 'a>, AdapterError>> {
         self.effects.adapter_calls.fetch_add(1, SeqCst);
-        let tx = CountingTx { effects: &self.effects, pending: 0 };
-        Box::pin(async move { Ok(WriteTx::new(Box::new(tx))) })
+        let tx = CountingTx { effects: &self.effects, pending: 0, ended: false };
+        Box::pin(async move { Ok(Box::new(tx) as Box<dyn WriteTransaction<'a> + 'a>) })
     }
 }
 
+/// A write transaction that counts: a statement affects as many rows as its `Int` parameter
+/// says (1 without one), and fails if a `Text` parameter is "fail".
 struct CountingTx<'a> {
     effects: &'a Effects,
     pending: usize,
+    ended: bool,
 }
 
 impl<'a> WriteTransaction<'a> for CountingTx<'a> {
     fn execute<'s>(
         &'s mut self,
         _statement: &'static str,
-        _params: &'s [SqlValue],
-    ) -> BoxFuture<'s, Result<u64, AdapterError>> {
-        self.pending += 1;
-        Box::pin(async { Ok(1) })
+        params: &'s [SqlValue],
+        _row_cap: u64,
+    ) -> BoxFuture<'s, Result<Executed, AdapterError>> {
+        let fails = params.iter().any(|param| *param == SqlValue::Text("fail".into()));
+        let rows = params.iter().find_map(|param| match param {
+            SqlValue::Int(rows) => Some(*rows as u64),
+            _ => None,
+        });
+        Box::pin(async move {
+            if fails {
+                return Err(AdapterError::of_kind(sqlwarden::adapter::AdapterErrorKind::Database));
+            }
+            let rows_affected = rows.unwrap_or(1);
+            self.pending += rows_affected as usize;
+            Ok(Executed { rows_affected, ..Executed::default() })
+        })
     }
 
-    fn commit(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+    fn commit(mut self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        self.ended = true;
         self.effects.rows_written.fetch_add(self.pending, SeqCst);
         Box::pin(async { Ok(()) })
+    }
+
+    fn rollback(mut self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
+        self.ended = true;
+        self.effects.rollbacks.fetch_add(1, SeqCst);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl Drop for CountingTx<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.effects.abandoned.fetch_add(1, SeqCst);
+        }
     }
 }
 
@@ -165,10 +208,25 @@ pub struct ReadTool {
     pub behaviour: Behaviour,
 }
 
-/// A write tool that inserts one row through a write transaction.
-pub struct WriteTool {
+/// A write tool that inserts rows through a write transaction, then behaves as told.
+pub struct InsertTool {
     pub name: &'static str,
     pub adapter: Arc<CountingAdapter>,
+    pub max_rows_exceeded_is_ignored: bool,
+    pub then: Behaviour,
+    pub timeout: Duration,
+}
+
+impl InsertTool {
+    pub fn new(name: &'static str, adapter: Arc<CountingAdapter>) -> Self {
+        InsertTool {
+            name,
+            adapter,
+            max_rows_exceeded_is_ignored: false,
+            then: Behaviour::Succeed,
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -179,6 +237,9 @@ pub struct NoInput {}
 #[serde(deny_unknown_fields)]
 pub struct Customer {
     pub name: String,
+    /// How many rows the fake statement affects.
+    #[serde(default)]
+    pub rows: Option<i64>,
 }
 
 async fn behave(behaviour: Behaviour) -> Result<(), ToolError> {
@@ -209,10 +270,10 @@ impl Tool for ReadTool {
     }
 }
 
-impl Tool for WriteTool {
-    type Access = Write;
+impl sqlwarden::tools::WriteTool for InsertTool {
     type Input = Customer;
     type Output = Value;
+    const MAX_AFFECTED_ROWS: u64 = 2;
 
     fn name(&self) -> &str {
         self.name
@@ -220,12 +281,24 @@ impl Tool for WriteTool {
     fn description(&self) -> &str {
         "adds a customer"
     }
-    async fn call(&self, evidence: Evidence<'_, Write>, input: Customer) -> Result<Value, ToolError> {
+    fn database(&self) -> &dyn Adapter {
+        &*self.adapter
+    }
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    async fn call(&self, tx: &mut sqlwarden::tools::WriteTx<'_>, input: Customer) -> Result<Value, ToolError> {
         self.adapter.effects.handler_runs.fetch_add(1, SeqCst);
-        let mut tx = self.adapter.begin_write(evidence).await?;
-        let affected = tx.execute("INSERT INTO customers (name) VALUES ($1)", &[SqlValue::Text(input.name)]).await?;
-        tx.commit().await?;
-        Ok(json!({ "inserted": affected }))
+        let mut params = vec![SqlValue::Text(input.name)];
+        params.extend(input.rows.map(SqlValue::Int));
+        let executed = tx.execute("INSERT INTO customers (name) VALUES ($1)", &params).await;
+        let inserted = match executed {
+            Ok(executed) => executed.rows_affected,
+            Err(_) if self.max_rows_exceeded_is_ignored => 0,
+            Err(error) => return Err(error.into()),
+        };
+        behave(self.then).await?;
+        Ok(json!({ "inserted": inserted }))
     }
 }
 
@@ -300,6 +373,7 @@ pub struct Recorded {
     pub decision: AuditDecision,
     pub code: Option<DenialCode>,
     pub duration: Duration,
+    pub rows_affected: Option<u64>,
 }
 
 impl MemorySink {
@@ -330,6 +404,7 @@ impl AuditSink for MemorySink {
             decision: e.record.decision,
             code: e.record.code,
             duration: e.record.duration,
+            rows_affected: e.record.rows_affected,
         }));
         Ok(())
     }
@@ -372,7 +447,22 @@ impl Harness {
         tools.register(read("failing", Behaviour::Fail)).expect("register");
         tools.register(read("panicking", Behaviour::Panic)).expect("register");
         tools.register(read("hanging", Behaviour::Hang)).expect("register");
-        tools.register(WriteTool { name: "add_customer", adapter: Arc::clone(&adapter) }).expect("register");
+        let write = |name, then, ignore, timeout| InsertTool {
+            name,
+            adapter: Arc::clone(&adapter),
+            max_rows_exceeded_is_ignored: ignore,
+            then,
+            timeout: Duration::from_millis(timeout),
+        };
+        for tool in [
+            write("add_customer", Behaviour::Succeed, false, 5000),
+            write("add_then_fail", Behaviour::Fail, false, 5000),
+            write("add_then_panic", Behaviour::Panic, false, 5000),
+            write("add_then_hang", Behaviour::Hang, false, 100),
+            write("add_ignoring_errors", Behaviour::Succeed, true, 5000),
+        ] {
+            tools.register(tool).expect("register");
+        }
         let clock = Arc::new(ManualClock::starting_at(start()));
         let audit = Arc::new(MemorySink::default());
         let boundary = Boundary::builder(tools)

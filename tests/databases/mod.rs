@@ -8,11 +8,13 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use sqlwarden::adapter::Adapter;
+use sqlwarden::ToolError;
+use sqlwarden::adapter::{Adapter, SqlValue};
 use sqlwarden::audit::JsonLinesSink;
-use sqlwarden::policy::{Capabilities, Grant, SessionContext, ToolRegistry};
+use sqlwarden::policy::{Capabilities, Grant, Mode, SessionContext, ToolRegistry};
 use sqlwarden::sql::{AllowList, SqlValidator};
 use sqlwarden::tools::reference::{DescribeTable, ListTables, QueryRead, ReadLimits};
+use sqlwarden::tools::{WriteTool, WriteTx};
 use sqlwarden::{Boundary, Denial};
 
 pub const IDENTITY: &str = "analyst@example.com";
@@ -160,10 +162,16 @@ impl McpProcess {
 
     /// Starts `sqlwarden serve` with these arguments and environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> McpProcess {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        Self::spawn(std::path::Path::new(env!("CARGO_BIN_EXE_sqlwarden")), &all, env)
+    }
+
+    /// Starts `program` (an MCP server on stdio) with these arguments and environment.
+    pub fn spawn(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> McpProcess {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sqlwarden"))
-            .arg("serve")
+        let mut child = Command::new(program)
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
@@ -288,4 +296,228 @@ impl Drop for ConfigFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A write tool over a `ledger (id, note)` table, on PostgreSQL or MySQL: inserts one row,
+/// then does what the input says (`"ok"`, `"fail"` or `"panic"`).
+pub struct LedgerAdd(pub Arc<dyn Adapter>);
+
+/// A write tool that declares one row but changes every row of `ledger`.
+pub struct LedgerRelabelAll(pub Arc<dyn Adapter>);
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerEntry {
+    pub note: String,
+    pub then: String,
+}
+
+fn postgres(adapter: &dyn Adapter) -> bool {
+    adapter.dialect() == sqlwarden::sql::SqlDialect::Postgres
+}
+
+impl WriteTool for LedgerAdd {
+    type Input = LedgerEntry;
+    type Output = Value;
+    const MAX_AFFECTED_ROWS: u64 = 1;
+
+    fn name(&self) -> &str {
+        "ledger_add"
+    }
+    fn description(&self) -> &str {
+        "adds a note"
+    }
+    fn database(&self) -> &dyn Adapter {
+        &*self.0
+    }
+    async fn call(&self, tx: &mut WriteTx<'_>, entry: LedgerEntry) -> Result<Value, ToolError> {
+        let params = [SqlValue::Text(entry.note)];
+        let done = if postgres(&*self.0) {
+            tx.execute("INSERT INTO ledger (note) VALUES ($1) RETURNING id", &params).await?
+        } else {
+            tx.execute("INSERT INTO ledger (note) VALUES (?)", &params).await?
+        };
+        match entry.then.as_str() {
+            "fail" => Err(ToolError::internal("failed after the insert")),
+            "panic" => panic!("panicked after the insert"),
+            "hang" => std::future::pending().await,
+            _ => Ok(serde_json::json!({"rows": done.rows, "last_insert_id": done.last_insert_id})),
+        }
+    }
+}
+
+impl WriteTool for LedgerRelabelAll {
+    type Input = serde_json::Map<String, Value>;
+    type Output = u64;
+    const MAX_AFFECTED_ROWS: u64 = 1;
+
+    fn name(&self) -> &str {
+        "ledger_relabel_all"
+    }
+    fn description(&self) -> &str {
+        "changes every note"
+    }
+    fn database(&self) -> &dyn Adapter {
+        &*self.0
+    }
+    async fn call(&self, tx: &mut WriteTx<'_>, _: serde_json::Map<String, Value>) -> Result<u64, ToolError> {
+        let done = if postgres(&*self.0) {
+            tx.execute("UPDATE ledger SET note = note || '!'", &[]).await?
+        } else {
+            tx.execute("UPDATE ledger SET note = CONCAT(note, '!')", &[]).await?
+        };
+        Ok(done.rows_affected)
+    }
+}
+
+/// The ledger tools over `adapter` in `mode`, with grants for `granted` only.
+pub fn ledger_service(adapter: &Arc<dyn Adapter>, mode: Mode, granted: &[&str]) -> Service {
+    let mut tools = ToolRegistry::new();
+    tools.register(LedgerAdd(Arc::clone(adapter))).expect("registers");
+    tools.register(LedgerRelabelAll(Arc::clone(adapter))).expect("registers");
+    let grants = granted.iter().map(|tool| Grant::new(IDENTITY, TENANT, tool).expect("valid grant"));
+    let boundary = Boundary::builder(tools)
+        .mode(mode)
+        .authorizer(Capabilities::from_grants(grants))
+        .audit(JsonLinesSink::new(std::io::sink()))
+        .build();
+    let session = Arc::new(SessionContext::builder().identity(IDENTITY).tenant(TENANT).bind().expect("valid"));
+    Service { boundary, session }
+}
+
+/// The database's view of the ledger: the number of rows and of notes changed by
+/// `ledger_relabel_all`, and the transactions still open on it.
+pub trait LedgerProbe {
+    fn state(&mut self) -> impl std::future::Future<Output = (i64, i64)>;
+    fn open_transactions(&mut self) -> impl std::future::Future<Output = i64>;
+}
+
+/// The original's frozen invariant 5 ("write tool controlled execution") against a real
+/// database whose `ledger` holds three rows: denied calls change nothing, a granted call in
+/// read-write mode inserts exactly one row, and a statement over the declared maximum, a
+/// handler error, a panic or a cancelled call after a statement rolls everything back.
+pub async fn exercise_write_tools(adapter: Arc<dyn Adapter>, probe: &mut impl LedgerProbe) {
+    use sqlwarden::DenialCode;
+    let entry = |then: &str| serde_json::json!({"note": "added", "then": then});
+    assert_eq!(probe.state().await, (3, 0));
+
+    let read_only = ledger_service(&adapter, Mode::ReadOnly, &["ledger_add", "ledger_relabel_all"]);
+    assert_eq!(read_only.call("ledger_add", entry("ok")).await.map_err(|d| d.code()), Err(DenialCode::ReadOnly));
+    let ungranted = ledger_service(&adapter, Mode::ReadWrite, &["ledger_relabel_all"]);
+    assert_eq!(ungranted.call("ledger_add", entry("ok")).await.map_err(|d| d.code()), Err(DenialCode::Unauthorized));
+    assert_eq!(probe.state().await, (3, 0), "denied calls change nothing");
+
+    let service = ledger_service(&adapter, Mode::ReadWrite, &["ledger_add", "ledger_relabel_all"]);
+    let added = service.call("ledger_add", entry("ok")).await.expect("inserts");
+    let id = added["rows"][0][0].as_i64().or_else(|| added["last_insert_id"].as_i64());
+    assert_eq!(id, Some(4), "the new row's id comes back: {added}");
+    assert_eq!(probe.state().await, (4, 0), "exactly one row");
+
+    let too_many = service.call("ledger_relabel_all", serde_json::json!({})).await.expect_err("four rows > one");
+    assert_eq!(too_many.code(), DenialCode::QueryRejected);
+    assert!(too_many.message().contains("at most 1"), "{}", too_many.message());
+    for then in ["fail", "panic"] {
+        let failed = service.call("ledger_add", entry(then)).await.expect_err("fails after its insert");
+        assert_eq!(failed.code(), DenialCode::Internal, "{then}");
+    }
+    let cancelled =
+        tokio::time::timeout(std::time::Duration::from_millis(300), service.call("ledger_add", entry("hang")));
+    assert!(cancelled.await.is_err(), "the client gave up on the call");
+    assert_eq!(probe.state().await, (4, 0), "rolled back: no row changed, none added");
+
+    // Each call takes a pooled connection; none may carry an abandoned transaction along.
+    for _ in 0..3 {
+        service.call("ledger_add", entry("ok")).await.expect("the pool is healthy afterwards");
+    }
+    assert_eq!(probe.state().await, (7, 0));
+    let started = std::time::Instant::now();
+    while probe.open_transactions().await > 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "a transaction was left open");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Where `cargo test` builds an example; built here if it is missing (a test run filtered to
+/// one test target does not build examples).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let deps = std::env::current_exe().expect("test executable");
+    let profile = deps.parent().and_then(std::path::Path::parent).expect("target profile directory");
+    let path = profile.join("examples").join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = std::process::Command::new(cargo)
+            .args(["build", "--example", name])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "the example {name} builds");
+    }
+    path
+}
+
+/// The write-controlled example against a database with `customers(id, name, email)`
+/// holding one row: the operator's three configurations, checked over MCP and by counting
+/// rows with `count`.
+pub fn check_write_controlled_example(url: &str, schema: &str, count: impl Fn() -> i64) {
+    let config = |read_only: bool, grant: bool| {
+        let mut text = format!(
+            "[database]\nurl = \"{url}\"\n[mode]\nread_only = {read_only}\n[allowlist]\nschemas = [\"{schema}\"]\n\
+             tables = [\"customers\"]\n[[grants]]\ntool = \"query_read\"\n[audit]\npath = \"/dev/null\"\n"
+        );
+        if grant {
+            text.push_str("[[grants]]\ntool = \"add_customer\"\n");
+        }
+        ConfigFile::new(&text)
+    };
+    let example = example("write_controlled");
+    let start = |config: &ConfigFile| {
+        let mut server = McpProcess::spawn(&example, &["--config", &config.path()], &[]);
+        server.initialize();
+        server
+    };
+    let add = serde_json::json!({"name": "Grace Hopper", "email": "grace@example.com"});
+    let code = |result: &Value| result["structuredContent"]["code"].as_str().map(str::to_owned);
+    assert_eq!(count(), 1);
+
+    let read_only = config(true, true);
+    let mut server = start(&read_only);
+    assert_eq!(code(&server.call("add_customer", add.clone())).as_deref(), Some("READ_ONLY"));
+    assert_eq!(server.finish(), Some(0));
+    let ungranted = config(false, false);
+    let mut server = start(&ungranted);
+    let listed = server.request("tools/list", serde_json::json!({}));
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(1), "only query_read is granted");
+    assert_eq!(code(&server.call("add_customer", add.clone())).as_deref(), Some("UNAUTHORIZED"));
+    assert_eq!(server.finish(), Some(0));
+    assert_eq!(count(), 1, "denied calls change nothing");
+
+    let writable = config(false, true);
+    let mut server = start(&writable);
+    let listed = server.request("tools/list", serde_json::json!({}));
+    let tool = listed["result"]["tools"]
+        .as_array()
+        .and_then(|tools| tools.iter().find(|tool| tool["name"] == "add_customer"))
+        .cloned()
+        .expect("add_customer is listed");
+    assert_eq!(tool["annotations"]["destructiveHint"], true);
+    assert_eq!(tool["annotations"]["readOnlyHint"], false);
+    assert_eq!(tool["inputSchema"]["additionalProperties"], false);
+    let added = server.call("add_customer", add.clone());
+    assert_eq!(added["isError"], false, "{added}");
+    assert_eq!(added["structuredContent"]["id"], 2);
+    assert_eq!(added["structuredContent"]["email"], "grace@example.com");
+    assert_eq!(count(), 2, "exactly one row");
+    for invalid in [
+        serde_json::json!({"name": "", "email": "x@example.com"}),
+        serde_json::json!({"name": "Eve", "email": "not an email"}),
+        serde_json::json!({"name": "Eve\u{7}", "email": "eve@example.com"}),
+        serde_json::json!({"name": "Eve", "email": "eve@example.com", "id": 1}),
+        serde_json::json!({"name": "x".repeat(101), "email": "eve@example.com"}),
+    ] {
+        assert_eq!(code(&server.call("add_customer", invalid.clone())).as_deref(), Some("INVALID_INPUT"), "{invalid}");
+    }
+    let duplicate = server.call("add_customer", add);
+    assert_eq!(code(&duplicate).as_deref(), Some("DB_ERROR"), "the unique email is the database's to enforce");
+    assert_eq!(server.finish(), Some(0));
+    assert_eq!(count(), 2, "refused and failed calls change nothing");
 }

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use sqlwarden::adapter::{
-    Adapter, AdapterError, Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteTransaction, WriteTx,
+    Adapter, AdapterError, Executed, Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions, WriteTransaction,
 };
 use sqlwarden::sql::{SqlDialect, ValidatedQuery};
 use sqlwarden::audit::JsonLinesSink;
 use sqlwarden::policy::{Capabilities, Grant, Mode, SessionContext, ToolRegistry};
+use sqlwarden::tools::{WriteTool, WriteTx};
 use sqlwarden::{Boundary, Denial, DenialCode, Evidence, Read, Tool, ToolError, Write};
 
 #[derive(Default)]
@@ -21,12 +22,15 @@ struct Memory {
 struct Insert<'a>(&'a Memory, u64);
 
 impl<'a> WriteTransaction<'a> for Insert<'a> {
-    fn execute<'s>(&'s mut self, _statement: &'static str, _params: &'s [SqlValue]) -> BoxFuture<'s, Result<u64, AdapterError>> {
+    fn execute<'s>(&'s mut self, _statement: &'static str, _params: &'s [SqlValue], _row_cap: u64) -> BoxFuture<'s, Result<Executed, AdapterError>> {
         self.1 += 1;
-        Box::pin(async { Ok(1) })
+        Box::pin(async { Ok(Executed { rows_affected: 1, ..Executed::default() }) })
     }
     fn commit(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
         self.0.rows.fetch_add(self.1, Ordering::SeqCst);
+        Box::pin(async { Ok(()) })
+    }
+    fn rollback(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
         Box::pin(async { Ok(()) })
     }
 }
@@ -48,8 +52,8 @@ impl Adapter for Memory {
     fn posture<'a>(&'a self, _: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
         Box::pin(async { Ok(Posture { role: "memory".into(), findings: Vec::new() }) })
     }
-    fn begin_write<'a>(&'a self, _: Evidence<'a, Write>) -> BoxFuture<'a, Result<WriteTx<'a>, AdapterError>> {
-        Box::pin(async move { Ok(WriteTx::new(Box::new(Insert(self, 0)))) })
+    fn begin_write<'a>(&'a self, _: Evidence<'a, Write>, _: WriteOptions) -> BoxFuture<'a, Result<Box<dyn WriteTransaction<'a> + 'a>, AdapterError>> {
+        Box::pin(async move { Ok(Box::new(Insert(self, 0)) as Box<dyn WriteTransaction<'a> + 'a>) })
     }
 }
 
@@ -77,26 +81,26 @@ impl Tool for ListTables {
     }
 }
 
-impl Tool for AddCustomer {
-    type Access = Write;
+impl WriteTool for AddCustomer {
     type Input = NewCustomer;
     type Output = u64;
+    const MAX_AFFECTED_ROWS: u64 = 1;
     fn name(&self) -> &str {
         "add_customer"
     }
     fn description(&self) -> &str {
         "Adds a customer."
     }
-    async fn call(&self, evidence: Evidence<'_, Write>, input: NewCustomer) -> Result<u64, ToolError> {
-        // A write tool may also read what it was admitted as: the session it runs in.
-        assert_eq!(evidence.session().tenant(), "acme");
+    fn database(&self) -> &dyn Adapter {
+        &*self.0
+    }
+    async fn call(&self, tx: &mut WriteTx<'_>, input: NewCustomer) -> Result<u64, ToolError> {
         if input.name.is_empty() {
             return Err(Denial::new(DenialCode::InvalidInput, "name must not be empty").into());
         }
-        let mut tx = self.0.begin_write(evidence).await?;
         let inserted = tx.execute("INSERT INTO customers (name) VALUES (?)", &[SqlValue::Text(input.name)]).await?;
-        tx.commit().await?;
-        Ok(inserted)
+        // Committed by sqlwarden once this returns Ok.
+        Ok(inserted.rows_affected)
     }
 }
 
