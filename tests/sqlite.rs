@@ -194,3 +194,34 @@ fn a_missing_file_is_refused_at_open_without_naming_it() {
     assert!(!missing.exists(), "opening read-only never creates the file");
     assert!(SqliteAdapter::open("postgres://x", allow(), 1).is_err());
 }
+
+impl databases::LedgerProbe for TestFile {
+    async fn state(&mut self) -> (i64, i64) {
+        let connection = rusqlite::Connection::open(&self.0).expect("open");
+        connection
+            .query_row("SELECT count(*), count(*) FILTER (WHERE note LIKE '%!') FROM ledger", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .expect("ledger state")
+    }
+
+    /// 1 while another connection holds the write lock.
+    async fn open_transactions(&mut self) -> i64 {
+        let connection = rusqlite::Connection::open(&self.0).expect("open");
+        match connection.execute_batch("BEGIN IMMEDIATE; ROLLBACK") {
+            Ok(()) => 0,
+            Err(_busy) => 1,
+        }
+    }
+}
+
+#[tokio::test]
+async fn write_tools_commit_exactly_what_they_declare_and_nothing_else() {
+    let mut file = TestFile::create(
+        "CREATE TABLE ledger (id INTEGER PRIMARY KEY, note TEXT NOT NULL);
+         INSERT INTO ledger (note) VALUES ('a'), ('b'), ('c');",
+    );
+    let adapter =
+        SqliteAdapter::open(&file.url(), AllowList::new(SqlDialect::Sqlite, "main"), 2).expect("opens the file");
+    databases::exercise_write_tools(Arc::new(adapter), &mut file).await;
+}

@@ -322,7 +322,8 @@ impl Adapter for PostgresAdapter {
         Box::pin(async move {
             // The tool's statements see the configured schema first, as reads do, and a
             // transaction left open by a lost client ends on the server's side as well.
-            let millis = options.timeout().as_millis().max(1);
+            // PostgreSQL takes at most i32::MAX milliseconds (about 24 days).
+            let millis = options.timeout().as_millis().clamp(1, 2_000_000_000);
             let begin = format!(
                 "BEGIN READ WRITE; {}{millis}; SET LOCAL idle_in_transaction_session_timeout = {}",
                 self.settings_prefix,

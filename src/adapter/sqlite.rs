@@ -390,7 +390,7 @@ impl<'a> WriteTransaction<'a> for SqliteWrite {
                 }
                 bind(&mut prepared, &params)?;
                 let width = prepared.column_count();
-                let before = connection.total_changes();
+                let (before, id_before) = (connection.total_changes(), connection.last_insert_rowid());
                 let mut rows = Vec::new();
                 let mut cursor = prepared.raw_query();
                 while let Some(row) = cursor.next()? {
@@ -402,8 +402,9 @@ impl<'a> WriteTransaction<'a> for SqliteWrite {
                 }
                 drop(cursor);
                 let rows_affected = connection.total_changes().saturating_sub(before);
+                // SQLite keeps the last insert's rowid across statements: only a new one counts.
                 let inserted = connection.last_insert_rowid();
-                let last_insert_id = (rows_affected > 0 && inserted > 0).then_some(inserted.unsigned_abs());
+                let last_insert_id = (inserted != id_before && inserted > 0).then_some(inserted.unsigned_abs());
                 Ok(Executed { rows_affected, last_insert_id, rows })
             })
             .await

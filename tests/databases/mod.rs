@@ -298,7 +298,7 @@ impl Drop for ConfigFile {
     }
 }
 
-/// A write tool over a `ledger (id, note)` table, on PostgreSQL or MySQL: inserts one row,
+/// A write tool over a `ledger (id, note)` table, on any backend: inserts one row,
 /// then does what the input says (`"ok"`, `"fail"` or `"panic"`).
 pub struct LedgerAdd(pub Arc<dyn Adapter>);
 
@@ -361,10 +361,10 @@ impl WriteTool for LedgerRelabelAll {
         &*self.0
     }
     async fn call(&self, tx: &mut WriteTx<'_>, _: serde_json::Map<String, Value>) -> Result<u64, ToolError> {
-        let done = if postgres(&*self.0) {
-            tx.execute("UPDATE ledger SET note = note || '!'", &[]).await?
-        } else {
+        let done = if self.0.dialect() == sqlwarden::sql::SqlDialect::MySql {
             tx.execute("UPDATE ledger SET note = CONCAT(note, '!')", &[]).await?
+        } else {
+            tx.execute("UPDATE ledger SET note = note || '!'", &[]).await?
         };
         Ok(done.rows_affected)
     }
