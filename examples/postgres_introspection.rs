@@ -22,8 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlwarden::adapter::{Adapter, ReadOptions, SqlValue};
 use sqlwarden::config::Config;
 use sqlwarden::service::Service;
@@ -46,11 +47,12 @@ const QUERY: &str = "SELECT s.schemaname, s.relname, s.indexrelname, s.idx_scan,
 /// The most indexes one call reports.
 const MAX_INDEXES: usize = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Input {
-    /// One table, or every allow-listed table of the default schema.
+    /// One table; without it, every allowed table of the default schema.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 63))]
     table: Option<String>,
 }
 
@@ -99,15 +101,7 @@ impl Tool for IndexUsage {
     }
 
     fn input_schema(&self) -> serde_json::Map<String, Value> {
-        let schema = json!({
-            "type": "object",
-            "properties": {"table": {"type": "string", "minLength": 1, "maxLength": 63}},
-            "additionalProperties": false,
-        });
-        match schema {
-            Value::Object(schema) => schema,
-            _ => serde_json::Map::new(),
-        }
+        sqlwarden::tools::input_schema_of::<Input>()
     }
 
     async fn call(&self, evidence: Evidence<'_, Read>, input: Input) -> Result<Report, ToolError> {

@@ -23,8 +23,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlwarden::adapter::{Adapter, SqlValue};
 use sqlwarden::config::Config;
 use sqlwarden::service::Service;
@@ -37,11 +38,16 @@ struct AddCustomer {
     db: Arc<dyn Adapter>,
 }
 
-/// The tool's input: exactly these two fields.
-#[derive(Deserialize)]
+/// The tool's input: exactly these two fields. The schema clients see is derived from this
+/// type, bounds included; `validated` enforces them.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NewCustomer {
+    /// The customer's name.
+    #[schemars(length(min = 1, max = 100))]
     name: String,
+    /// Where receipts go.
+    #[schemars(email, length(max = 254))]
     email: String,
 }
 
@@ -106,19 +112,7 @@ impl WriteTool for AddCustomer {
     }
 
     fn input_schema(&self) -> serde_json::Map<String, Value> {
-        let schema = json!({
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
-                "email": {"type": "string", "format": "email", "maxLength": MAX_EMAIL},
-            },
-            "required": ["name", "email"],
-            "additionalProperties": false,
-        });
-        match schema {
-            Value::Object(schema) => schema,
-            _ => serde_json::Map::new(),
-        }
+        sqlwarden::tools::input_schema_of::<NewCustomer>()
     }
 
     fn database(&self) -> &dyn Adapter {

@@ -64,8 +64,9 @@ pub trait Tool: Send + Sync + 'static {
     /// What the tool does, for the model.
     fn description(&self) -> &str;
 
-    /// The JSON Schema of the input, shown to MCP clients. It should state the input's bounds;
-    /// the default accepts any object (the input type still decides what is valid).
+    /// The JSON Schema of the input, shown to MCP clients. It should state the input's bounds:
+    /// [`input_schema_of`] derives it from the input type. The default accepts any object (the
+    /// input type still decides what is valid).
     fn input_schema(&self) -> serde_json::Map<String, Value> {
         any_object()
     }
@@ -76,6 +77,35 @@ pub trait Tool: Send + Sync + 'static {
         evidence: Evidence<'_, Self::Access>,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, ToolError>> + Send;
+}
+
+/// The JSON Schema of `T`, for [`Tool::input_schema`] and [`WriteTool::input_schema`]: derive
+/// [`schemars::JsonSchema`] on the input type and its bounds (`#[schemars(length(max = 100))]`,
+/// `#[schemars(range(min = 1))]`) and `#[serde(deny_unknown_fields)]` show in the schema, so
+/// the schema the model sees and the type that decides cannot drift apart.
+///
+/// ```
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// #[serde(deny_unknown_fields)]
+/// struct Input {
+///     #[schemars(length(min = 1, max = 100))]
+///     name: String,
+/// }
+///
+/// let schema = sqlwarden::tools::input_schema_of::<Input>();
+/// assert_eq!(schema["type"], "object");
+/// assert_eq!(schema["additionalProperties"], false);
+/// assert_eq!(schema["properties"]["name"]["maxLength"], 100);
+/// ```
+pub fn input_schema_of<T: schemars::JsonSchema>() -> serde_json::Map<String, Value> {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    match generator.into_root_schema_for::<T>().to_value() {
+        Value::Object(mut schema) => {
+            schema.remove("$schema");
+            schema
+        }
+        _ => any_object(),
+    }
 }
 
 /// The schema of any JSON object.

@@ -437,22 +437,29 @@ pub async fn exercise_write_tools(adapter: Arc<dyn Adapter>, probe: &mut impl Le
     }
 }
 
-/// Where `cargo test` builds an example; built here if it is missing (a test run filtered to
-/// one test target does not build examples).
+/// An example's executable, built first by the cargo running the tests (a no-op when it is
+/// up to date; a test run filtered to one target would otherwise use a stale build or none).
 pub fn example(name: &str) -> std::path::PathBuf {
     let deps = std::env::current_exe().expect("test executable");
     let profile = deps.parent().and_then(std::path::Path::parent).expect("target profile directory");
-    let path = profile.join("examples").join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = std::process::Command::new(cargo)
-            .args(["build", "--example", name])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("cargo runs");
-        assert!(built.success(), "the example {name} builds");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "--quiet", "--example", name]);
+    // What cargo sets for a test run (package metadata, OUT_DIR…) would make this build's
+    // fingerprints differ from the ordinary one, and rebuild everything each time.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR") || key.starts_with("CARGO_BUILD_");
+        if (key.starts_with("CARGO_") && !keep) || key == "OUT_DIR" {
+            build.env_remove(key.as_ref());
+        }
     }
-    path
+    if profile.file_name().is_some_and(|dir| dir == "release") {
+        build.arg("--release");
+    }
+    let built = build.stdout(std::process::Stdio::null()).status().expect("cargo runs");
+    assert!(built.success(), "the example {name} builds");
+    profile.join("examples").join(name)
 }
 
 /// The write-controlled example against a database with `customers(id, name, email)`
@@ -502,6 +509,9 @@ pub fn check_write_controlled_example(url: &str, schema: &str, count: impl Fn() 
     assert_eq!(tool["annotations"]["destructiveHint"], true);
     assert_eq!(tool["annotations"]["readOnlyHint"], false);
     assert_eq!(tool["inputSchema"]["additionalProperties"], false);
+    assert_eq!(tool["inputSchema"]["properties"]["name"]["maxLength"], 100, "bounds derived from the input type");
+    assert_eq!(tool["inputSchema"]["properties"]["email"]["format"], "email");
+    assert_eq!(tool["inputSchema"]["required"], serde_json::json!(["name", "email"]));
     let added = server.call("add_customer", add.clone());
     assert_eq!(added["isError"], false, "{added}");
     assert_eq!(added["structuredContent"]["id"], 2);
