@@ -13,7 +13,8 @@
 //! Defense in depth, layer by layer:
 //! 1. the boundary: session, read-only mode, grant, quota — as for every tool;
 //! 2. typed input: unknown fields refused; `name` 1–100 characters without control
-//!    characters, `email` of a plausible shape, at most 254 characters;
+//!    characters, `email` of a plausible shape, at most 254 characters — checked in
+//!    `validate`, before any transaction opens;
 //! 3. one fixed, parameterized INSERT: the model supplies values, never SQL;
 //! 4. at most one row affected (`MAX_AFFECTED_ROWS = 1`): anything more rolls back;
 //! 5. the transaction commits only if the tool returns `Ok`.
@@ -39,7 +40,7 @@ struct AddCustomer {
 }
 
 /// The tool's input: exactly these two fields. The schema clients see is derived from this
-/// type, bounds included; `validated` enforces them.
+/// type, bounds included; `validate` enforces them before any transaction opens.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NewCustomer {
@@ -67,21 +68,9 @@ const INSERT_POSTGRES: &str = "INSERT INTO customers (name, email) VALUES ($1, $
 const INSERT_MYSQL: &str = "INSERT INTO customers (name, email) VALUES (?, ?)";
 
 impl NewCustomer {
-    /// Checks the input before anything touches the database.
-    fn validated(self) -> Result<NewCustomer, Denial> {
-        let invalid = |message: &str| Denial::new(DenialCode::InvalidInput, message.to_owned());
-        let name = self.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > MAX_NAME {
-            return Err(invalid("name must be 1 to 100 characters"));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(invalid("name must not contain control characters"));
-        }
-        let email = self.email.trim().to_owned();
-        if email.len() > MAX_EMAIL || !plausible_email(&email) {
-            return Err(invalid("email must look like name@example.com (at most 254 characters)"));
-        }
-        Ok(NewCustomer { name, email })
+    /// The input as stored: surrounding white space removed.
+    fn trimmed(&self) -> (&str, &str) {
+        (self.name.trim(), self.email.trim())
     }
 }
 
@@ -119,8 +108,25 @@ impl WriteTool for AddCustomer {
         &*self.db
     }
 
+    /// Runs before the transaction opens: bad input never reaches the database.
+    fn validate(&self, input: &NewCustomer) -> Result<(), Denial> {
+        let invalid = |message: &str| Err(Denial::new(DenialCode::InvalidInput, message.to_owned()));
+        let (name, email) = input.trimmed();
+        if name.is_empty() || name.chars().count() > MAX_NAME {
+            return invalid("name must be 1 to 100 characters");
+        }
+        if name.chars().any(char::is_control) {
+            return invalid("name must not contain control characters");
+        }
+        if email.len() > MAX_EMAIL || !plausible_email(email) {
+            return invalid("email must look like name@example.com (at most 254 characters)");
+        }
+        Ok(())
+    }
+
     async fn call(&self, tx: &mut WriteTx<'_>, input: NewCustomer) -> Result<Added, ToolError> {
-        let NewCustomer { name, email } = input.validated()?;
+        let (name, email) = input.trimmed();
+        let (name, email) = (name.to_owned(), email.to_owned());
         let params = [SqlValue::Text(name.clone()), SqlValue::Text(email.clone())];
         let id = match self.db.dialect() {
             SqlDialect::Postgres => {

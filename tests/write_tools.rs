@@ -106,3 +106,12 @@ async fn read_only_mode_stops_write_tools_before_they_open_anything() {
     h.effects.assert_untouched();
     assert_eq!(h.effects.authorizer_calls(), 0, "denied before authorization");
 }
+
+#[tokio::test]
+async fn input_is_validated_before_a_transaction_opens() {
+    let h = writer(&["add_customer"]);
+    let denied = h.call(&session(), "add_customer", json!({"name": ""})).await.expect_err("invalid");
+    assert_eq!(denied.code(), DenialCode::InvalidInput);
+    assert_eq!(h.effects.adapter_calls(), 0, "the database was not touched");
+    assert_eq!((h.effects.rows_written(), h.effects.rollbacks(), h.effects.abandoned()), (0, 0, 0));
+}

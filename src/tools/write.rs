@@ -1,7 +1,8 @@
 //! Write tools: [`WriteTool`] and the [`WriteTx`] it writes through.
 //!
-//! A write tool never opens, commits or rolls back a transaction itself. The runner here opens
-//! one with the call's `Evidence<Write>` (which exists only for a write tool admitted in
+//! A write tool never opens, commits or rolls back a transaction itself. The runner here checks
+//! the input with [`WriteTool::validate`], then opens a transaction with the call's
+//! `Evidence<Write>` (which exists only for a write tool admitted in
 //! read-write mode), hands the tool `&mut WriteTx`, and then:
 //!
 //! - commits only if the tool returned `Ok` and no statement failed or went over the tool's
@@ -92,6 +93,13 @@ pub trait WriteTool: Send + Sync + 'static {
     /// The database the tool writes to.
     fn database(&self) -> &dyn Adapter;
 
+    /// Checks the input before anything touches the database: an error here is the call's
+    /// answer, and no transaction is opened. Accepts everything unless overridden.
+    fn validate(&self, input: &Self::Input) -> Result<(), Denial> {
+        let _ = input;
+        Ok(())
+    }
+
     /// Does the tool's work inside `tx`. Return `Ok` to commit, an error to roll back.
     fn call(
         &self,
@@ -119,6 +127,7 @@ impl<T: WriteTool> Tool for T {
 
     async fn call(&self, evidence: Evidence<'_, Write>, input: T::Input) -> Result<T::Output, ToolError> {
         const { assert!(T::MAX_AFFECTED_ROWS > 0, "a write tool must be allowed to affect at least one row") };
+        WriteTool::validate(self, &input)?;
         let timeout = WriteTool::timeout(self);
         // Past the time limit the work's future is dropped, and the transaction with it:
         // abandoned, never committed.

@@ -287,6 +287,12 @@ impl sqlwarden::tools::WriteTool for InsertTool {
     fn timeout(&self) -> Duration {
         self.timeout
     }
+    fn validate(&self, input: &Customer) -> Result<(), sqlwarden::Denial> {
+        if input.name.is_empty() {
+            return Err(sqlwarden::Denial::new(DenialCode::InvalidInput, "name must not be empty"));
+        }
+        Ok(())
+    }
     async fn call(&self, tx: &mut sqlwarden::tools::WriteTx<'_>, input: Customer) -> Result<Value, ToolError> {
         self.adapter.effects.handler_runs.fetch_add(1, SeqCst);
         let mut params = vec![SqlValue::Text(input.name)];
