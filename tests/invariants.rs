@@ -152,7 +152,10 @@ async fn invariant_5_write_tools_run_only_when_mode_and_grant_allow() {
     }
 
     let h = Harness::new(Setup { mode: Mode::ReadWrite, grants: vec![grant("add_customer")], ..Setup::default() });
-    assert_eq!(h.call(&session(), "add_customer", json!({"name": "Eve"})).await, Ok(json!({"inserted": 1})));
+    assert_eq!(
+        h.call(&session(), "add_customer", json!({"name": "Eve"})).await,
+        Ok(json!({"inserted": 1, "counted": 1}))
+    );
     assert_eq!(h.effects.handler_runs(), 1);
     assert_eq!(h.effects.adapter_calls(), 1);
     assert_eq!(h.effects.rows_written(), 1);

@@ -24,7 +24,7 @@ fn execute_event(h: &Harness) -> Recorded {
 async fn a_successful_write_commits_and_audits_its_row_count() {
     let h = writer(&["add_customer"]);
     let done = h.call(&session(), "add_customer", json!({"name": "Eve", "rows": 2})).await;
-    assert_eq!(done, Ok(json!({"inserted": 2})), "two rows is within the declared maximum of 2");
+    assert_eq!(done, Ok(json!({"inserted": 2, "counted": 2})), "two rows is within the declared maximum of 2");
     assert_eq!((h.effects.rows_written(), h.effects.rollbacks(), h.effects.abandoned()), (2, 0, 0));
     let event = execute_event(&h);
     assert_eq!((event.decision, event.rows_affected), (AuditDecision::Allow, Some(2)));
@@ -114,4 +114,36 @@ async fn input_is_validated_before_a_transaction_opens() {
     assert_eq!(denied.code(), DenialCode::InvalidInput);
     assert_eq!(h.effects.adapter_calls(), 0, "the database was not touched");
     assert_eq!((h.effects.rows_written(), h.effects.rollbacks(), h.effects.abandoned()), (0, 0, 0));
+}
+
+#[test]
+fn a_write_tool_registers_as_a_write_tool_with_its_own_name_and_description() {
+    let effects = Arc::new(Effects::default());
+    let mut tools = sqlwarden::policy::ToolRegistry::new();
+    tools.register(InsertTool::new("add_customer", Arc::new(CountingAdapter { effects }))).expect("registers");
+    let tool = tools.get("add_customer").expect("registered under its name");
+    assert_eq!(tool.access, sqlwarden::policy::Access::Write);
+    assert_eq!(tool.description, "adds a customer");
+    let mut any_object = serde_json::Map::new();
+    any_object.insert("type".into(), json!("object"));
+    assert_eq!(tool.input_schema(), any_object, "without a schema of its own: any object");
+}
+
+#[tokio::test]
+async fn each_statement_is_told_how_many_rows_are_left() {
+    let h = writer(&["add_customer"]);
+    let done = h.call(&session(), "add_customer", json!({"name": "Eve", "rows": 1, "twice": true})).await;
+    assert_eq!(done, Ok(json!({"inserted": 2, "counted": 2})));
+    assert_eq!(*h.effects.row_caps.lock().expect("not poisoned"), [2, 1]);
+    let denied = h.call(&session(), "add_customer", json!({"name": "Eve", "rows": 2, "twice": true})).await;
+    assert_eq!(denied.map_err(|d| d.code()), Err(DenialCode::QueryRejected), "four rows over two statements");
+    assert_eq!(h.effects.rows_written(), 2, "only the first call committed");
+}
+
+#[tokio::test]
+async fn a_commit_that_loses_its_connection_says_the_outcome_is_unknown() {
+    let h = writer(&["add_customer"]);
+    let denied = h.call(&session(), "add_customer", json!({"name": "lost"})).await.expect_err("commit failed");
+    assert_eq!(denied.code(), DenialCode::DbError);
+    assert!(denied.message().contains("may or may not have been saved"), "{}", denied.message());
 }

@@ -44,6 +44,8 @@ pub struct Effects {
     /// Write transactions rolled back, and dropped without commit or rollback.
     pub rollbacks: AtomicUsize,
     pub abandoned: AtomicUsize,
+    /// The row cap each write statement was given.
+    pub row_caps: Mutex<Vec<u64>>,
     pub authorizer_calls: AtomicUsize,
     pub quota_admits: AtomicUsize,
     pub permits_released: AtomicUsize,
@@ -136,17 +138,19 @@ impl Adapter for CountingAdapter {
         _options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn WriteTransaction<'a> + 'a>, AdapterError>> {
         self.effects.adapter_calls.fetch_add(1, SeqCst);
-        let tx = CountingTx { effects: &self.effects, pending: 0, ended: false };
+        let tx = CountingTx { effects: &self.effects, pending: 0, ended: false, lost: false };
         Box::pin(async move { Ok(Box::new(tx) as Box<dyn WriteTransaction<'a> + 'a>) })
     }
 }
 
 /// A write transaction that counts: a statement affects as many rows as its `Int` parameter
-/// says (1 without one), and fails if a `Text` parameter is "fail".
+/// says (1 without one), and fails if a `Text` parameter is "fail"; with one that is "lost",
+/// the commit loses its connection.
 struct CountingTx<'a> {
     effects: &'a Effects,
     pending: usize,
     ended: bool,
+    lost: bool,
 }
 
 impl<'a> WriteTransaction<'a> for CountingTx<'a> {
@@ -154,8 +158,10 @@ impl<'a> WriteTransaction<'a> for CountingTx<'a> {
         &'s mut self,
         _statement: &'static str,
         params: &'s [SqlValue],
-        _row_cap: u64,
+        row_cap: u64,
     ) -> BoxFuture<'s, Result<Executed, AdapterError>> {
+        self.effects.row_caps.lock().expect("not poisoned").push(row_cap);
+        self.lost |= params.iter().any(|param| *param == SqlValue::Text("lost".into()));
         let fails = params.iter().any(|param| *param == SqlValue::Text("fail".into()));
         let rows = params.iter().find_map(|param| match param {
             SqlValue::Int(rows) => Some(*rows as u64),
@@ -173,6 +179,9 @@ impl<'a> WriteTransaction<'a> for CountingTx<'a> {
 
     fn commit(mut self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
         self.ended = true;
+        if self.lost {
+            return Box::pin(async { Err(AdapterError::of_kind(sqlwarden::adapter::AdapterErrorKind::Connection)) });
+        }
         self.effects.rows_written.fetch_add(self.pending, SeqCst);
         Box::pin(async { Ok(()) })
     }
@@ -240,6 +249,9 @@ pub struct Customer {
     /// How many rows the fake statement affects.
     #[serde(default)]
     pub rows: Option<i64>,
+    /// Run the statement a second time.
+    #[serde(default)]
+    pub twice: bool,
 }
 
 async fn behave(behaviour: Behaviour) -> Result<(), ToolError> {
@@ -297,14 +309,17 @@ impl sqlwarden::tools::WriteTool for InsertTool {
         self.adapter.effects.handler_runs.fetch_add(1, SeqCst);
         let mut params = vec![SqlValue::Text(input.name)];
         params.extend(input.rows.map(SqlValue::Int));
-        let executed = tx.execute("INSERT INTO customers (name) VALUES ($1)", &params).await;
-        let inserted = match executed {
-            Ok(executed) => executed.rows_affected,
-            Err(_) if self.max_rows_exceeded_is_ignored => 0,
-            Err(error) => return Err(error.into()),
-        };
+        let mut inserted = 0;
+        for _ in 0..if input.twice { 2 } else { 1 } {
+            match tx.execute("INSERT INTO customers (name) VALUES ($1)", &params).await {
+                Ok(executed) => inserted += executed.rows_affected,
+                Err(_) if self.max_rows_exceeded_is_ignored => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
         behave(self.then).await?;
-        Ok(json!({ "inserted": inserted }))
+        assert_eq!(tx.max_rows(), 2, "the declared maximum");
+        Ok(json!({ "inserted": inserted, "counted": tx.rows_affected() }))
     }
 }
 
