@@ -101,11 +101,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|error| format!("cannot start: {error}"))
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| format!("cannot start: {error}"))
 }
 
 fn check(config: Option<PathBuf>) -> ExitCode {

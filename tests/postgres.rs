@@ -150,8 +150,9 @@ const SHOP: &str = "
     CREATE VIEW slow AS SELECT 1 AS slept FROM pg_sleep(30);
 ";
 
-/// How the slow view's query shows in `pg_stat_activity`: as the text that ran.
-const SLOW: &str = "FROM \"public\".\"slow\"";
+/// How a read shows in `pg_stat_activity` while its rows are computed: as the fetch from its
+/// cursor (only the slow view's reads run long enough to be seen).
+const SLOW: &str = "FROM sqlwarden_rows";
 
 fn shop_allow() -> AllowList {
     AllowList::new(SqlDialect::Postgres, "public")
@@ -181,6 +182,40 @@ async fn reads_run_in_a_read_only_transaction_with_our_settings() {
     let result = service.read(json!({"query": "SELECT * FROM tx_state", "timeout_ms": 1500})).await;
     assert_eq!(result["rows"], json!([["on", "1500ms", "pg_catalog, public"]]));
     assert_eq!(result["columns"][0], json!({"name": "read_only", "type": "text"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_go_back_to_the_pool_outside_any_transaction() {
+    let Some((db, service)) = shop().await else { return };
+    let calls = [
+        ("query_read", json!({"query": "SELECT id, name FROM customers WHERE id = $1", "params": [1]})),
+        ("query_read", json!({"query": "SELECT id FROM orders", "limit": 3})),
+        ("query_read", json!({"query": "SELECT id FROM customers WHERE id = -1"})),
+        // Types printed by the server, after the rows are fetched.
+        ("query_read", json!({"query": "SELECT CAST('10.0.0.1' AS inet) AS ip, CAST('(1,2)' AS point) AS pt"})),
+        // Refused by the server: when describing, and when running.
+        ("query_read", json!({"query": "SELECT no_such_column FROM customers"})),
+        ("query_read", json!({"query": "SELECT 1 / (id - id) FROM customers"})),
+        ("query_read", json!({"query": "SELECT * FROM sneaky"})),
+        ("list_tables", json!({})),
+        ("describe_table", json!({"table": "orders"})),
+    ];
+    for (tool, args) in calls {
+        let outcome = service.call(tool, args.clone()).await;
+        let busy: i64 = db
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND state <> 'idle'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        assert_eq!(busy, 0, "{tool} {args} ({outcome:?}) left its connection inside a transaction");
+    }
+    let printed = service.read(json!({"query": "SELECT CAST('10.0.0.1' AS inet) AS ip"})).await;
+    assert_eq!(printed["rows"], json!([["10.0.0.1/32"]]), "as PostgreSQL prints it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

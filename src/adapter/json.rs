@@ -71,9 +71,30 @@ pub fn uuid(value: [u8; 16]) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        let _ = write!(out, "{byte:02x}");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
     out
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits. (Results hold many
+/// dates and times: this is what formatting them costs, without `fmt`'s machinery.)
+pub(crate) fn push_padded(out: &mut String, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    let mut rest = value;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for digit in &digits[start.min(digits.len() - width.min(digits.len()))..] {
+        out.push(char::from(*digit));
+    }
 }
 
 /// A calendar date.
@@ -105,12 +126,14 @@ impl Date {
     }
 
     fn write(self, out: &mut String) {
-        if (1..=9999).contains(&self.year) {
-            let _ = write!(out, "{:04}", self.year);
-        } else {
-            let _ = write!(out, "{}{:04}", if self.year < 0 { '-' } else { '+' }, self.year.unsigned_abs());
+        if !(1..=9999).contains(&self.year) {
+            out.push(if self.year < 0 { '-' } else { '+' });
         }
-        let _ = write!(out, "-{:02}-{:02}", self.month, self.day);
+        push_padded(out, self.year.unsigned_abs(), 4);
+        out.push('-');
+        push_padded(out, u64::from(self.month), 2);
+        out.push('-');
+        push_padded(out, u64::from(self.day), 2);
     }
 }
 
@@ -131,9 +154,16 @@ pub fn time(micros: i64) -> String {
 fn write_time(out: &mut String, micros: i64) {
     let seconds = micros.div_euclid(1_000_000);
     let fraction = micros.rem_euclid(1_000_000);
-    let _ = write!(out, "{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60);
+    // A time of day: the hours, not the seconds, may exceed two digits (PostgreSQL's 24:00:00).
+    let seconds = seconds.unsigned_abs();
+    push_padded(out, seconds / 3600, 2);
+    out.push(':');
+    push_padded(out, seconds / 60 % 60, 2);
+    out.push(':');
+    push_padded(out, seconds % 60, 2);
     if fraction != 0 {
-        let _ = write!(out, ".{fraction:06}");
+        out.push('.');
+        push_padded(out, fraction.unsigned_abs(), 6);
         while out.ends_with('0') {
             out.pop();
         }

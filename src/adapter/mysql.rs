@@ -142,19 +142,22 @@ impl MySqlAdapter {
             let mut conn = self.checkout(deadline).await?;
             let settings = if self.is_mariadb(&mut conn).await {
                 format!(
-                    "SET SESSION max_statement_time = {:.3}, SESSION sql_select_limit = {row_cap}",
+                    "SET SESSION max_statement_time = {:.3}, SESSION sql_select_limit = {row_cap}; \
+                     START TRANSACTION READ ONLY",
                     timeout.as_secs_f64().max(0.001)
                 )
             } else {
                 format!(
-                    "SET SESSION max_execution_time = {}, SESSION sql_select_limit = {row_cap}",
+                    "SET SESSION max_execution_time = {}, SESSION sql_select_limit = {row_cap}; \
+                     START TRANSACTION READ ONLY",
                     timeout.as_millis().max(1)
                 )
             };
             let mut kill = KillOnDrop { id: Some(conn.id()), opts: self.opts.clone() };
             let run = async {
+                // The settings and the transaction's start share one round trip; a failed
+                // setting stops the batch before the transaction starts, and nothing runs.
                 conn.query_drop(settings).await.map_err(Failure::MySql)?;
-                conn.query_drop("START TRANSACTION READ ONLY").await.map_err(Failure::MySql)?;
                 let result = work(&mut conn, context).await;
                 match result {
                     Ok(value) => {

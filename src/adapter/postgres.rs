@@ -2,18 +2,22 @@
 //!
 //! Every read runs in `START TRANSACTION READ ONLY` with `SET LOCAL statement_timeout` and
 //! `SET LOCAL search_path = pg_catalog, <default schema>`, through the extended protocol only
-//! (one prepared statement, bound parameters), from a portal that returns at most
-//! `limit + 1` rows, and the transaction is always rolled back. The client enforces the
-//! timeout too: when the deadline passes, or the caller's future is dropped, the query is
-//! cancelled on the server and the connection is discarded, never reused.
+//! (bound parameters, never caller text in a simple query), from a cursor that returns at most
+//! `limit + 1` rows, and the transaction is always rolled back. A read costs two round trips:
+//! the begin, the query's description and the cursor's declaration leave in one write; the
+//! fetch and the rollback in the next. The client enforces the timeout too: when the deadline
+//! passes, or the caller's future is dropped, the query is cancelled on the server and the
+//! connection is discarded, never reused; a connection goes back to the pool only once its
+//! transaction has ended.
 //!
 //! Parameters are sent in PostgreSQL's text format, so the server parses each into whatever
 //! type the statement needs, as it does for `psql`. Results are decoded from the binary
 //! format (see [`super::json`]); a type without a decoder here is turned into its text form
-//! by PostgreSQL itself, with `SELECT $1::text` on the same read-only transaction.
+//! by PostgreSQL itself, with `SELECT $1::text` in a read-only transaction.
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -46,7 +50,8 @@ const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PostgresAdapter {
     pool: Pool,
     allow: AllowList,
-    /// `SET LOCAL …` for reads, built once: the default schema is quoted here.
+    /// `SET LOCAL …` for every transaction, built once (the default schema is quoted here),
+    /// ending with the statement timeout's `=`.
     settings_prefix: String,
     max_connections: usize,
     /// Also used for cancel requests, which open a connection of their own.
@@ -102,15 +107,16 @@ impl PostgresAdapter {
     }
 
     /// Runs `work` in a read-only transaction on a pooled connection, within `timeout`,
-    /// retrying on a fresh connection when the one it got turns out to be dead.
+    /// retrying on a fresh connection when the one it got turns out to be dead. The connection
+    /// goes back to the pool only once the transaction is known to have ended.
     async fn in_read_transaction<C: Sync + ?Sized, R>(
         &self,
         timeout: Duration,
         context: &C,
-        work: for<'t> fn(&'t tokio_postgres::Transaction<'t>, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
+        work: for<'t> fn(&'t ReadTx<'t>, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
     ) -> Result<R, AdapterError> {
         let deadline = Instant::now() + timeout + CLIENT_GRACE;
-        let settings = format!("{}{}", self.settings_prefix, timeout.as_millis().max(1));
+        let begin = format!("START TRANSACTION READ ONLY; {}{}", self.settings_prefix, timeout.as_millis().max(1));
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -121,21 +127,18 @@ impl PostgresAdapter {
             };
             let mut checkout = Checkout::new(object, self.tls.clone());
             let run = async {
-                let client = checkout.client();
-                let tx = client.build_transaction().read_only(true).start().await.map_err(Failure::Postgres)?;
-                tx.batch_execute(&settings).await.map_err(Failure::Postgres)?;
+                let tx = ReadTx { client: checkout.client(), begin: &begin, open: AtomicBool::new(false) };
                 let result = work(&tx, context).await;
-                // Dropping the transaction queues its ROLLBACK, so the connection goes back clean.
-                drop(tx);
-                result
+                let ended = tx.end().await;
+                (result, ended)
             };
             let outcome = tokio::time::timeout_at(deadline, run).await;
-            let Ok(result) = outcome else {
+            let Ok((result, ended)) = outcome else {
                 // Still armed: the checkout cancels the statement and discards the connection.
                 return Err(AdapterError::timed_out());
             };
-            match result {
-                Err(Failure::Postgres(error)) if is_connection_failure(&error) => {
+            match (result, ended) {
+                (Err(Failure::Postgres(error)), _) if is_connection_failure(&error) => {
                     checkout.discard();
                     // Every pooled connection may be dead (a restart kills them all): try each
                     // once, and one fresh.
@@ -143,12 +146,51 @@ impl PostgresAdapter {
                         return Err(AdapterError::new(AdapterErrorKind::Connection, error.to_string()));
                     }
                 }
-                other => {
+                (result, Ok(())) => {
                     checkout.release();
-                    return other.map_err(Failure::into_adapter_error);
+                    return result.map_err(Failure::into_adapter_error);
+                }
+                // The rollback failed: whatever state the connection is in, it is not reused.
+                // The result stands; a read-only transaction had nothing to keep.
+                (result, Err(_)) => {
+                    checkout.discard();
+                    return result.map_err(Failure::into_adapter_error);
                 }
             }
         }
+    }
+}
+
+/// A read-only transaction on one connection, begun by the work inside it so that the begin
+/// can share a message with the work's first requests. It knows whether it may be open, so
+/// that it is always ended before its connection is reused.
+struct ReadTx<'c> {
+    client: &'c tokio_postgres::Client,
+    /// `START TRANSACTION READ ONLY` and the `SET LOCAL`s, as one simple query.
+    begin: &'c str,
+    open: AtomicBool,
+}
+
+impl<'c> ReadTx<'c> {
+    /// Begins the transaction and returns the client to run the work on. Requests sent after
+    /// this one's first poll run inside the transaction (or fail, if it did not begin).
+    async fn begin(&self) -> Result<&'c tokio_postgres::Client, Failure> {
+        self.open.store(true, Ordering::Release);
+        self.client.batch_execute(self.begin).await.map_err(Failure::Postgres)?;
+        Ok(self.client)
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Rolls the transaction back, if it may be open.
+    async fn end(&self) -> Result<(), Failure> {
+        if self.is_open() {
+            self.client.batch_execute("ROLLBACK").await.map_err(Failure::Postgres)?;
+            self.open.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 }
 
@@ -190,7 +232,9 @@ impl Adapter for PostgresAdapter {
             };
             let rows = self
                 .in_read_transaction(INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
-                    Box::pin(async move { tx.query(LIST_TABLES, &[schemas]).await.map_err(Failure::Postgres) })
+                    Box::pin(async move {
+                        tx.begin().await?.query(LIST_TABLES, &[schemas]).await.map_err(Failure::Postgres)
+                    })
                 })
                 .await?;
             let mut tables = Vec::with_capacity(rows.len());
@@ -220,6 +264,7 @@ impl Adapter for PostgresAdapter {
             let (columns, primary_key, foreign_keys, indexes) = self
                 .in_read_transaction(INTROSPECTION_TIMEOUT, &(schema, table), |tx, (schema, table)| {
                     Box::pin(async move {
+                        let tx = tx.begin().await?;
                         let params: [&(dyn ToSql + Sync); 2] = [schema, table];
                         let columns = tx.query(DESCRIBE_COLUMNS, &params).await.map_err(Failure::Postgres)?;
                         let primary_key = tx.query(DESCRIBE_PRIMARY_KEY, &params).await.map_err(Failure::Postgres)?;
@@ -282,6 +327,7 @@ impl Adapter for PostgresAdapter {
             let (role, writable) = self
                 .in_read_transaction(INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
                     Box::pin(async move {
+                        let tx = tx.begin().await?;
                         let role = tx.query_one(POSTURE_ROLE, &[]).await.map_err(Failure::Postgres)?;
                         let writable = tx.query(POSTURE_WRITABLE, &[schemas]).await.map_err(Failure::Postgres)?;
                         Ok((role, writable))
@@ -490,20 +536,85 @@ struct ReadContext<'a> {
     options: ReadOptions,
 }
 
-/// The read itself, inside the transaction.
-async fn read(tx: &tokio_postgres::Transaction<'_>, context: &ReadContext<'_>) -> Result<QueryResult, Failure> {
+/// The cursor a read fetches from; it lives only as long as its transaction.
+const CURSOR: &str = "sqlwarden_rows";
+
+/// The read itself, in two round trips. The first message begins the transaction, describes
+/// the query (its parameters and columns) and declares a cursor over it; the second fetches at
+/// most `limit + 1` rows and, when every column has a decoder here, rolls back. The query runs
+/// only through the cursor, and a cursor exists only inside a transaction block: if the begin
+/// failed, nothing ran.
+async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult, Failure> {
     let ReadContext { sql, params, options } = *context;
-    let statement = tx.prepare(sql).await.map_err(Failure::Postgres)?;
+    let client = tx.client;
+    let declare = format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}");
+    let unspecified = Type::new("unknown".to_owned(), 0, Kind::Pseudo, "pg_catalog".to_owned());
+    let values: Vec<Param<'_>> = params.iter().map(Param).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+        values.iter().map(|value| (value as &(dyn ToSql + Sync), unspecified.clone())).collect();
+    // Requests are sent as each future is first polled, and `join3` polls in order: the begin
+    // goes first, and the three leave in one write.
+    let (begun, described, declared) =
+        futures_util::future::join3(tx.begin(), client.prepare(sql), client.execute_typed(&declare, &typed)).await;
+    begun?;
+    let statement = described.map_err(Failure::Postgres)?;
+    declared.map_err(Failure::Postgres)?;
     if statement.params().len() != params.len() {
         return Err(Failure::Adapter(AdapterError::invalid(
             "the query's placeholders do not match the parameters given",
         )));
     }
-    let portal = tx.bind_raw(&statement, params.iter().map(Param)).await.map_err(Failure::Postgres)?;
-    let fetch = i32::try_from(options.limit.saturating_add(1)).unwrap_or(i32::MAX);
-    let stream = tx.query_portal_raw(&portal, fetch).await.map_err(Failure::Postgres)?;
-    let mut stream = Box::pin(stream);
+    let fetch = format!("FETCH FORWARD {} FROM {CURSOR}", options.limit.saturating_add(1));
     let columns = result_columns(&statement);
+    let all_decodable = statement.columns().iter().all(|column| decodable(column.type_()));
+    // Dropping the statement queues its close, which then leaves in the fetch's write.
+    drop(statement);
+    let collect = collect_rows(client, &fetch, options);
+    let (collected, pending) = if all_decodable {
+        let (collected, ended) = futures_util::future::join(collect, tx.end()).await;
+        ended?;
+        collected?
+    } else {
+        collect.await?
+    };
+    let (mut rows, truncated) = collected;
+    if !pending.is_empty() {
+        // A value with no decoder here: PostgreSQL prints it, inside a read-only transaction.
+        if !tx.is_open() {
+            tx.begin().await?;
+        }
+        let mut as_text: Vec<(Type, Statement)> = Vec::new();
+        for (row, column, ty, raw) in pending {
+            let statement = match as_text.iter().find(|(known, _)| *known == ty) {
+                Some((_, statement)) => statement.clone(),
+                None => {
+                    let statement = client
+                        .prepare_typed("SELECT $1::text", std::slice::from_ref(&ty))
+                        .await
+                        .map_err(Failure::Postgres)?;
+                    as_text.push((ty, statement.clone()));
+                    statement
+                }
+            };
+            let row_of_text = client.query_one(&statement, &[&RawParam(&raw)]).await.map_err(Failure::Postgres)?;
+            let value = Value::String(row_of_text.try_get(0).map_err(|error| Failure::Adapter(decode_failure(error)))?);
+            rows.replace(row, column, value).map_err(Failure::Adapter)?;
+        }
+    }
+    Ok(rows.finish(columns, truncated))
+}
+
+/// A value to print on the server: its row, its column, its type and its binary form.
+type Pending = (usize, usize, Type, Vec<u8>);
+
+/// Fetches from the cursor, decoding as rows arrive.
+async fn collect_rows(
+    client: &tokio_postgres::Client,
+    fetch: &str,
+    options: ReadOptions,
+) -> Result<((RowCollector, bool), Vec<Pending>), Failure> {
+    let stream = client.query_typed_raw(fetch, std::iter::empty::<(&(dyn ToSql + Sync), Type)>()).await;
+    let mut stream = Box::pin(stream.map_err(Failure::Postgres)?);
     let mut rows = RowCollector::new(options);
     let mut pending = Vec::new();
     let mut truncated = false;
@@ -526,24 +637,47 @@ async fn read(tx: &tokio_postgres::Transaction<'_>, context: &ReadContext<'_>) -
         }
         rows.push(values).map_err(Failure::Adapter)?;
     }
-    drop(stream);
-    let mut as_text: Vec<(Type, Statement)> = Vec::new();
-    for (row, column, ty, raw) in pending {
-        let statement = match as_text.iter().find(|(known, _)| *known == ty) {
-            Some((_, statement)) => statement.clone(),
-            None => {
-                let statement =
-                    tx.prepare_typed("SELECT $1::text", std::slice::from_ref(&ty)).await.map_err(Failure::Postgres)?;
-                as_text.push((ty, statement.clone()));
-                statement
-            }
-        };
-        let row_of_text = tx.query_one(&statement, &[&RawParam(&raw)]).await.map_err(Failure::Postgres)?;
-        let value = Value::String(row_of_text.try_get(0).map_err(|error| Failure::Adapter(decode_failure(error)))?);
-        rows.replace(row, column, value).map_err(Failure::Adapter)?;
-    }
-    Ok(rows.finish(columns, truncated))
+    Ok(((rows, truncated), pending))
 }
+
+/// Whether [`decode`] has a decoder for values of the type.
+fn decodable(ty: &Type) -> bool {
+    match ty.kind() {
+        Kind::Enum(_) => true,
+        Kind::Domain(base) | Kind::Array(base) => decodable(base),
+        Kind::Simple => DECODED.contains(ty),
+        _ => false,
+    }
+}
+
+/// The simple types [`decode`] reads.
+const DECODED: [Type; 25] = [
+    Type::BOOL,
+    Type::INT2,
+    Type::INT4,
+    Type::INT8,
+    Type::OID,
+    Type::FLOAT4,
+    Type::FLOAT8,
+    Type::NUMERIC,
+    Type::TEXT,
+    Type::VARCHAR,
+    Type::BPCHAR,
+    Type::NAME,
+    Type::UNKNOWN,
+    Type::XML,
+    Type::CHAR,
+    Type::UUID,
+    Type::DATE,
+    Type::TIME,
+    Type::TIMETZ,
+    Type::TIMESTAMP,
+    Type::TIMESTAMPTZ,
+    Type::INTERVAL,
+    Type::BYTEA,
+    Type::JSON,
+    Type::JSONB,
+];
 
 fn result_columns(statement: &Statement) -> Vec<ResultColumn> {
     statement
@@ -679,7 +813,9 @@ fn numeric(raw: &[u8]) -> Option<String> {
     let weight = i64::from(word(2)? as i16);
     let sign = word(4)?;
     let scale = usize::from(word(6)?);
-    let digits: Vec<u16> = (0..count).map(|i| word(8 + 2 * i)).collect::<Option<_>>()?;
+    if raw.len() < 8 + 2 * count {
+        return None;
+    }
     match sign {
         0x0000 | 0x4000 => {}
         0xC000 => return Some("NaN".into()),
@@ -687,7 +823,14 @@ fn numeric(raw: &[u8]) -> Option<String> {
         0xF000 => return Some("-Infinity".into()),
         _ => return None,
     }
-    let digit = |index: i64| usize::try_from(index).ok().and_then(|index| digits.get(index)).copied().unwrap_or(0);
+    // Base-10000 digits; those past the stored ones are zeros.
+    let digit = |index: i64| {
+        usize::try_from(index)
+            .ok()
+            .filter(|index| *index < count)
+            .and_then(|index| word(8 + 2 * index))
+            .map_or(0, u64::from)
+    };
     let mut out = String::new();
     if sign == 0x4000 {
         out.push('-');
@@ -695,9 +838,9 @@ fn numeric(raw: &[u8]) -> Option<String> {
     if weight < 0 {
         out.push('0');
     } else {
-        out.push_str(&digit(0).to_string());
+        json::push_padded(&mut out, digit(0), 1);
         for index in 1..=weight {
-            out.push_str(&format!("{:04}", digit(index)));
+            json::push_padded(&mut out, digit(index), 4);
         }
     }
     if scale > 0 {
@@ -705,7 +848,7 @@ fn numeric(raw: &[u8]) -> Option<String> {
         let start = out.len();
         let mut index = weight + 1;
         while out.len() - start < scale {
-            out.push_str(&format!("{:04}", digit(index)));
+            json::push_padded(&mut out, digit(index), 4);
             index += 1;
         }
         out.truncate(start + scale);

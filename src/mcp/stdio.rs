@@ -30,8 +30,14 @@ const INVALID_REQUEST: i64 = -32600;
 const INVALID_PARAMS: i64 = -32602;
 
 /// Serves MCP on stdin and stdout until the input ends or the process is asked to stop.
+///
+/// Pipes and sockets (how MCP clients start servers) are read and written without blocking,
+/// on the runtime's own event loop; a terminal or a file falls back to tokio's standard streams,
+/// which hand each read and write to a thread of their own.
 pub async fn serve_stdio(server: McpServer) -> std::io::Result<()> {
-    serve_on(server, tokio::io::stdin(), tokio::io::stdout()).await
+    let input = streams::stdin();
+    let output = streams::stdout();
+    serve_on(server, input, output).await
 }
 
 /// Serves MCP on any byte streams; see the module documentation.
@@ -42,14 +48,11 @@ where
 {
     use rmcp::ServiceExt;
 
-    let (to_rmcp, rmcp_input) = tokio::io::duplex(1 << 16);
-    let (rmcp_output, from_rmcp) = tokio::io::duplex(1 << 16);
-    let (lines, pending) = mpsc::channel::<Vec<u8>>(64);
     let lifecycle = Arc::new(Lifecycle::default());
-    let writer = tokio::spawn(write_lines(output, pending));
-    let pump = tokio::spawn(pump_lines(from_rmcp, lines.clone(), Arc::clone(&lifecycle)));
-    let reader = tokio::spawn(read_client(input, to_rmcp, lines, lifecycle));
-    match server.serve((rmcp_input, rmcp_output)).await {
+    let output = Arc::new(Output { writer: tokio::sync::Mutex::new(Box::new(output)), lifecycle: lifecycle.clone() });
+    let (forward, incoming) = mpsc::channel(64);
+    let reader = tokio::spawn(read_client(input, forward, Arc::clone(&output), lifecycle));
+    match server.serve(Channel { incoming, output: Arc::clone(&output) }).await {
         Ok(running) => {
             if let Err(error) = running.waiting().await {
                 tracing::error!(%error, "the MCP session ended with an error");
@@ -60,8 +63,62 @@ where
     }
     reader.abort();
     let _ = reader.await;
-    let _ = pump.await;
-    writer.await.unwrap_or(Ok(()))
+    output.shutdown().await
+}
+
+type ServerMessage = rmcp::service::TxJsonRpcMessage<rmcp::RoleServer>;
+type ClientMessage = rmcp::service::RxJsonRpcMessage<rmcp::RoleServer>;
+
+/// The one writer of the output: whole lines, one at a time, so replies never interleave.
+struct Output {
+    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Unpin + Send>>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Output {
+    async fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
+        let mut writer = self.writer.lock().await;
+        writer.write_all(line).await?;
+        writer.flush().await
+    }
+
+    async fn shutdown(&self) -> std::io::Result<()> {
+        let mut writer = self.writer.lock().await;
+        writer.flush().await
+    }
+}
+
+/// rmcp's side of the session: the messages the reader checked and parsed, and the output.
+struct Channel {
+    incoming: mpsc::Receiver<ClientMessage>,
+    output: Arc<Output>,
+}
+
+impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        message: ServerMessage,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let output = Arc::clone(&self.output);
+        async move {
+            let mut line = serde_json::to_vec(&message).map_err(std::io::Error::other)?;
+            output.lifecycle.observe(&line);
+            line.push(b'\n');
+            output.write_line(&line).await
+        }
+    }
+
+    fn receive(&mut self) -> impl std::future::Future<Output = Option<ClientMessage>> + Send {
+        // A channel's receive is cancel-safe, as rmcp's select loop needs.
+        self.incoming.recv()
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.incoming.close();
+        Ok(())
+    }
 }
 
 /// Whether rmcp has accepted an `initialize`: only its successful answer opens the session, so
@@ -99,38 +156,6 @@ impl Lifecycle {
             self.initialized.store(true, std::sync::atomic::Ordering::Release);
         }
         *pending = None;
-    }
-}
-
-/// Writes whole lines to the output, one at a time, flushing each.
-async fn write_lines<W: AsyncWrite + Unpin>(
-    mut output: W,
-    mut pending: mpsc::Receiver<Vec<u8>>,
-) -> std::io::Result<()> {
-    while let Some(line) = pending.recv().await {
-        output.write_all(&line).await?;
-        output.flush().await?;
-    }
-    Ok(())
-}
-
-/// Passes rmcp's output lines to the writer.
-async fn pump_lines<R: AsyncRead + Unpin>(from_rmcp: R, lines: mpsc::Sender<Vec<u8>>, lifecycle: Arc<Lifecycle>) {
-    let mut reader = BufReader::new(from_rmcp);
-    loop {
-        let mut line = Vec::new();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                lifecycle.observe(&line);
-                if !line.ends_with(b"\n") {
-                    line.push(b'\n');
-                }
-                if lines.send(line).await.is_err() {
-                    return;
-                }
-            }
-        }
     }
 }
 
@@ -195,10 +220,9 @@ fn echoable(id: Option<&Value>) -> Value {
 }
 
 /// Reads the client's messages, answering what rmcp would not, and passes the rest on.
-async fn read_client<R, W>(input: R, mut to_rmcp: W, replies: mpsc::Sender<Vec<u8>>, lifecycle: Arc<Lifecycle>)
+async fn read_client<R>(input: R, forward: mpsc::Sender<ClientMessage>, output: Arc<Output>, lifecycle: Arc<Lifecycle>)
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
 {
     let mut reader = BufReader::new(input);
     let mut stop = Stop::new();
@@ -224,8 +248,8 @@ where
                     continue;
                 }
                 match check(text, &lifecycle) {
-                    Check::Forward => {
-                        if to_rmcp.write_all(text).await.is_err() || to_rmcp.write_all(b"\n").await.is_err() {
+                    Check::Forward(message) => {
+                        if forward.send(*message).await.is_err() {
                             break;
                         }
                         continue;
@@ -236,17 +260,16 @@ where
             }
         };
         if let Some(reply) = reply
-            && replies.send(reply).await.is_err()
+            && output.write_line(&reply).await.is_err()
         {
             break;
         }
     }
-    // Dropping the pipe ends rmcp's input; it finishes what is in flight.
-    let _ = to_rmcp.shutdown().await;
+    // Dropping the sender ends rmcp's input; it finishes what is in flight.
 }
 
 enum Check {
-    Forward,
+    Forward(Box<ClientMessage>),
     Drop,
     Reply(Vec<u8>),
 }
@@ -286,14 +309,14 @@ fn check(text: &[u8], lifecycle: &Lifecycle) -> Check {
         if method.and_then(Value::as_str) == Some("initialize") {
             return Check::Reply(error_line(echoable(id), INVALID_REQUEST, "the session is already initialized"));
         }
-        return Check::Forward;
+        return parsed(value);
     }
     match (method.and_then(Value::as_str), id) {
         (Some("initialize"), Some(id)) => {
             lifecycle.forwarding_initialize(id);
-            Check::Forward
+            parsed(value)
         }
-        (Some("ping"), Some(_)) => Check::Forward,
+        (Some("ping"), Some(_)) => parsed(value),
         (Some(_), Some(id)) => Check::Reply(error_line(
             id.clone(),
             INVALID_REQUEST,
@@ -301,6 +324,35 @@ fn check(text: &[u8], lifecycle: &Lifecycle) -> Check {
         )),
         // A notification or a response before initialize has nothing to answer.
         _ => Check::Drop,
+    }
+}
+
+/// A checked message as rmcp's type. A request whose params do not fit its method is refused
+/// with its id; a notification or a response that does not fit has nothing to answer.
+fn parsed(value: Value) -> Check {
+    let request = match (value.get("id"), value.get("method")) {
+        // Only known methods can fail to parse (others become custom requests): short names.
+        (Some(id), Some(Value::String(method))) => Some((id.clone(), method.chars().take(64).collect::<String>())),
+        _ => None,
+    };
+    match serde_json::from_value::<ClientMessage>(value) {
+        Ok(message) => Check::Forward(Box::new(message)),
+        Err(error) => match request {
+            Some((id, method)) => {
+                // serde quotes the offending value: keep the message short.
+                let mut reason = error.to_string();
+                if let Some((cut, _)) = reason.char_indices().nth(200) {
+                    reason.truncate(cut);
+                    reason.push('…');
+                }
+                Check::Reply(error_line(
+                    echoable(Some(&id)),
+                    INVALID_PARAMS,
+                    &format!("Invalid params for {method}: {reason}"),
+                ))
+            }
+            None => Check::Drop,
+        },
     }
 }
 
@@ -336,6 +388,84 @@ impl Stop {
     }
 }
 
+/// stdin and stdout as streams of the runtime's event loop, where the operating system allows.
+mod streams {
+    use tokio::io::{AsyncRead, AsyncWrite};
+
+    type Reader = Box<dyn AsyncRead + Unpin + Send>;
+    type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+    pub(super) fn stdin() -> Reader {
+        #[cfg(unix)]
+        if let Some(reader) = unix::stdin() {
+            return reader;
+        }
+        Box::new(tokio::io::stdin())
+    }
+
+    pub(super) fn stdout() -> Writer {
+        #[cfg(unix)]
+        if let Some(writer) = unix::stdout() {
+            return writer;
+        }
+        Box::new(tokio::io::stdout())
+    }
+
+    /// A pipe or a Unix socket is duplicated and made non-blocking. Anything else (a terminal,
+    /// a file), and a stream open on the same file as stderr (`2>&1`: logs and audit lines on
+    /// stderr expect blocking writes), is left to tokio's standard streams.
+    #[cfg(unix)]
+    mod unix {
+        use std::fs::File;
+        use std::os::fd::{AsFd, OwnedFd};
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+        use super::{Reader, Writer};
+
+        enum Kind {
+            Pipe(File),
+            Socket(tokio::net::UnixStream),
+        }
+
+        fn open(file: File) -> Option<Kind> {
+            let kind = file.metadata().ok()?.file_type();
+            if kind.is_fifo() {
+                return Some(Kind::Pipe(file));
+            }
+            if !kind.is_socket() {
+                return None;
+            }
+            let socket = std::os::unix::net::UnixStream::from(OwnedFd::from(file));
+            // Refuses a socket of another family.
+            socket.local_addr().ok()?;
+            socket.set_nonblocking(true).ok()?;
+            tokio::net::UnixStream::from_std(socket).ok().map(Kind::Socket)
+        }
+
+        /// Duplicates `fd`, unless it is open on the same file as stderr.
+        fn duplicate(fd: std::os::fd::BorrowedFd<'_>) -> Option<File> {
+            let file = File::from(fd.try_clone_to_owned().ok()?);
+            let stderr = File::from(std::io::stderr().as_fd().try_clone_to_owned().ok()?);
+            let (this, err) = (file.metadata().ok()?, stderr.metadata().ok()?);
+            ((this.dev(), this.ino()) != (err.dev(), err.ino())).then_some(file)
+        }
+
+        pub(super) fn stdin() -> Option<Reader> {
+            match open(duplicate(std::io::stdin().as_fd())?)? {
+                Kind::Pipe(file) => Some(Box::new(tokio::net::unix::pipe::Receiver::from_file(file).ok()?)),
+                Kind::Socket(socket) => Some(Box::new(socket)),
+            }
+        }
+
+        pub(super) fn stdout() -> Option<Writer> {
+            match open(duplicate(std::io::stdout().as_fd())?)? {
+                Kind::Pipe(file) => Some(Box::new(tokio::net::unix::pipe::Sender::from_file(file).ok()?)),
+                Kind::Socket(socket) => Some(Box::new(socket)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,7 +473,7 @@ mod tests {
     fn reply_of(text: &str, lifecycle: &Lifecycle) -> Option<Value> {
         match check(text.as_bytes(), lifecycle) {
             Check::Reply(line) => Some(serde_json::from_slice(&line).expect("JSON")),
-            Check::Forward | Check::Drop => None,
+            Check::Forward(_) | Check::Drop => None,
         }
     }
 
@@ -398,20 +528,20 @@ mod tests {
         assert_eq!(early.as_ref().map(|r| r["id"].clone()), Some(json!("a")));
         let notification = br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#;
         assert!(matches!(check(notification, &lifecycle), Check::Drop));
-        assert!(matches!(check(br#"{"jsonrpc": "2.0", "id": 1, "method": "ping"}"#, &lifecycle), Check::Forward));
+        assert!(matches!(check(br#"{"jsonrpc": "2.0", "id": 1, "method": "ping"}"#, &lifecycle), Check::Forward(_)));
         let initialize = br#"{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {}}"#;
-        assert!(matches!(check(initialize, &lifecycle), Check::Forward));
+        assert!(matches!(check(initialize, &lifecycle), Check::Forward(_)));
         // rmcp refuses it: the gate stays closed, and a notification still cannot end the session.
         lifecycle.observe(br#"{"jsonrpc": "2.0", "id": 2, "error": {"code": -32602, "message": "bad"}}"#);
         assert!(!lifecycle.is_initialized());
         assert!(matches!(check(notification, &lifecycle), Check::Drop));
         let retry = br#"{"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {}}"#;
-        assert!(matches!(check(retry, &lifecycle), Check::Forward));
+        assert!(matches!(check(retry, &lifecycle), Check::Forward(_)));
         lifecycle.observe(br#"{"jsonrpc": "2.0", "id": 99, "result": {}}"#);
         assert!(!lifecycle.is_initialized(), "only the answer to the initialize counts");
         lifecycle.observe(br#"{"jsonrpc": "2.0", "id": 3, "result": {"protocolVersion": "2025-06-18"}}"#);
         assert!(lifecycle.is_initialized());
-        assert!(matches!(check(notification, &lifecycle), Check::Forward));
+        assert!(matches!(check(notification, &lifecycle), Check::Forward(_)));
     }
 
     #[tokio::test]

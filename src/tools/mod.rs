@@ -77,6 +77,12 @@ pub trait Tool: Send + Sync + 'static {
         evidence: Evidence<'_, Self::Access>,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, ToolError>> + Send;
+
+    /// The output as the JSON the caller gets. The default serializes it; an output that
+    /// already holds JSON values (rows, say) can move them instead of copying them.
+    fn output_json(output: Self::Output) -> Result<Value, ToolError> {
+        serde_json::to_value(output).map_err(ToolError::internal)
+    }
 }
 
 /// The JSON Schema of `T`, for [`Tool::input_schema`] and [`WriteTool::input_schema`]: derive
@@ -214,7 +220,7 @@ impl<T: Tool> ErasedTool for T {
             let input: T::Input = serde_json::from_value(args)
                 .map_err(|error| Denial::new(DenialCode::InvalidInput, format!("invalid arguments: {error}")))?;
             let output = Tool::call(self, evidence, input).await?;
-            serde_json::to_value(output).map_err(ToolError::internal)
+            T::output_json(output)
         })
     }
 }

@@ -93,6 +93,17 @@ impl Tool for QueryRead {
         "query_read"
     }
 
+    fn output_json(output: QueryReadOutput) -> Result<Value, ToolError> {
+        let QueryReadOutput { columns, rows, row_count, truncated, elapsed_ms } = output;
+        let mut object = serde_json::Map::with_capacity(5);
+        object.insert("columns".to_owned(), serde_json::to_value(columns).map_err(ToolError::internal)?);
+        object.insert("rows".to_owned(), Value::Array(rows.into_iter().map(Value::Array).collect()));
+        object.insert("row_count".to_owned(), row_count.into());
+        object.insert("truncated".to_owned(), truncated.into());
+        object.insert("elapsed_ms".to_owned(), elapsed_ms.into());
+        Ok(Value::Object(object))
+    }
+
     fn description(&self) -> &str {
         "Runs one read-only SQL query on allow-listed tables and returns its rows. Use placeholders \
          for values and pass them in params."
@@ -299,6 +310,21 @@ fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> Denial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_output_moves_into_the_json_it_serializes_to() {
+        let output = || QueryReadOutput {
+            columns: vec![ResultColumn { name: "a".into(), data_type: "int4".into() }],
+            rows: vec![vec![json!(1), json!("x")], vec![Value::Null, json!({"k": [1.5, null]})]],
+            row_count: 2,
+            truncated: true,
+            elapsed_ms: 7,
+        };
+        let moved = QueryRead::output_json(output()).expect("json");
+        let serialized = serde_json::to_value(output()).expect("serializes");
+        assert_eq!(moved, serialized);
+        assert_eq!(moved.to_string(), serialized.to_string(), "the same text, keys in the same order");
+    }
 
     #[test]
     fn json_parameters_map_to_statement_parameters() {
