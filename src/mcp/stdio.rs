@@ -517,6 +517,20 @@ mod tests {
         assert_eq!(huge.expect("answered")["id"], Value::Null, "an id that cannot be echoed exactly is not echoed");
         let params = reply_of(r#"{"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": []}"#, initialized);
         assert_eq!(params.expect("answered")["error"]["code"], json!(INVALID_PARAMS));
+        // rmcp takes most misfitting params as a custom request; `_meta` must be an object.
+        let misfit =
+            reply_of(r#"{"jsonrpc": "2.0", "id": "m", "method": "ping", "params": {"_meta": 5}}"#, initialized)
+                .expect("answered");
+        assert_eq!((misfit["id"].clone(), misfit["error"]["code"].clone()), (json!("m"), json!(INVALID_PARAMS)));
+        let long = format!(
+            r#"{{"jsonrpc": "2.0", "id": 5, "method": "ping", "params": {{"_meta": "{}"}}}}"#,
+            "x".repeat(10_000)
+        );
+        let reason = reply_of(&long, initialized).expect("answered")["error"]["message"].as_str().map(str::len);
+        assert!(reason.is_some_and(|length| length < 300), "the refusal does not quote the input at length");
+        let notification =
+            check(br#"{"jsonrpc": "2.0", "method": "notifications/initialized", "params": {"_meta": 5}}"#, initialized);
+        assert!(matches!(notification, Check::Drop), "a notification that does not fit is dropped, not answered");
         let again = reply_of(r#"{"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {}}"#, initialized);
         assert_eq!(again.expect("answered")["error"]["message"], json!("the session is already initialized"));
     }
