@@ -200,7 +200,8 @@ async fn connections_go_back_to_the_pool_outside_any_transaction() {
         ("list_tables", json!({})),
         ("describe_table", json!({"table": "orders"})),
     ];
-    for (tool, args) in calls {
+    // Twice each: a repeated read goes out in one message (see `Shapes`).
+    for (tool, args) in calls.iter().chain(calls.iter()) {
         let outcome = service.call(tool, args.clone()).await;
         let busy: i64 = db
             .client
@@ -216,6 +217,44 @@ async fn connections_go_back_to_the_pool_outside_any_transaction() {
     }
     let printed = service.read(json!({"query": "SELECT CAST('10.0.0.1' AS inet) AS ip"})).await;
     assert_eq!(printed["rows"], json!([["10.0.0.1/32"]]), "as PostgreSQL prints it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_read_sees_a_table_altered_since() {
+    let Some((db, service)) = shop().await else { return };
+    let one = json!({"query": "SELECT * FROM customers WHERE id = $1", "params": [1]});
+    let none = json!({"query": "SELECT * FROM customers WHERE id = $1", "params": [-1]});
+    let names = |result: &Value| -> Vec<String> {
+        result["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|c| c["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let first = service.read(one.clone()).await;
+    let again = service.read(one.clone()).await;
+    assert_eq!(first["rows"], again["rows"]);
+    assert_eq!(first["columns"], again["columns"]);
+    assert_eq!(service.read(none.clone()).await["columns"], first["columns"], "an empty result is described too");
+    db.client
+        .batch_execute("ALTER TABLE customers RENAME COLUMN name TO full_name; ALTER TABLE customers ALTER COLUMN email TYPE inet USING NULL")
+        .await
+        .expect("alter");
+    db.client.batch_execute("UPDATE customers SET email = '10.1.2.3' WHERE id = 1").await.expect("update");
+    // Rows bring their own description, and a type without a decoder is printed by the server.
+    let altered = service.read(one.clone()).await;
+    assert_eq!(names(&altered), ["id", "full_name", "email", "created_at"]);
+    assert_eq!(altered["columns"][2], json!({"name": "email", "type": "inet"}));
+    assert_eq!(altered["rows"][0][2], json!("10.1.2.3/32"));
+    // An empty result's description is at most a second old.
+    let none = json!({"query": "SELECT * FROM orders WHERE id = $1", "params": [-1]});
+    assert_eq!(names(&service.read(none.clone()).await), ["id", "customer_id", "total"]);
+    db.client.batch_execute("ALTER TABLE orders RENAME COLUMN total TO amount").await.expect("alter");
+    service.read(none.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(names(&service.read(none.clone()).await), ["id", "customer_id", "amount"]);
+    assert_eq!(names(&service.read(none).await), ["id", "customer_id", "amount"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,7 @@ pub struct PostgresAdapter {
     max_connections: usize,
     /// Also used for cancel requests, which open a connection of their own.
     tls: MakeRustlsConnect,
+    shapes: Shapes,
 }
 
 impl fmt::Debug for PostgresAdapter {
@@ -103,7 +104,14 @@ impl PostgresAdapter {
             "SET LOCAL search_path = pg_catalog, {}; SET LOCAL statement_timeout = ",
             quote(allow.default_schema())
         );
-        Ok(PostgresAdapter { pool, allow, settings_prefix, max_connections: options.max_connections.max(1), tls })
+        Ok(PostgresAdapter {
+            pool,
+            allow,
+            settings_prefix,
+            max_connections: options.max_connections.max(1),
+            tls,
+            shapes: Shapes::default(),
+        })
     }
 
     /// Runs `work` in a read-only transaction on a pooled connection, within `timeout`,
@@ -215,7 +223,7 @@ impl Adapter for PostgresAdapter {
                     params.len()
                 )));
             }
-            let context = ReadContext { sql: query.sql(), params, options };
+            let context = ReadContext { sql: query.sql(), params, options, shapes: &self.shapes };
             self.in_read_transaction(options.timeout, &context, |tx, context| Box::pin(read(tx, context))).await
         })
     }
@@ -534,50 +542,124 @@ struct ReadContext<'a> {
     sql: &'a str,
     params: &'a [SqlValue],
     options: ReadOptions,
+    shapes: &'a Shapes,
+}
+
+/// What recent reads' results looked like, by query text, so that a repeated read can begin,
+/// open its cursor, fetch and roll back in one round trip instead of describing the query
+/// first. A description is kept only when every column is of a built-in type decoded here
+/// (the fetch then needs no type lookups, which could not be answered while its rows wait),
+/// and is trusted for at most [`Shapes::FRESH_FOR`]: rows bring their own description, so it
+/// only names an empty result's columns, and a table altered since is described afresh within
+/// that time. Bounded: at most [`Shapes::CAPACITY`] texts of at most
+/// [`Shapes::MAX_TEXT_BYTES`]; a full memory is cleared.
+#[derive(Default)]
+struct Shapes(std::sync::Mutex<std::collections::HashMap<Box<str>, Shape>>);
+
+struct Shape {
+    columns: Vec<ResultColumn>,
+    params: usize,
+    learned: Instant,
+}
+
+impl Shapes {
+    const CAPACITY: usize = 256;
+    const MAX_TEXT_BYTES: usize = 4096;
+    const FRESH_FOR: Duration = Duration::from_secs(1);
+
+    fn get(&self, sql: &str, params: usize) -> Option<Vec<ResultColumn>> {
+        let shapes = self.0.lock().ok()?;
+        let shape = shapes.get(sql)?;
+        (shape.params == params && shape.learned.elapsed() < Self::FRESH_FOR).then(|| shape.columns.clone())
+    }
+
+    /// Keeps the description of `statement` if every column qualifies.
+    fn learn(&self, sql: &str, statement: &Statement, columns: &[ResultColumn]) {
+        let built_in = |ty: &Type| Type::from_oid(ty.oid()).is_some() && decodable(ty);
+        if sql.len() > Self::MAX_TEXT_BYTES || !statement.columns().iter().all(|column| built_in(column.type_())) {
+            return;
+        }
+        let Ok(mut shapes) = self.0.lock() else { return };
+        if shapes.len() >= Self::CAPACITY {
+            shapes.clear();
+        }
+        let shape = Shape { columns: columns.to_vec(), params: statement.params().len(), learned: Instant::now() };
+        shapes.insert(sql.into(), shape);
+    }
+
+    fn forget(&self, sql: &str) {
+        if let Ok(mut shapes) = self.0.lock() {
+            shapes.remove(sql);
+        }
+    }
 }
 
 /// The cursor a read fetches from; it lives only as long as its transaction.
 const CURSOR: &str = "sqlwarden_rows";
 
-/// The read itself, in two round trips. The first message begins the transaction, describes
-/// the query (its parameters and columns) and declares a cursor over it; the second fetches at
-/// most `limit + 1` rows and, when every column has a decoder here, rolls back. The query runs
-/// only through the cursor, and a cursor exists only inside a transaction block: if the begin
-/// failed, nothing ran.
+/// The read itself. The first message begins the transaction, describes the query (its
+/// parameters and columns) and declares a cursor over it; the second fetches at most
+/// `limit + 1` rows and, when every column has a decoder here, rolls back. A query whose
+/// description is fresh in [`Shapes`] sends all of it, fetch and rollback included, in one
+/// message. The query runs only through the cursor, and a cursor exists only inside a
+/// transaction block: if the begin failed, nothing ran.
 async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult, Failure> {
-    let ReadContext { sql, params, options } = *context;
+    let ReadContext { sql, params, options, shapes } = *context;
     let client = tx.client;
     let declare = format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}");
+    let fetch = format!("FETCH FORWARD {} FROM {CURSOR}", options.limit.saturating_add(1));
     let unspecified = Type::new("unknown".to_owned(), 0, Kind::Pseudo, "pg_catalog".to_owned());
     let values: Vec<Param<'_>> = params.iter().map(Param).collect();
     let typed: Vec<(&(dyn ToSql + Sync), Type)> =
         values.iter().map(|value| (value as &(dyn ToSql + Sync), unspecified.clone())).collect();
-    // Requests are sent as each future is first polled, and `join3` polls in order: the begin
-    // goes first, and the three leave in one write.
-    let (begun, described, declared) =
-        futures_util::future::join3(tx.begin(), client.prepare(sql), client.execute_typed(&declare, &typed)).await;
-    begun?;
-    let statement = described.map_err(Failure::Postgres)?;
-    declared.map_err(Failure::Postgres)?;
-    if statement.params().len() != params.len() {
-        return Err(Failure::Adapter(AdapterError::invalid(
-            "the query's placeholders do not match the parameters given",
-        )));
-    }
-    let fetch = format!("FETCH FORWARD {} FROM {CURSOR}", options.limit.saturating_add(1));
-    let columns = result_columns(&statement);
-    let all_decodable = statement.columns().iter().all(|column| decodable(column.type_()));
-    // Dropping the statement queues its close, which then leaves in the fetch's write.
-    drop(statement);
-    let collect = collect_rows(client, &fetch, options);
-    let (collected, pending) = if all_decodable {
-        let (collected, ended) = futures_util::future::join(collect, tx.end()).await;
-        ended?;
-        collected?
+    // Requests are sent as each future is first polled, and `join`s poll in order: the begin
+    // goes first, and the requests of one join leave in one write.
+    let (columns, fetched) = if let Some(known) = shapes.get(sql, params.len()) {
+        let (begun, declared, fetched, ended) = futures_util::future::join4(
+            tx.begin(),
+            client.execute_typed(&declare, &typed),
+            collect_rows(client, &fetch, options),
+            tx.end(),
+        )
+        .await;
+        let fetched =
+            begun.and(declared.map_err(Failure::Postgres)).and(fetched).and_then(|fetched| ended.map(|()| fetched));
+        let fetched = fetched.inspect_err(|_| shapes.forget(sql))?;
+        match &fetched.columns {
+            // The rows' own description wins; a different one is learned afresh next time.
+            Some(seen) if *seen != known => {
+                shapes.forget(sql);
+                (seen.clone(), fetched)
+            }
+            _ => (known, fetched),
+        }
     } else {
-        collect.await?
+        let (begun, described, declared) =
+            futures_util::future::join3(tx.begin(), client.prepare(sql), client.execute_typed(&declare, &typed)).await;
+        begun?;
+        let statement = described.map_err(Failure::Postgres)?;
+        declared.map_err(Failure::Postgres)?;
+        if statement.params().len() != params.len() {
+            return Err(Failure::Adapter(AdapterError::invalid(
+                "the query's placeholders do not match the parameters given",
+            )));
+        }
+        let columns = result_columns(&statement);
+        let all_decodable = statement.columns().iter().all(|column| decodable(column.type_()));
+        shapes.learn(sql, &statement, &columns);
+        // Dropping the statement queues its close, which then leaves in the fetch's write.
+        drop(statement);
+        let collect = collect_rows(client, &fetch, options);
+        let fetched = if all_decodable {
+            let (fetched, ended) = futures_util::future::join(collect, tx.end()).await;
+            ended?;
+            fetched?
+        } else {
+            collect.await?
+        };
+        (columns, fetched)
     };
-    let (mut rows, truncated) = collected;
+    let Fetched { mut rows, truncated, pending, .. } = fetched;
     if !pending.is_empty() {
         // A value with no decoder here: PostgreSQL prints it, inside a read-only transaction.
         if !tx.is_open() {
@@ -607,21 +689,33 @@ async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult,
 /// A value to print on the server: its row, its column, its type and its binary form.
 type Pending = (usize, usize, Type, Vec<u8>);
 
+/// What a fetch brought: the rows, whether there were more, the values PostgreSQL must print,
+/// and the columns as the rows describe them (when there was a row).
+struct Fetched {
+    rows: RowCollector,
+    truncated: bool,
+    pending: Vec<Pending>,
+    columns: Option<Vec<ResultColumn>>,
+}
+
 /// Fetches from the cursor, decoding as rows arrive.
-async fn collect_rows(
-    client: &tokio_postgres::Client,
-    fetch: &str,
-    options: ReadOptions,
-) -> Result<((RowCollector, bool), Vec<Pending>), Failure> {
+async fn collect_rows(client: &tokio_postgres::Client, fetch: &str, options: ReadOptions) -> Result<Fetched, Failure> {
     let stream = client.query_typed_raw(fetch, std::iter::empty::<(&(dyn ToSql + Sync), Type)>()).await;
     let mut stream = Box::pin(stream.map_err(Failure::Postgres)?);
-    let mut rows = RowCollector::new(options);
-    let mut pending = Vec::new();
-    let mut truncated = false;
+    let mut fetched =
+        Fetched { rows: RowCollector::new(options), truncated: false, pending: Vec::new(), columns: None };
     while let Some(row) = stream.next().await {
         let row = row.map_err(Failure::Postgres)?;
-        if rows.is_full() {
-            truncated = true;
+        if fetched.columns.is_none() {
+            fetched.columns = Some(
+                row.columns()
+                    .iter()
+                    .map(|column| ResultColumn { name: column.name().to_owned(), data_type: type_name(column.type_()) })
+                    .collect(),
+            );
+        }
+        if fetched.rows.is_full() {
+            fetched.truncated = true;
             break;
         }
         let mut values = Vec::with_capacity(row.len());
@@ -630,14 +724,14 @@ async fn collect_rows(
             values.push(match raw {
                 None => Value::Null,
                 Some(raw) => decode(column.type_(), raw).unwrap_or_else(|| {
-                    pending.push((rows.len(), index, column.type_().clone(), raw.to_vec()));
+                    fetched.pending.push((fetched.rows.len(), index, column.type_().clone(), raw.to_vec()));
                     Value::String(String::from_utf8_lossy(raw).into_owned())
                 }),
             });
         }
-        rows.push(values).map_err(Failure::Adapter)?;
+        fetched.rows.push(values).map_err(Failure::Adapter)?;
     }
-    Ok(((rows, truncated), pending))
+    Ok(fetched)
 }
 
 /// Whether [`decode`] has a decoder for values of the type.

@@ -243,6 +243,18 @@ impl ValidatedQuery {
     pub fn param_count(&self) -> usize {
         self.params
     }
+
+    /// A copy, for the validator's memory of accepted queries only (the type is not `Clone`:
+    /// a validated query comes from validation).
+    fn duplicate(&self) -> Self {
+        ValidatedQuery {
+            dialect: self.dialect,
+            text: self.text.clone(),
+            tables: self.tables.clone(),
+            fingerprint: self.fingerprint.clone(),
+            params: self.params,
+        }
+    }
 }
 
 /// Validates caller SQL for one dialect against one allow-list.
@@ -250,6 +262,47 @@ impl ValidatedQuery {
 pub struct SqlValidator {
     dialect: SqlDialect,
     allow: AllowList,
+    accepted: std::sync::Arc<Accepted>,
+}
+
+/// The queries a validator accepted, by their exact text: validation is a function of the text,
+/// the parameter count and the validator's own (fixed) dialect and allow-list, so a repeated
+/// query skips the parses and gets what validating it again would give. Only acceptances are
+/// kept, only of short texts, and at most [`Accepted::CAPACITY`] of them: when full, the
+/// memory is cleared and fills again.
+#[derive(Default)]
+struct Accepted(std::sync::Mutex<HashMap<Box<str>, ValidatedQuery>>);
+
+impl Accepted {
+    const CAPACITY: usize = 256;
+    const MAX_TEXT_BYTES: usize = 2048;
+
+    fn get(&self, sql: &str, params: usize) -> Option<ValidatedQuery> {
+        let entries = self.0.lock().ok()?;
+        entries.get(sql).filter(|query| query.params == params).map(ValidatedQuery::duplicate)
+    }
+
+    fn keep(&self, sql: &str, query: &ValidatedQuery) {
+        if sql.len() > Self::MAX_TEXT_BYTES {
+            return;
+        }
+        let Ok(mut entries) = self.0.lock() else { return };
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(sql.into(), query.duplicate());
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().map_or(0, |entries| entries.len())
+    }
+}
+
+impl fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Accepted")
+    }
 }
 
 impl SqlValidator {
@@ -268,7 +321,7 @@ impl SqlValidator {
 
     /// A validator for `allow.dialect`.
     pub fn new(allow: AllowList) -> Self {
-        SqlValidator { dialect: allow.dialect, allow }
+        SqlValidator { dialect: allow.dialect, allow, accepted: Default::default() }
     }
 
     /// The dialect validated for.
@@ -278,6 +331,15 @@ impl SqlValidator {
 
     /// Validates `sql`, to be run with `params` parameters.
     pub fn validate(&self, sql: &str, params: usize) -> Result<ValidatedQuery, Denial> {
+        if let Some(query) = self.accepted.get(sql, params) {
+            return Ok(query);
+        }
+        let query = self.validate_afresh(sql, params)?;
+        self.accepted.keep(sql, &query);
+        Ok(query)
+    }
+
+    fn validate_afresh(&self, sql: &str, params: usize) -> Result<ValidatedQuery, Denial> {
         if sql.len() > Self::MAX_QUERY_BYTES {
             return Err(rejected(format!("the query is longer than {} bytes", Self::MAX_QUERY_BYTES)));
         }
@@ -401,6 +463,44 @@ fn parse_message(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_query_gets_what_validating_it_afresh_gives() {
+        let allow = AllowList::new(SqlDialect::Postgres, "public").table("public", "customers");
+        let validator = SqlValidator::new(allow.clone());
+        let sql = "SELECT id FROM customers WHERE id = $1";
+        let same = |query: &ValidatedQuery| {
+            let fresh = SqlValidator::new(allow.clone()).validate(sql, 1).expect("accepted");
+            assert_eq!(
+                (query.sql(), query.tables(), query.fingerprint(), query.param_count(), query.dialect()),
+                (fresh.sql(), fresh.tables(), fresh.fingerprint(), fresh.param_count(), fresh.dialect())
+            );
+        };
+        same(&validator.validate(sql, 1).expect("accepted"));
+        assert_eq!(validator.accepted.len(), 1, "an accepted query is kept");
+        same(&validator.validate(sql, 1).expect("accepted again"));
+        // The parameter count is part of the question.
+        assert!(validator.validate(sql, 0).is_err());
+        assert!(validator.validate(sql, 2).is_err());
+        // Refusals are not kept, and stay refusals.
+        for _ in 0..2 {
+            assert!(validator.validate("SELECT * FROM secrets", 0).is_err());
+        }
+        assert_eq!(validator.accepted.len(), 1);
+        // Texts up to the size kept, and no longer.
+        let padded = |bytes: usize| format!("{sql}{}", " ".repeat(bytes - sql.len()));
+        assert!(validator.validate(&padded(Accepted::MAX_TEXT_BYTES), 1).is_ok());
+        assert_eq!(validator.accepted.len(), 2);
+        assert!(validator.validate(&padded(Accepted::MAX_TEXT_BYTES + 1), 1).is_ok());
+        assert_eq!(validator.accepted.len(), 2, "a longer text is validated, not kept");
+        // Bounded: a full memory starts again.
+        for n in 0..Accepted::CAPACITY {
+            assert!(validator.validate(&format!("SELECT {n} FROM customers"), 0).is_ok());
+            assert!(validator.accepted.len() <= Accepted::CAPACITY);
+        }
+        assert!(validator.accepted.len() < Accepted::CAPACITY, "it was cleared once full");
+        same(&validator.validate(sql, 1).expect("accepted after clearing"));
+    }
 
     fn name(schema: &str, table: &str) -> TableName {
         TableName { schema: schema.into(), table: table.into() }
