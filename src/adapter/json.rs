@@ -92,8 +92,10 @@ pub(crate) fn push_padded(out: &mut String, value: u64, width: usize) {
             break;
         }
     }
-    for digit in &digits[start.min(digits.len() - width.min(digits.len()))..] {
-        out.push(char::from(*digit));
+    let start = start.min(digits.len() - width.min(digits.len()));
+    // ASCII digits: always UTF-8.
+    if let Ok(text) = std::str::from_utf8(&digits[start..]) {
+        out.push_str(text);
     }
 }
 

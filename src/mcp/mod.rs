@@ -90,12 +90,32 @@ impl ServerHandler for McpServer {
             }
         };
         Ok(match outcome {
-            Ok(Value::Object(result)) => CallToolResult::structured(Value::Object(result)),
-            Ok(other) => CallToolResult::structured(json!({ "result": other })),
+            Ok(Value::Object(result)) => structured(Value::Object(result)),
+            Ok(other) => structured(json!({ "result": other })),
             Err(denial) => {
                 CallToolResult::structured_error(json!({"code": denial.code(), "message": denial.message()}))
             }
         }
         .into())
+    }
+}
+
+/// A result with structured content and its text copy, as `CallToolResult::structured` makes
+/// it, but serializing straight to a string rather than through `Display`.
+fn structured(value: Value) -> CallToolResult {
+    let text = serde_json::to_string(&value).unwrap_or_else(|_| value.to_string());
+    let mut result = CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)]);
+    result.structured_content = Some(value);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structured_results_are_what_rmcp_would_make() {
+        let value = json!({"rows": [[1, "a \"quoted\" é"], [null, 1.5]], "row_count": 2});
+        assert_eq!(structured(value.clone()), CallToolResult::structured(value));
     }
 }
