@@ -580,11 +580,19 @@ fn decode(column: &mysql_async::Column, value: &MyValue) -> Value {
         MyValue::Float(value) => json::float(f64::from(*value)),
         MyValue::Double(value) => json::float(*value),
         MyValue::Date(year, month, day, hour, minute, second, micros) => {
-            let date = format!("{year:04}-{month:02}-{day:02}");
-            if kind == ColumnType::MYSQL_TYPE_DATE {
-                return Value::String(date);
+            let mut text = String::with_capacity(27);
+            json::push_padded(&mut text, u64::from(*year), 4);
+            for (separator, part) in [('-', month), ('-', day)] {
+                text.push(separator);
+                json::push_padded(&mut text, u64::from(*part), 2);
             }
-            let mut text = format!("{date}T{hour:02}:{minute:02}:{second:02}");
+            if kind == ColumnType::MYSQL_TYPE_DATE {
+                return Value::String(text);
+            }
+            for (separator, part) in [('T', hour), (':', minute), (':', second)] {
+                text.push(separator);
+                json::push_padded(&mut text, u64::from(*part), 2);
+            }
             push_fraction(&mut text, *micros);
             if kind == ColumnType::MYSQL_TYPE_TIMESTAMP || kind == ColumnType::MYSQL_TYPE_TIMESTAMP2 {
                 // Sessions run in UTC.
@@ -593,8 +601,15 @@ fn decode(column: &mysql_async::Column, value: &MyValue) -> Value {
             Value::String(text)
         }
         MyValue::Time(negative, days, hours, minutes, seconds, micros) => {
-            let hours = u64::from(*days) * 24 + u64::from(*hours);
-            let mut text = format!("{}{hours:02}:{minutes:02}:{seconds:02}", if *negative { "-" } else { "" });
+            let mut text = String::with_capacity(20);
+            if *negative {
+                text.push('-');
+            }
+            json::push_padded(&mut text, u64::from(*days) * 24 + u64::from(*hours), 2);
+            for part in [minutes, seconds] {
+                text.push(':');
+                json::push_padded(&mut text, u64::from(*part), 2);
+            }
             push_fraction(&mut text, *micros);
             Value::String(text)
         }
@@ -619,7 +634,8 @@ fn decode(column: &mysql_async::Column, value: &MyValue) -> Value {
 
 fn push_fraction(text: &mut String, micros: u32) {
     if micros != 0 {
-        text.push_str(&format!(".{micros:06}"));
+        text.push('.');
+        json::push_padded(text, u64::from(micros), 6);
         while text.ends_with('0') {
             text.pop();
         }
