@@ -163,9 +163,14 @@ fn write_time(out: &mut String, micros: i64) {
     push_padded(out, seconds / 60 % 60, 2);
     out.push(':');
     push_padded(out, seconds % 60, 2);
-    if fraction != 0 {
+    push_fraction(out, fraction.unsigned_abs());
+}
+
+/// Appends `.ffffff` for a nonzero count of microseconds, without trailing zeros.
+pub(crate) fn push_fraction(out: &mut String, micros: u64) {
+    if micros != 0 {
         out.push('.');
-        push_padded(out, fraction.unsigned_abs(), 6);
+        push_padded(out, micros, 6);
         while out.ends_with('0') {
             out.pop();
         }

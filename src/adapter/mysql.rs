@@ -593,7 +593,7 @@ fn decode(column: &mysql_async::Column, value: &MyValue) -> Value {
                 text.push(separator);
                 json::push_padded(&mut text, u64::from(*part), 2);
             }
-            push_fraction(&mut text, *micros);
+            json::push_fraction(&mut text, u64::from(*micros));
             if kind == ColumnType::MYSQL_TYPE_TIMESTAMP || kind == ColumnType::MYSQL_TYPE_TIMESTAMP2 {
                 // Sessions run in UTC.
                 text.push('Z');
@@ -610,7 +610,7 @@ fn decode(column: &mysql_async::Column, value: &MyValue) -> Value {
                 text.push(':');
                 json::push_padded(&mut text, u64::from(*part), 2);
             }
-            push_fraction(&mut text, *micros);
+            json::push_fraction(&mut text, u64::from(*micros));
             Value::String(text)
         }
         MyValue::Bytes(bytes) => match kind {
@@ -629,16 +629,6 @@ fn decode(column: &mysql_async::Column, value: &MyValue) -> Value {
             }
             _ => Value::String(String::from_utf8_lossy(bytes).into_owned()),
         },
-    }
-}
-
-fn push_fraction(text: &mut String, micros: u32) {
-    if micros != 0 {
-        text.push('.');
-        json::push_padded(text, u64::from(micros), 6);
-        while text.ends_with('0') {
-            text.pop();
-        }
     }
 }
 

@@ -597,6 +597,10 @@ impl Shapes {
 /// The cursor a read fetches from; it lives only as long as its transaction.
 const CURSOR: &str = "sqlwarden_rows";
 
+/// A parameter type of 0: the server infers it, and parses the text it is sent as that type.
+static UNSPECIFIED: std::sync::LazyLock<Type> =
+    std::sync::LazyLock::new(|| Type::new("unknown".to_owned(), 0, Kind::Pseudo, "pg_catalog".to_owned()));
+
 /// The read itself. The first message begins the transaction, describes the query (its
 /// parameters and columns) and declares a cursor over it; the second fetches at most
 /// `limit + 1` rows and, when every column has a decoder here, rolls back. A query whose
@@ -608,30 +612,29 @@ async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult,
     let client = tx.client;
     let declare = format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}");
     let fetch = format!("FETCH FORWARD {} FROM {CURSOR}", options.limit.saturating_add(1));
-    let unspecified = Type::new("unknown".to_owned(), 0, Kind::Pseudo, "pg_catalog".to_owned());
     let values: Vec<Param<'_>> = params.iter().map(Param).collect();
     let typed: Vec<(&(dyn ToSql + Sync), Type)> =
-        values.iter().map(|value| (value as &(dyn ToSql + Sync), unspecified.clone())).collect();
+        values.iter().map(|value| (value as &(dyn ToSql + Sync), UNSPECIFIED.clone())).collect();
     // Requests are sent as each future is first polled, and `join`s poll in order: the begin
     // goes first, and the requests of one join leave in one write.
     let (columns, fetched) = if let Some(known) = shapes.get(sql, params.len()) {
         let (begun, declared, fetched, ended) = futures_util::future::join4(
             tx.begin(),
             client.execute_typed(&declare, &typed),
-            collect_rows(client, &fetch, options),
+            collect_rows(client, &fetch, options, Some(&known)),
             tx.end(),
         )
         .await;
         let fetched =
             begun.and(declared.map_err(Failure::Postgres)).and(fetched).and_then(|fetched| ended.map(|()| fetched));
-        let fetched = fetched.inspect_err(|_| shapes.forget(sql))?;
-        match &fetched.columns {
+        let mut fetched = fetched.inspect_err(|_| shapes.forget(sql))?;
+        match fetched.changed.take() {
             // The rows' own description wins; a different one is learned afresh next time.
-            Some(seen) if *seen != known => {
+            Some(seen) => {
                 shapes.forget(sql);
-                (seen.clone(), fetched)
+                (seen, fetched)
             }
-            _ => (known, fetched),
+            None => (known, fetched),
         }
     } else {
         let (begun, described, declared) =
@@ -649,7 +652,7 @@ async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult,
         shapes.learn(sql, &statement, &columns);
         // Dropping the statement queues its close, which then leaves in the fetch's write.
         drop(statement);
-        let collect = collect_rows(client, &fetch, options);
+        let collect = collect_rows(client, &fetch, options, None);
         let fetched = if all_decodable {
             let (fetched, ended) = futures_util::future::join(collect, tx.end()).await;
             ended?;
@@ -690,29 +693,38 @@ async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult,
 type Pending = (usize, usize, Type, Vec<u8>);
 
 /// What a fetch brought: the rows, whether there were more, the values PostgreSQL must print,
-/// and the columns as the rows describe them (when there was a row).
+/// and the columns as the rows describe them, when that differs from the description expected.
 struct Fetched {
     rows: RowCollector,
     truncated: bool,
     pending: Vec<Pending>,
-    columns: Option<Vec<ResultColumn>>,
+    changed: Option<Vec<ResultColumn>>,
 }
 
-/// Fetches from the cursor, decoding as rows arrive.
-async fn collect_rows(client: &tokio_postgres::Client, fetch: &str, options: ReadOptions) -> Result<Fetched, Failure> {
+/// Fetches from the cursor, decoding as rows arrive; the first row's description is checked
+/// against `expected`, when there is one.
+async fn collect_rows(
+    client: &tokio_postgres::Client,
+    fetch: &str,
+    options: ReadOptions,
+    expected: Option<&[ResultColumn]>,
+) -> Result<Fetched, Failure> {
     let stream = client.query_typed_raw(fetch, std::iter::empty::<(&(dyn ToSql + Sync), Type)>()).await;
     let mut stream = Box::pin(stream.map_err(Failure::Postgres)?);
     let mut fetched =
-        Fetched { rows: RowCollector::new(options), truncated: false, pending: Vec::new(), columns: None };
+        Fetched { rows: RowCollector::new(options), truncated: false, pending: Vec::new(), changed: None };
+    let mut expected = expected;
     while let Some(row) = stream.next().await {
         let row = row.map_err(Failure::Postgres)?;
-        if fetched.columns.is_none() {
-            fetched.columns = Some(
-                row.columns()
+        if let Some(columns) = expected.take() {
+            let same = columns.len() == row.columns().len()
+                && columns
                     .iter()
-                    .map(|column| ResultColumn { name: column.name().to_owned(), data_type: type_name(column.type_()) })
-                    .collect(),
-            );
+                    .zip(row.columns())
+                    .all(|(known, seen)| known.name == seen.name() && is_type_named(seen.type_(), &known.data_type));
+            if !same {
+                fetched.changed = Some(describe(row.columns()));
+            }
         }
         if fetched.rows.is_full() {
             fetched.truncated = true;
@@ -774,11 +786,22 @@ const DECODED: [Type; 25] = [
 ];
 
 fn result_columns(statement: &Statement) -> Vec<ResultColumn> {
-    statement
-        .columns()
+    describe(statement.columns())
+}
+
+fn describe(columns: &[tokio_postgres::Column]) -> Vec<ResultColumn> {
+    columns
         .iter()
         .map(|column| ResultColumn { name: column.name().to_owned(), data_type: type_name(column.type_()) })
         .collect()
+}
+
+/// Whether [`type_name`] of `ty` is `name`, without writing it out.
+fn is_type_named(ty: &Type, name: &str) -> bool {
+    match ty.kind() {
+        Kind::Array(element) => name.strip_suffix("[]") == Some(element.name()),
+        _ => ty.name() == name,
+    }
 }
 
 fn type_name(ty: &Type) -> String {
@@ -1277,6 +1300,16 @@ mod tests {
             take_url_parameter("postgres://h/db?sslrootcert=a", "sslrootcert"),
             ("postgres://h/db".into(), Some("a".into()))
         );
+    }
+
+    #[test]
+    fn a_type_is_named_as_type_name_writes_it() {
+        for ty in [Type::INT4, Type::INT4_ARRAY, Type::TEXT, Type::TIMESTAMPTZ_ARRAY] {
+            assert!(is_type_named(&ty, &type_name(&ty)), "{ty}");
+        }
+        assert!(!is_type_named(&Type::INT4, "int8"));
+        assert!(!is_type_named(&Type::INT4_ARRAY, "int4"));
+        assert!(!is_type_named(&Type::INT4, "int4[]"));
     }
 
     #[test]
