@@ -114,8 +114,8 @@ impl Tool for IndexUsage {
         let params = [SqlValue::Text(schema), SqlValue::Text(table)];
         let result = self.db.query_read(evidence, &self.query, &params, options).await?;
         let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
-        let indexes = result
-            .rows
+        let rows = result.rows.to_values().map_err(ToolError::internal)?;
+        let indexes = rows
             .iter()
             .filter_map(|row| match row.as_slice() {
                 [schema, table, index, scans, tuples_read, pages] => Some(Index {

@@ -44,7 +44,7 @@
 //! # let rt = tokio::runtime::Builder::new_current_thread().build()?;
 //! # rt.block_on(async {
 //! let hello = boundary.invoke(Some(session.clone()), "greet", serde_json::json!({"name": "Bob"})).await;
-//! assert_eq!(hello, Ok(serde_json::json!("hello, Bob")));
+//! assert_eq!(hello.map(|output| output.into_json()), Ok(r#""hello, Bob""#.to_owned()));
 //!
 //! let unknown = boundary.invoke(Some(session), "drop_all", serde_json::json!({})).await;
 //! assert_eq!(unknown.unwrap_err().code(), DenialCode::ToolNotFound);
@@ -82,4 +82,4 @@ pub use boundary::{
     AccessClass, Admitted, Authorized, Boundary, BoundaryBuilder, Denial, DenialCode, Evidence, Invocation,
     ModeChecked, Read, Resolved, State, Unvalidated, Write,
 };
-pub use tools::{Tool, ToolError};
+pub use tools::{Tool, ToolError, ToolOutput};

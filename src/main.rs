@@ -173,13 +173,23 @@ fn call(config: Option<PathBuf>, tool: &str, arguments: &str) -> ExitCode {
     };
     with_service(config, |service| async move {
         let (output, code) = match service.call(tool, arguments).await {
-            Ok(result) => (result, ExitCode::SUCCESS),
-            Err(denial) => (serde_json::json!({"code": denial.code(), "message": denial.message()}), ExitCode::FAILURE),
+            Ok(output) => (output, ExitCode::SUCCESS),
+            Err(denial) => match sqlwarden::ToolOutput::of(
+                &serde_json::json!({"code": denial.code(), "message": denial.message()}),
+            ) {
+                Ok(output) => (output, ExitCode::FAILURE),
+                Err(_) => return ExitCode::FAILURE,
+            },
         };
         let mut stdout = std::io::stdout().lock();
-        match serde_json::to_writer_pretty(&mut stdout, &output).map(|()| writeln!(stdout)) {
-            Ok(Ok(())) => code,
-            _ => ExitCode::FAILURE,
+        // Pretty when it can be read back (it always can, but for values nested past 128 levels).
+        let written = match output.to_value() {
+            Ok(value) => serde_json::to_writer_pretty(&mut stdout, &value).map_err(std::io::Error::from),
+            Err(_) => stdout.write_all(output.as_json().as_bytes()),
+        };
+        match written.and_then(|()| writeln!(stdout)) {
+            Ok(()) => code,
+            Err(_) => ExitCode::FAILURE,
         }
     })
 }

@@ -11,6 +11,7 @@ use crate::boundary::{Boundary, Denial};
 use crate::config::{AuditTarget, Config};
 use crate::policy::{Access, Capabilities, Grant, Mode, QuotaEngine, SessionContext, ToolRegistry};
 use crate::sql::{SqlDialect, SqlValidator};
+use crate::tools::ToolOutput;
 use crate::tools::reference::{DescribeTable, ListTables, QueryRead};
 
 /// The reference tools, by name.
@@ -147,7 +148,7 @@ impl Service {
     }
 
     /// Runs one call through the boundary as the configured session.
-    pub async fn call(&self, tool: &str, args: Value) -> Result<Value, Denial> {
+    pub async fn call(&self, tool: &str, args: Value) -> Result<ToolOutput, Denial> {
         self.boundary.invoke(Some(Arc::clone(&self.session)), tool, args).await
     }
 
@@ -225,10 +226,15 @@ pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
     let listed =
         boundary.invoke(Some(Arc::clone(&session)), "list_tables", serde_json::json!({})).await.map_err(unreachable)?;
     let posture = boundary.invoke(Some(session), "check_posture", serde_json::json!({})).await.map_err(unreachable)?;
-    let posture: Posture = serde_json::from_value(posture).map_err(|error| ServiceError(error.to_string()))?;
+    let posture: Posture = serde_json::from_str(posture.as_json()).map_err(|error| ServiceError(error.to_string()))?;
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        tables: Vec<serde::de::IgnoredAny>,
+    }
+    let listed: Listed = serde_json::from_str(listed.as_json()).map_err(|error| ServiceError(error.to_string()))?;
     Ok(CheckReport {
         dialect: config.database.dialect,
-        visible_tables: listed["tables"].as_array().map_or(0, Vec::len),
+        visible_tables: listed.tables.len(),
         posture,
         warnings: config.warnings,
     })

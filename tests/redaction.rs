@@ -71,5 +71,5 @@ async fn evidence_prints_its_tool_and_access_class_only() {
         .audit(JsonLinesSink::new(std::io::sink()))
         .build();
     let shown = boundary.invoke(Some(session()), "show_evidence", json!({"secret": "hunter2"})).await.expect("runs");
-    assert_eq!(shown, json!("Evidence { tool: ToolName(\"show_evidence\"), access: Read }"));
+    assert_eq!(shown.to_value().expect("JSON"), json!("Evidence { tool: ToolName(\"show_evidence\"), access: Read }"));
 }

@@ -11,12 +11,13 @@ async fn the_demo_serves_the_three_tools_read_only() {
     let demo = Service::demo().expect("the demo starts");
     assert!(demo.warnings().is_empty(), "{:?}", demo.warnings());
 
-    let listed = demo.call("list_tables", json!({})).await.expect("listed");
+    let listed = demo.call("list_tables", json!({})).await.expect("listed").to_value().expect("JSON");
     let names: Vec<&str> =
         listed["tables"].as_array().expect("tables").iter().map(|t| t["name"].as_str().expect("name")).collect();
     assert_eq!(names, ["customers", "order_items", "orders", "products"]);
 
-    let described = demo.call("describe_table", json!({"table": "orders"})).await.expect("described");
+    let described =
+        demo.call("describe_table", json!({"table": "orders"})).await.expect("described").to_value().expect("JSON");
     assert_eq!(described["primary_key"], json!(["id"]));
     assert_eq!(described["foreign_keys"][0]["referenced_table"], json!("customers"));
 
@@ -28,7 +29,9 @@ async fn the_demo_serves_the_three_tools_read_only() {
                    "limit": 2}),
         )
         .await
-        .expect("rows");
+        .expect("rows")
+        .to_value()
+        .expect("JSON");
     assert_eq!(top["row_count"], json!(2));
     assert_eq!(top["truncated"], json!(true));
     assert_eq!(top["columns"][1]["name"], json!("units"));

@@ -23,7 +23,6 @@
 //! `"+10000-01-01"`), year 0 being 1 BC, as ISO 8601 does.
 
 use std::fmt::Write as _;
-use std::io;
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -81,22 +80,26 @@ pub fn uuid(value: [u8; 16]) -> String {
 /// Appends `value` in decimal, zero-padded to at least `width` digits. (Results hold many
 /// dates and times: this is what formatting them costs, without `fmt`'s machinery.)
 pub(crate) fn push_padded(out: &mut String, value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
-    let mut rest = value;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+    // Most are the two digits of a month, a day or a time, or a year's four.
+    let digit = |value: u64| char::from(b'0' + (value % 10) as u8);
+    if width == 2 && value < 100 {
+        out.push(digit(value / 10));
+        out.push(digit(value));
+        return;
     }
-    let start = start.min(digits.len() - width.min(digits.len()));
-    // ASCII digits: always UTF-8.
-    if let Ok(text) = std::str::from_utf8(&digits[start..]) {
-        out.push_str(text);
+    if width == 4 && value < 10_000 {
+        out.push(digit(value / 1000));
+        out.push(digit(value / 100));
+        out.push(digit(value / 10));
+        out.push(digit(value));
+        return;
     }
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(value);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 /// A calendar date.
@@ -142,8 +145,13 @@ impl Date {
 /// `YYYY-MM-DD` for the date `days` after 1970-01-01.
 pub fn date(days: i64) -> String {
     let mut out = String::with_capacity(10);
-    Date::from_unix_days(days).write(&mut out);
+    write_date(&mut out, days);
     out
+}
+
+/// Appends [`date`]`(days)`.
+pub(crate) fn write_date(out: &mut String, days: i64) {
+    Date::from_unix_days(days).write(out);
 }
 
 /// `HH:MM:SS[.ffffff]` for a time of day in microseconds.
@@ -153,7 +161,8 @@ pub fn time(micros: i64) -> String {
     out
 }
 
-fn write_time(out: &mut String, micros: i64) {
+/// Appends [`time`]`(micros)`.
+pub(crate) fn write_time(out: &mut String, micros: i64) {
     let seconds = micros.div_euclid(1_000_000);
     let fraction = micros.rem_euclid(1_000_000);
     // A time of day: the hours, not the seconds, may exceed two digits (PostgreSQL's 24:00:00).
@@ -181,14 +190,20 @@ pub(crate) fn push_fraction(out: &mut String, micros: u64) {
 /// the value is a point in time (a timestamp with time zone), kept in UTC.
 pub fn timestamp(micros: i64, utc: bool) -> String {
     let mut out = String::with_capacity(27);
+    write_timestamp(&mut out, micros, utc);
+    out
+}
+
+/// Appends [`timestamp`]`(micros, utc)`.
+pub(crate) fn write_timestamp(out: &mut String, micros: i64, utc: bool) {
+    out.reserve(28);
     let day = micros.div_euclid(86_400_000_000);
-    Date::from_unix_days(day).write(&mut out);
+    Date::from_unix_days(day).write(out);
     out.push('T');
-    write_time(&mut out, micros.rem_euclid(86_400_000_000));
+    write_time(out, micros.rem_euclid(86_400_000_000));
     if utc {
         out.push('Z');
     }
-    out
 }
 
 /// An ISO 8601 duration for an interval of months, days and microseconds, each of which may
@@ -231,22 +246,138 @@ pub fn interval(months: i32, days: i32, micros: i64) -> String {
     out
 }
 
-/// How many bytes `value` takes as compact JSON.
-pub fn encoded_len(value: &Value) -> usize {
-    struct Count(usize);
-    impl io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
+/// JSON text written straight into a buffer, without building a [`Value`] first: for each
+/// value, the same text `serde_json` writes for the [`Value`] the functions above make. A
+/// result's rows are written this way as they arrive.
+pub(crate) mod text {
+    use serde_json::Value;
+
+    use super::MAX_SAFE_INTEGER;
+
+    pub(crate) fn null(out: &mut String) {
+        out.push_str("null");
+    }
+
+    pub(crate) fn bool(out: &mut String, value: bool) {
+        out.push_str(if value { "true" } else { "false" });
+    }
+
+    /// As [`super::int`]: a number when exact everywhere, else a string of its digits.
+    pub(crate) fn int(out: &mut String, value: i64) {
+        let mut digits = itoa::Buffer::new();
+        if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&value) {
+            out.push_str(digits.format(value));
+        } else {
+            quoted(out, digits.format(value));
         }
     }
-    let mut count = Count(0);
-    // Serializing a `Value` into a writer that never fails cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
+
+    /// As [`super::uint`].
+    pub(crate) fn uint(out: &mut String, value: u64) {
+        match i64::try_from(value) {
+            Ok(value) => int(out, value),
+            Err(_) => quoted(out, itoa::Buffer::new().format(value)),
+        }
+    }
+
+    /// As [`super::float`].
+    pub(crate) fn float(out: &mut String, value: f64) {
+        if value.is_nan() {
+            out.push_str("\"NaN\"");
+        } else if value.is_infinite() {
+            out.push_str(if value > 0.0 { "\"Infinity\"" } else { "\"-Infinity\"" });
+        } else {
+            out.push_str(zmij::Buffer::new().format_finite(value));
+        }
+    }
+
+    /// A string with nothing to escape in it (digits, dates, base64): between quotes.
+    pub(crate) fn quoted(out: &mut String, plain: &str) {
+        out.push('"');
+        out.push_str(plain);
+        out.push('"');
+    }
+
+    /// A string, escaped as `serde_json` escapes it: `"` and `\\`, and the control characters,
+    /// five of them by letter and the rest as `\u00xx`. Everything else is written as it is.
+    pub(crate) fn string(out: &mut String, value: &str) {
+        out.push('"');
+        let bytes = value.as_bytes();
+        let mut plain = 0;
+        for (at, byte) in bytes.iter().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            // Every byte escaped is ASCII, so these are character boundaries.
+            out.push_str(&value[plain..at]);
+            if escape.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xf)]));
+            } else {
+                out.push_str(escape);
+            }
+            plain = at + 1;
+        }
+        out.push_str(&value[plain..]);
+        out.push('"');
+    }
+
+    /// Bytes as standard base64 with padding, as [`super::bytes`].
+    pub(crate) fn base64(out: &mut String, value: &[u8]) {
+        out.push('"');
+        base64::Engine::encode_string(&base64::engine::general_purpose::STANDARD, value, out);
+        out.push('"');
+    }
+
+    /// Any JSON value.
+    pub(crate) fn value(out: &mut String, value: &Value) {
+        match value {
+            Value::Null => null(out),
+            Value::Bool(value) => bool(out, *value),
+            Value::Number(number) => {
+                if let Some(value) = number.as_u64() {
+                    out.push_str(itoa::Buffer::new().format(value));
+                } else if let Some(value) = number.as_i64() {
+                    out.push_str(itoa::Buffer::new().format(value));
+                } else if let Some(value) = number.as_f64() {
+                    out.push_str(zmij::Buffer::new().format_finite(value));
+                }
+            }
+            Value::String(value) => string(out, value),
+            Value::Array(values) => {
+                out.push('[');
+                for (index, item) in values.iter().enumerate() {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    self::value(out, item);
+                }
+                out.push(']');
+            }
+            Value::Object(map) => {
+                out.push('{');
+                for (index, (key, item)) in map.iter().enumerate() {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    string(out, key);
+                    out.push(':');
+                    self::value(out, item);
+                }
+                out.push('}');
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -310,9 +441,72 @@ mod tests {
         assert_eq!(bytes(b"\x00\xffab"), Value::String("AP9hYg==".into()));
     }
 
+    fn written(write: impl FnOnce(&mut String)) -> String {
+        let mut out = String::from("…");
+        write(&mut out);
+        out.split_off("…".len())
+    }
+
     #[test]
-    fn encoded_length_is_the_serialized_length() {
-        let value = serde_json::json!(["a\"b", 1, null, {"k": [1.5]}]);
-        assert_eq!(encoded_len(&value), serde_json::to_string(&value).expect("serializes").len());
+    fn every_ascii_character_is_escaped_as_serde_json_escapes_it() {
+        let all: String = (0u8..=0x7f).map(char::from).collect();
+        for text in [all.as_str(), "", "plain", "é\u{2028}😀\"\\", "\u{7f}\u{0}end"] {
+            assert_eq!(written(|out| text::string(out, text)), serde_json::to_string(text).expect("serializes"));
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_the_values_for_them_serialize() {
+        for value in [0, 1, -1, MAX_SAFE_INTEGER, MAX_SAFE_INTEGER + 1, -MAX_SAFE_INTEGER - 1, i64::MIN, i64::MAX] {
+            assert_eq!(written(|out| text::int(out, value)), int(value).to_string());
+        }
+        for value in [0, 7, MAX_SAFE_INTEGER as u64 + 1, u64::MAX] {
+            assert_eq!(written(|out| text::uint(out, value)), uint(value).to_string());
+        }
+        for value in
+            [0.0, -0.0, 1.5, 0.1, 1e300, -2.5e-300, f64::MIN_POSITIVE, f64::NAN, f64::INFINITY, f64::NEG_INFINITY]
+        {
+            assert_eq!(written(|out| text::float(out, value)), float(value).to_string());
+        }
+        assert_eq!(written(|out| text::base64(out, b"\x00\xffab")), bytes(b"\x00\xffab").to_string());
+        assert_eq!(written(|out| push_padded(out, 7, 4)), "0007");
+        assert_eq!(written(|out| push_padded(out, 123_456, 2)), "123456");
+        assert_eq!(written(|out| push_padded(out, 0, 0)), "0");
+        for (value, width) in
+            [(0, 2), (9, 2), (10, 2), (99, 2), (100, 2), (0, 4), (7, 4), (999, 4), (9999, 4), (10_000, 4)]
+        {
+            assert_eq!(written(|out| push_padded(out, value, width)), format!("{value:0width$}"));
+        }
+    }
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|value| serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((any::<String>(), inner), 0..6)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_is_written_as_serde_json_writes_it(value in any_value()) {
+            proptest::prop_assert_eq!(written(|out| text::value(out, &value)), value.to_string());
+        }
+
+        #[test]
+        fn any_string_is_written_as_serde_json_writes_it(value in ".*") {
+            proptest::prop_assert_eq!(written(|out| text::string(out, &value)), serde_json::to_string(&value).expect("serializes"));
+        }
     }
 }

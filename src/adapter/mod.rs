@@ -75,48 +75,82 @@ fn unsupported(backend: &str) -> AdapterError {
         .with_message(format!("this build of sqlwarden has no {backend} support (cargo feature)"))
 }
 
-/// Collects a read's rows within its row limit and byte cap, as the backend streams them.
+/// Collects a read's rows within its row limit and byte cap, as the backend streams them,
+/// writing them as JSON text straight away.
 pub(crate) struct RowCollector {
-    rows: Vec<Vec<serde_json::Value>>,
-    /// Bytes of the rows as a JSON array, brackets and commas included.
-    bytes: usize,
+    /// `[` and the rows so far, comma-separated.
+    text: String,
+    rows: usize,
     options: ReadOptions,
 }
 
 impl RowCollector {
     pub(crate) fn new(options: ReadOptions) -> Self {
-        RowCollector { rows: Vec::new(), bytes: 2, options }
+        RowCollector { text: String::from("["), rows: 0, options }
     }
 
     /// Whether the limit is reached: a further row only means the result is truncated.
     pub(crate) fn is_full(&self) -> bool {
-        self.rows.len() >= self.options.limit
+        self.rows >= self.options.limit
     }
 
-    /// How many rows are held.
-    pub(crate) fn len(&self) -> usize {
-        self.rows.len()
+    /// Starts a row: write its values through the [`RowWriter`], then [`end`](RowWriter::end)
+    /// it. A row left unended is only ever followed by the read's failure.
+    pub(crate) fn row(&mut self) -> RowWriter<'_> {
+        if self.rows > 0 {
+            self.text.push(',');
+        }
+        self.text.push('[');
+        RowWriter { collector: self, first: true }
     }
 
-    /// Adds a row, or refuses the result when it grows past the byte cap.
-    pub(crate) fn push(&mut self, row: Vec<serde_json::Value>) -> Result<(), AdapterError> {
-        self.bytes += 2 + row.iter().map(|value| json::encoded_len(value) + 1).sum::<usize>();
-        self.check()?;
-        self.rows.push(row);
-        Ok(())
+    /// Adds a row of values.
+    pub(crate) fn push(&mut self, values: &[serde_json::Value]) -> Result<(), AdapterError> {
+        if self.rows > 0 {
+            self.text.push(',');
+        }
+        write_row(&mut self.text, values);
+        self.ended_row()
     }
 
-    /// Replaces one value (e.g. with the server's text form of it), keeping count of bytes.
-    pub(crate) fn replace(&mut self, row: usize, column: usize, value: serde_json::Value) -> Result<(), AdapterError> {
-        if let Some(slot) = self.rows.get_mut(row).and_then(|row| row.get_mut(column)) {
-            self.bytes = self.bytes - json::encoded_len(slot) + json::encoded_len(&value);
-            *slot = value;
+    /// Counts a row just written. After the first, room is made for as many more of its size
+    /// as the limit lets come, up to the byte cap and 1 MiB, rather than growing a step at a
+    /// time.
+    fn ended_row(&mut self) -> Result<(), AdapterError> {
+        self.rows += 1;
+        if self.rows == 1 {
+            let expected = self.text.len().saturating_mul(self.options.limit.saturating_sub(1));
+            self.text.reserve(expected.min(self.options.max_bytes).min(1 << 20));
         }
         self.check()
     }
 
+    /// Replaces values already written: each range of the text (in order, not overlapping)
+    /// with the JSON text given for it. Then the byte cap is checked again.
+    pub(crate) fn replace(&mut self, replacements: Vec<(std::ops::Range<usize>, String)>) -> Result<(), AdapterError> {
+        if replacements.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::with_capacity(self.text.len());
+        let mut copied = 0;
+        for (range, value) in replacements {
+            let kept = self
+                .text
+                .get(copied..range.start)
+                .filter(|_| range.start <= range.end && self.text.is_char_boundary(range.end))
+                .ok_or_else(|| AdapterError::invalid("a value to replace is out of place"))?;
+            text.push_str(kept);
+            text.push_str(&value);
+            copied = range.end;
+        }
+        text.push_str(&self.text[copied..]);
+        self.text = text;
+        self.check()
+    }
+
+    /// Refuses the result once its text, closing bracket included, is over the byte cap.
     fn check(&self) -> Result<(), AdapterError> {
-        if self.bytes > self.options.max_bytes {
+        if self.text.len() + 1 > self.options.max_bytes {
             return Err(AdapterError::of_kind(AdapterErrorKind::ResultTooLarge).with_message(format!(
                 "the result exceeds {} bytes; select fewer columns or rows",
                 self.options.max_bytes
@@ -125,8 +159,43 @@ impl RowCollector {
         Ok(())
     }
 
-    pub(crate) fn finish(self, columns: Vec<ResultColumn>, truncated: bool) -> QueryResult {
-        QueryResult { columns, rows: self.rows, truncated }
+    pub(crate) fn finish(mut self, columns: Vec<ResultColumn>, truncated: bool) -> QueryResult {
+        self.text.push(']');
+        QueryResult { columns, rows: JsonRows { text: self.text, count: self.rows }, truncated }
+    }
+}
+
+/// `[value,value,…]`.
+fn write_row(text: &mut String, values: &[serde_json::Value]) {
+    text.push('[');
+    for (index, value) in values.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        json::text::value(text, value);
+    }
+    text.push(']');
+}
+
+/// One row being written: a value at a time, in column order.
+pub(crate) struct RowWriter<'c> {
+    collector: &'c mut RowCollector,
+    first: bool,
+}
+
+impl RowWriter<'_> {
+    /// The text to write the next value at the end of: exactly one JSON value.
+    pub(crate) fn value(&mut self) -> &mut String {
+        if !std::mem::take(&mut self.first) {
+            self.collector.text.push(',');
+        }
+        &mut self.collector.text
+    }
+
+    /// Ends the row, or refuses the result when it has grown past the byte cap.
+    pub(crate) fn end(self) -> Result<(), AdapterError> {
+        self.collector.text.push(']');
+        self.collector.ended_row()
     }
 }
 
@@ -299,14 +368,91 @@ pub struct ReadOptions {
 }
 
 /// What a read returned.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueryResult {
     /// The result's columns, in order.
     pub columns: Vec<ResultColumn>,
     /// The rows, each a JSON array in column order (see [`json`] for the value mapping).
-    pub rows: Vec<Vec<serde_json::Value>>,
+    pub rows: JsonRows,
     /// Whether the query had more rows than the limit.
     pub truncated: bool,
+}
+
+/// A read's rows as JSON text: an array of rows, each an array of values in column order
+/// (see [`json`] for the value mapping). The backends write it as rows arrive, and it reaches
+/// the caller as it is, without being taken apart and written again.
+///
+/// ```
+/// use serde_json::json;
+/// use sqlwarden::adapter::JsonRows;
+///
+/// let rows = JsonRows::from_values(&[vec![json!(1), json!("a\"b")], vec![json!(null), json!(2.5)]]);
+/// assert_eq!(rows.len(), 2);
+/// assert_eq!(rows.as_json(), r#"[[1,"a\"b"],[null,2.5]]"#);
+/// assert_eq!(rows.to_values().unwrap()[1][1], json!(2.5));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct JsonRows {
+    /// Always one JSON array of arrays: only this module writes it.
+    text: String,
+    count: usize,
+}
+
+impl JsonRows {
+    /// Rows of JSON values, written as the backends write them.
+    pub fn from_values(rows: &[Vec<serde_json::Value>]) -> JsonRows {
+        let mut text = String::from("[");
+        for (index, row) in rows.iter().enumerate() {
+            if index > 0 {
+                text.push(',');
+            }
+            write_row(&mut text, row);
+        }
+        text.push(']');
+        JsonRows { text, count: rows.len() }
+    }
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The rows as compact JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.text
+    }
+
+    /// The rows as JSON values. (This parses the text: it fails only on values nested deeper
+    /// than `serde_json` reads, 128 levels.)
+    pub fn to_values(&self) -> Result<Vec<Vec<serde_json::Value>>, serde_json::Error> {
+        serde_json::from_str(&self.text)
+    }
+}
+
+impl Default for JsonRows {
+    fn default() -> Self {
+        JsonRows { text: String::from("[]"), count: 0 }
+    }
+}
+
+/// Shows the size of the rows, never their values.
+impl fmt::Debug for JsonRows {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonRows").field("rows", &self.count).field("bytes", &self.text.len()).finish()
+    }
+}
+
+/// The rows as they are: a JSON array of arrays.
+impl Serialize for JsonRows {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue = serde_json::from_str(&self.text).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
 }
 
 /// One result column.
@@ -507,6 +653,66 @@ impl StdError for AdapterError {
 mod tests {
     use super::*;
     use crate::sql::AllowList;
+
+    fn options(limit: usize, max_bytes: usize) -> ReadOptions {
+        ReadOptions { limit, timeout: Duration::from_secs(1), max_bytes }
+    }
+
+    #[test]
+    fn rows_are_collected_as_the_json_of_their_values() {
+        use serde_json::json;
+        let rows = [vec![json!(1), json!("a\"b\n")], vec![json!(null), json!({"k": [1.5, true]})], vec![]];
+        let mut collector = RowCollector::new(options(3, 1 << 20));
+        collector.push(&rows[0]).expect("fits");
+        let mut row = collector.row();
+        json::text::null(row.value());
+        json::text::value(row.value(), &rows[1][1]);
+        row.end().expect("fits");
+        assert!(!collector.is_full());
+        collector.push(&rows[2]).expect("fits");
+        assert!(collector.is_full());
+        let result = collector.finish(Vec::new(), true);
+        assert_eq!(result.rows.as_json(), serde_json::to_string(&rows).expect("serializes"));
+        assert_eq!(result.rows, JsonRows::from_values(&rows));
+        assert_eq!(result.rows.len(), 3);
+        assert_eq!(result.rows.to_values().expect("parses"), rows);
+        assert_eq!(serde_json::to_value(&result).expect("serializes")["rows"], json!(rows));
+        assert_eq!(format!("{:?}", result.rows), "JsonRows { rows: 3, bytes: 41 }", "no values in debug output");
+        assert_eq!(JsonRows::default().as_json(), "[]");
+        assert!(JsonRows::default().is_empty());
+    }
+
+    #[test]
+    fn the_byte_cap_counts_the_whole_array() {
+        use serde_json::json;
+        // `[[1,2]]` is 7 bytes.
+        let mut exact = RowCollector::new(options(10, 7));
+        exact.push(&[json!(1), json!(2)]).expect("7 bytes fit in 7");
+        let mut over = RowCollector::new(options(10, 6));
+        let error = over.push(&[json!(1), json!(2)]).expect_err("7 bytes do not fit in 6");
+        assert_eq!(error.kind(), AdapterErrorKind::ResultTooLarge);
+        let mut written = RowCollector::new(options(10, 6));
+        let mut row = written.row();
+        json::text::int(row.value(), 1);
+        json::text::int(row.value(), 2);
+        assert_eq!(row.end().expect_err("counted alike").kind(), AdapterErrorKind::ResultTooLarge);
+    }
+
+    #[test]
+    fn values_are_replaced_in_place_and_counted_again() {
+        use serde_json::json;
+        let mut collector = RowCollector::new(options(10, 20));
+        collector.push(&[json!("x"), json!(1), json!("y")]).expect("fits");
+        // `[["x",1,"y"]]`: "x" at 2..5, "y" at 8..11.
+        collector.replace(vec![(2..5, "\"long\"".into()), (8..11, "null".into())]).expect("fits");
+        assert_eq!(collector.text, r#"[["long",1,null"#.to_owned() + "]");
+        let error = collector.replace(vec![(2..8, "\"far too long a value\"".into())]).expect_err("over the cap");
+        assert_eq!(error.kind(), AdapterErrorKind::ResultTooLarge);
+        let mut collector = RowCollector::new(options(10, 100));
+        collector.push(&[json!("x"), json!("y")]).expect("fits");
+        assert!(collector.replace(vec![(6..9, "1".into()), (2..5, "2".into())]).is_err(), "out of order");
+        assert!(collector.replace(vec![(2..50, "1".into())]).is_err(), "out of range");
+    }
 
     #[test]
     fn the_scheme_chooses_the_backend() {

@@ -538,12 +538,14 @@ async fn read(conn: &mut Conn, context: &ReadContext<'_>) -> Result<QueryResult,
             truncated = true;
             break;
         }
-        let values = described
-            .iter()
-            .enumerate()
-            .map(|(index, column)| row.as_ref(index).map_or(Value::Null, |value| decode(column, value)))
-            .collect();
-        rows.push(values).map_err(Failure::Adapter)?;
+        let mut out = rows.row();
+        for (index, column) in described.iter().enumerate() {
+            match row.as_ref(index) {
+                Some(value) => write_value(column, value, out.value()),
+                None => json::text::null(out.value()),
+            }
+        }
+        out.end().map_err(Failure::Adapter)?;
     }
     result.drop_result().await.map_err(Failure::MySql)?;
     Ok(rows.finish(columns, truncated))
@@ -571,63 +573,71 @@ fn to_params(params: &[SqlValue]) -> mysql_async::Params {
 /// The binary character set: bytes, not text.
 const BINARY: u16 = 63;
 
+/// One value as a JSON value, for the few rows a write returns.
 fn decode(column: &mysql_async::Column, value: &MyValue) -> Value {
+    let mut text = String::new();
+    write_value(column, value, &mut text);
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Writes one value as JSON text.
+fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) {
+    use json::text;
     let kind = column.column_type();
     match value {
-        MyValue::NULL => Value::Null,
-        MyValue::Int(value) => json::int(*value),
-        MyValue::UInt(value) => json::uint(*value),
-        MyValue::Float(value) => json::float(f64::from(*value)),
-        MyValue::Double(value) => json::float(*value),
+        MyValue::NULL => text::null(out),
+        MyValue::Int(value) => text::int(out, *value),
+        MyValue::UInt(value) => text::uint(out, *value),
+        MyValue::Float(value) => text::float(out, f64::from(*value)),
+        MyValue::Double(value) => text::float(out, *value),
+        // Digits and separators only: nothing to escape.
         MyValue::Date(year, month, day, hour, minute, second, micros) => {
-            let mut text = String::with_capacity(27);
-            json::push_padded(&mut text, u64::from(*year), 4);
+            out.push('"');
+            json::push_padded(out, u64::from(*year), 4);
             for (separator, part) in [('-', month), ('-', day)] {
-                text.push(separator);
-                json::push_padded(&mut text, u64::from(*part), 2);
+                out.push(separator);
+                json::push_padded(out, u64::from(*part), 2);
             }
-            if kind == ColumnType::MYSQL_TYPE_DATE {
-                return Value::String(text);
+            if kind != ColumnType::MYSQL_TYPE_DATE {
+                for (separator, part) in [('T', hour), (':', minute), (':', second)] {
+                    out.push(separator);
+                    json::push_padded(out, u64::from(*part), 2);
+                }
+                json::push_fraction(out, u64::from(*micros));
+                if kind == ColumnType::MYSQL_TYPE_TIMESTAMP || kind == ColumnType::MYSQL_TYPE_TIMESTAMP2 {
+                    // Sessions run in UTC.
+                    out.push('Z');
+                }
             }
-            for (separator, part) in [('T', hour), (':', minute), (':', second)] {
-                text.push(separator);
-                json::push_padded(&mut text, u64::from(*part), 2);
-            }
-            json::push_fraction(&mut text, u64::from(*micros));
-            if kind == ColumnType::MYSQL_TYPE_TIMESTAMP || kind == ColumnType::MYSQL_TYPE_TIMESTAMP2 {
-                // Sessions run in UTC.
-                text.push('Z');
-            }
-            Value::String(text)
+            out.push('"');
         }
         MyValue::Time(negative, days, hours, minutes, seconds, micros) => {
-            let mut text = String::with_capacity(20);
+            out.push('"');
             if *negative {
-                text.push('-');
+                out.push('-');
             }
-            json::push_padded(&mut text, u64::from(*days) * 24 + u64::from(*hours), 2);
+            json::push_padded(out, u64::from(*days) * 24 + u64::from(*hours), 2);
             for part in [minutes, seconds] {
-                text.push(':');
-                json::push_padded(&mut text, u64::from(*part), 2);
+                out.push(':');
+                json::push_padded(out, u64::from(*part), 2);
             }
-            json::push_fraction(&mut text, u64::from(*micros));
-            Value::String(text)
+            json::push_fraction(out, u64::from(*micros));
+            out.push('"');
         }
         MyValue::Bytes(bytes) => match kind {
-            ColumnType::MYSQL_TYPE_JSON => {
-                serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into()))
-            }
+            ColumnType::MYSQL_TYPE_JSON => match serde_json::from_slice::<Value>(bytes) {
+                Ok(value) => text::value(out, &value),
+                Err(_) => text::string(out, &String::from_utf8_lossy(bytes)),
+            },
             ColumnType::MYSQL_TYPE_BIT => {
-                json::uint(bytes.iter().fold(0u64, |total, byte| total.wrapping_shl(8) | u64::from(*byte)))
+                text::uint(out, bytes.iter().fold(0u64, |total, byte| total.wrapping_shl(8) | u64::from(*byte)))
             }
-            ColumnType::MYSQL_TYPE_GEOMETRY => json::bytes(bytes),
-            ColumnType::MYSQL_TYPE_NEWDECIMAL | ColumnType::MYSQL_TYPE_DECIMAL => {
-                Value::String(String::from_utf8_lossy(bytes).into_owned())
-            }
+            ColumnType::MYSQL_TYPE_GEOMETRY => text::base64(out, bytes),
             _ if column.character_set() == BINARY && column.flags().contains(ColumnFlags::BINARY_FLAG) => {
-                json::bytes(bytes)
+                text::base64(out, bytes)
             }
-            _ => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+            // Decimals included: their digits, as the server wrote them.
+            _ => text::string(out, &String::from_utf8_lossy(bytes)),
         },
     }
 }

@@ -669,7 +669,8 @@ async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult,
             tx.begin().await?;
         }
         let mut as_text: Vec<(Type, Statement)> = Vec::new();
-        for (row, column, ty, raw) in pending {
+        let mut printed = Vec::with_capacity(pending.len());
+        for Pending { at, ty, raw } in pending {
             let statement = match as_text.iter().find(|(known, _)| *known == ty) {
                 Some((_, statement)) => statement.clone(),
                 None => {
@@ -682,15 +683,23 @@ async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult,
                 }
             };
             let row_of_text = client.query_one(&statement, &[&RawParam(&raw)]).await.map_err(Failure::Postgres)?;
-            let value = Value::String(row_of_text.try_get(0).map_err(|error| Failure::Adapter(decode_failure(error)))?);
-            rows.replace(row, column, value).map_err(Failure::Adapter)?;
+            let value: String = row_of_text.try_get(0).map_err(|error| Failure::Adapter(decode_failure(error)))?;
+            let mut text = String::with_capacity(value.len() + 2);
+            json::text::string(&mut text, &value);
+            printed.push((at, text));
         }
+        rows.replace(printed).map_err(Failure::Adapter)?;
     }
     Ok(rows.finish(columns, truncated))
 }
 
-/// A value to print on the server: its row, its column, its type and its binary form.
-type Pending = (usize, usize, Type, Vec<u8>);
+/// A value to print on the server: where the result's text holds it, its type and its binary
+/// form.
+struct Pending {
+    at: std::ops::Range<usize>,
+    ty: Type,
+    raw: Vec<u8>,
+}
 
 /// What a fetch brought: the rows, whether there were more, the values PostgreSQL must print,
 /// and the columns as the rows describe them, when that differs from the description expected.
@@ -701,8 +710,8 @@ struct Fetched {
     changed: Option<Vec<ResultColumn>>,
 }
 
-/// Fetches from the cursor, decoding as rows arrive; the first row's description is checked
-/// against `expected`, when there is one.
+/// Fetches from the cursor, writing rows as they arrive; the first row's description is
+/// checked against `expected`, when there is one.
 async fn collect_rows(
     client: &tokio_postgres::Client,
     fetch: &str,
@@ -730,18 +739,24 @@ async fn collect_rows(
             fetched.truncated = true;
             break;
         }
-        let mut values = Vec::with_capacity(row.len());
+        let mut out = fetched.rows.row();
         for (index, column) in row.columns().iter().enumerate() {
             let Raw(raw) = row.try_get(index).map_err(|error| Failure::Adapter(decode_failure(error)))?;
-            values.push(match raw {
-                None => Value::Null,
-                Some(raw) => decode(column.type_(), raw).unwrap_or_else(|| {
-                    fetched.pending.push((fetched.rows.len(), index, column.type_().clone(), raw.to_vec()));
-                    Value::String(String::from_utf8_lossy(raw).into_owned())
-                }),
-            });
+            let text = out.value();
+            match raw {
+                None => json::text::null(text),
+                Some(raw) => {
+                    let start = text.len();
+                    if !write_value(column.type_(), raw, text) {
+                        // Held as its bytes for now; PostgreSQL prints it once the rows are in.
+                        json::text::string(text, &String::from_utf8_lossy(raw));
+                        let at = start..text.len();
+                        fetched.pending.push(Pending { at, ty: column.type_().clone(), raw: raw.to_vec() });
+                    }
+                }
+            }
         }
-        fetched.rows.push(values).map_err(Failure::Adapter)?;
+        out.end().map_err(Failure::Adapter)?;
     }
     Ok(fetched)
 }
@@ -811,120 +826,179 @@ fn type_name(ty: &Type) -> String {
     }
 }
 
-/// Decodes one value from PostgreSQL's binary format, or `None` for a type decoded by the
-/// server instead.
+/// Writes one value from PostgreSQL's binary format as JSON text; for a type decoded by the
+/// server instead (or a value this cannot read), writes nothing and returns `false`.
+fn write_value(ty: &Type, raw: &[u8], out: &mut String) -> bool {
+    let start = out.len();
+    let written = encode(ty, raw, out).is_some();
+    if !written {
+        out.truncate(start);
+    }
+    written
+}
+
+/// One value as a JSON value, for the few rows a write returns.
 fn decode(ty: &Type, raw: &[u8]) -> Option<Value> {
+    let mut text = String::new();
+    if !write_value(ty, raw, &mut text) {
+        return None;
+    }
+    serde_json::from_str(&text).ok()
+}
+
+/// [`write_value`], which may leave part of a value behind when it fails.
+fn encode(ty: &Type, raw: &[u8], out: &mut String) -> Option<()> {
+    use json::text;
     match ty.kind() {
-        Kind::Enum(_) => return std::str::from_utf8(raw).ok().map(|label| Value::String(label.to_owned())),
-        Kind::Domain(base) => return decode(base, raw),
-        Kind::Array(element) => return decode_array(element, raw),
+        Kind::Enum(_) => {
+            text::string(out, std::str::from_utf8(raw).ok()?);
+            return Some(());
+        }
+        Kind::Domain(base) => return encode(base, raw, out),
+        Kind::Array(element) => return encode_array(element, raw, out),
         Kind::Simple => {}
         _ => return None,
     }
-    Some(match *ty {
-        Type::BOOL => Value::Bool(*raw.first()? != 0),
-        Type::INT2 => json::int(i64::from(i16::from_be_bytes(raw.try_into().ok()?))),
-        Type::INT4 => json::int(i64::from(i32::from_be_bytes(raw.try_into().ok()?))),
-        Type::INT8 => json::int(i64::from_be_bytes(raw.try_into().ok()?)),
-        Type::OID => json::int(i64::from(u32::from_be_bytes(raw.try_into().ok()?))),
-        Type::FLOAT4 => json::float(f64::from(f32::from_be_bytes(raw.try_into().ok()?))),
-        Type::FLOAT8 => json::float(f64::from_be_bytes(raw.try_into().ok()?)),
-        Type::NUMERIC => Value::String(numeric(raw)?),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => {
-            Value::String(std::str::from_utf8(raw).ok()?.to_owned())
+    // Digits, dates, times and base64 need no escaping: they are only put between quotes.
+    let quote = |out: &mut String, write: &dyn Fn(&mut String)| {
+        out.push('"');
+        write(out);
+        out.push('"');
+    };
+    match *ty {
+        Type::BOOL => text::bool(out, *raw.first()? != 0),
+        Type::INT2 => text::int(out, i64::from(i16::from_be_bytes(raw.try_into().ok()?))),
+        Type::INT4 => text::int(out, i64::from(i32::from_be_bytes(raw.try_into().ok()?))),
+        Type::INT8 => text::int(out, i64::from_be_bytes(raw.try_into().ok()?)),
+        Type::OID => text::int(out, i64::from(u32::from_be_bytes(raw.try_into().ok()?))),
+        Type::FLOAT4 => text::float(out, f64::from(f32::from_be_bytes(raw.try_into().ok()?))),
+        Type::FLOAT8 => text::float(out, f64::from_be_bytes(raw.try_into().ok()?)),
+        Type::NUMERIC => {
+            out.push('"');
+            numeric(raw, out)?;
+            out.push('"');
         }
-        Type::CHAR => Value::String(char::from(*raw.first()?).to_string()),
-        Type::UUID => Value::String(json::uuid(raw.try_into().ok()?)),
-        Type::DATE => Value::String(match i32::from_be_bytes(raw.try_into().ok()?) {
-            i32::MAX => "infinity".into(),
-            i32::MIN => "-infinity".into(),
-            days => json::date(i64::from(days) + POSTGRES_EPOCH_DAYS),
-        }),
-        Type::TIME => Value::String(json::time(i64::from_be_bytes(raw.try_into().ok()?))),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => {
+            text::string(out, std::str::from_utf8(raw).ok()?);
+        }
+        Type::CHAR => text::string(out, char::from(*raw.first()?).encode_utf8(&mut [0; 4])),
+        Type::UUID => text::quoted(out, &json::uuid(raw.try_into().ok()?)),
+        Type::DATE => match i32::from_be_bytes(raw.try_into().ok()?) {
+            i32::MAX => text::quoted(out, "infinity"),
+            i32::MIN => text::quoted(out, "-infinity"),
+            days => quote(out, &|out| json::write_date(out, i64::from(days) + POSTGRES_EPOCH_DAYS)),
+        },
+        Type::TIME => {
+            let micros = i64::from_be_bytes(raw.try_into().ok()?);
+            quote(out, &|out| json::write_time(out, micros));
+        }
         Type::TIMETZ => {
             let (time, zone) = raw.split_at_checked(8)?;
-            let mut text = json::time(i64::from_be_bytes(time.try_into().ok()?));
+            let micros = i64::from_be_bytes(time.try_into().ok()?);
             // PostgreSQL stores the offset in seconds west of UTC.
-            let east = -i32::from_be_bytes(zone.try_into().ok()?);
-            let sign = if east < 0 { '-' } else { '+' };
-            let east = east.unsigned_abs();
-            text.push_str(&format!("{sign}{:02}:{:02}", east / 3600, east / 60 % 60));
-            if east % 60 != 0 {
-                text.push_str(&format!(":{:02}", east % 60));
-            }
-            Value::String(text)
+            let east = -i64::from(i32::from_be_bytes(zone.try_into().ok()?));
+            quote(out, &|out| {
+                json::write_time(out, micros);
+                out.push(if east < 0 { '-' } else { '+' });
+                let east = east.unsigned_abs();
+                json::push_padded(out, east / 3600, 2);
+                out.push(':');
+                json::push_padded(out, east / 60 % 60, 2);
+                if east % 60 != 0 {
+                    out.push(':');
+                    json::push_padded(out, east % 60, 2);
+                }
+            });
         }
-        Type::TIMESTAMP | Type::TIMESTAMPTZ => Value::String(match i64::from_be_bytes(raw.try_into().ok()?) {
-            i64::MAX => "infinity".into(),
-            i64::MIN => "-infinity".into(),
-            micros => json::timestamp(micros.checked_add(POSTGRES_EPOCH_MICROS)?, *ty == Type::TIMESTAMPTZ),
-        }),
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => match i64::from_be_bytes(raw.try_into().ok()?) {
+            i64::MAX => text::quoted(out, "infinity"),
+            i64::MIN => text::quoted(out, "-infinity"),
+            micros => {
+                let micros = micros.checked_add(POSTGRES_EPOCH_MICROS)?;
+                let utc = *ty == Type::TIMESTAMPTZ;
+                quote(out, &|out| json::write_timestamp(out, micros, utc));
+            }
+        },
         Type::INTERVAL => {
             let (micros, rest) = raw.split_at_checked(8)?;
             let (days, months) = rest.split_at_checked(4)?;
-            Value::String(json::interval(
-                i32::from_be_bytes(months.try_into().ok()?),
-                i32::from_be_bytes(days.try_into().ok()?),
-                i64::from_be_bytes(micros.try_into().ok()?),
-            ))
+            text::quoted(
+                out,
+                &json::interval(
+                    i32::from_be_bytes(months.try_into().ok()?),
+                    i32::from_be_bytes(days.try_into().ok()?),
+                    i64::from_be_bytes(micros.try_into().ok()?),
+                ),
+            );
         }
-        Type::BYTEA => json::bytes(raw),
-        Type::JSON => serde_json::from_slice(raw).ok()?,
+        Type::BYTEA => text::base64(out, raw),
+        Type::JSON => text::value(out, &serde_json::from_slice(raw).ok()?),
         Type::JSONB => match raw.split_first()? {
-            (1, text) => serde_json::from_slice(text).ok()?,
+            (1, json) => text::value(out, &serde_json::from_slice(json).ok()?),
             _ => return None,
         },
         _ => return None,
-    })
+    }
+    Some(())
 }
 
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const POSTGRES_EPOCH_DAYS: i64 = 10_957;
 const POSTGRES_EPOCH_MICROS: i64 = POSTGRES_EPOCH_DAYS * 86_400_000_000;
 
-/// An array in binary format: dimensions, then the elements in row-major order.
-fn decode_array(element: &Type, raw: &[u8]) -> Option<Value> {
+/// An array in binary format: dimensions, then the elements in row-major order, written as
+/// nested JSON arrays.
+fn encode_array(element: &Type, raw: &[u8], out: &mut String) -> Option<()> {
     let mut input = raw;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let (head, rest) = input.split_at_checked(n)?;
-        input = rest;
-        Some(head)
-    };
-    let dimensions = usize::try_from(i32::from_be_bytes(take(4)?.try_into().ok()?)).ok()?;
-    take(8)?; // the has-null flag and the element type
-    let mut lengths = Vec::with_capacity(dimensions);
+    let dimensions = usize::try_from(i32::from_be_bytes(take(&mut input, 4)?.try_into().ok()?)).ok()?;
+    take(&mut input, 8)?; // the has-null flag and the element type
+    let mut lengths = Vec::with_capacity(dimensions.min(raw.len()));
     for _ in 0..dimensions {
-        lengths.push(usize::try_from(i32::from_be_bytes(take(4)?.try_into().ok()?)).ok()?);
-        take(4)?; // the lower bound
+        lengths.push(usize::try_from(i32::from_be_bytes(take(&mut input, 4)?.try_into().ok()?)).ok()?);
+        take(&mut input, 4)?; // the lower bound
     }
+    // PostgreSQL writes an empty array with no dimensions; an element takes 4 bytes at least.
     let count = lengths.iter().try_fold(1usize, |total, length| total.checked_mul(*length))?;
-    let mut elements = Vec::with_capacity(if dimensions == 0 { 0 } else { count.min(raw.len()) });
-    if dimensions > 0 {
-        for _ in 0..count {
-            let length = i32::from_be_bytes(take(4)?.try_into().ok()?);
-            elements.push(match usize::try_from(length) {
-                Ok(length) => decode(element, take(length)?)?,
-                Err(_) => Value::Null,
-            });
-        }
-    }
-    if !input.is_empty() {
+    if dimensions > 0 && (count == 0 || count > raw.len() / 4) {
         return None;
     }
-    Some(nest(&lengths, &mut elements.into_iter()))
+    encode_nested(element, if dimensions == 0 { &[] } else { &lengths }, &mut input, out)?;
+    input.is_empty().then_some(())
 }
 
-fn nest(lengths: &[usize], elements: &mut impl Iterator<Item = Value>) -> Value {
-    match lengths.split_first() {
-        None => Value::Array(Vec::new()),
-        Some((length, [])) => Value::Array(elements.take(*length).collect()),
-        Some((length, inner)) => Value::Array((0..*length).map(|_| nest(inner, elements)).collect()),
+/// One level of an array: `lengths[0]` items, each an element or a level further down.
+fn encode_nested(element: &Type, lengths: &[usize], input: &mut &[u8], out: &mut String) -> Option<()> {
+    out.push('[');
+    if let Some((length, inner)) = lengths.split_first() {
+        for index in 0..*length {
+            if index > 0 {
+                out.push(',');
+            }
+            if inner.is_empty() {
+                let length = i32::from_be_bytes(take(input, 4)?.try_into().ok()?);
+                match usize::try_from(length) {
+                    Ok(length) => encode(element, take(input, length)?, out)?,
+                    Err(_) => json::text::null(out),
+                }
+            } else {
+                encode_nested(element, inner, input, out)?;
+            }
+        }
     }
+    out.push(']');
+    Some(())
+}
+
+/// The next `n` bytes of `input`.
+fn take<'r>(input: &mut &'r [u8], n: usize) -> Option<&'r [u8]> {
+    let (head, rest) = input.split_at_checked(n)?;
+    *input = rest;
+    Some(head)
 }
 
 /// A numeric in binary format: base-10000 digits with a weight, a sign and a display scale,
 /// written out digit for digit.
-fn numeric(raw: &[u8]) -> Option<String> {
+fn numeric(raw: &[u8], out: &mut String) -> Option<()> {
     let word = |at: usize| raw.get(at..at + 2).map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]));
     let count = usize::from(word(0)?);
     let weight = i64::from(word(2)? as i16);
@@ -935,9 +1009,18 @@ fn numeric(raw: &[u8]) -> Option<String> {
     }
     match sign {
         0x0000 | 0x4000 => {}
-        0xC000 => return Some("NaN".into()),
-        0xD000 => return Some("Infinity".into()),
-        0xF000 => return Some("-Infinity".into()),
+        0xC000 => {
+            out.push_str("NaN");
+            return Some(());
+        }
+        0xD000 => {
+            out.push_str("Infinity");
+            return Some(());
+        }
+        0xF000 => {
+            out.push_str("-Infinity");
+            return Some(());
+        }
         _ => return None,
     }
     // Base-10000 digits; those past the stored ones are zeros.
@@ -948,16 +1031,15 @@ fn numeric(raw: &[u8]) -> Option<String> {
             .and_then(|index| word(8 + 2 * index))
             .map_or(0, u64::from)
     };
-    let mut out = String::new();
     if sign == 0x4000 {
         out.push('-');
     }
     if weight < 0 {
         out.push('0');
     } else {
-        json::push_padded(&mut out, digit(0), 1);
+        json::push_padded(out, digit(0), 1);
         for index in 1..=weight {
-            json::push_padded(&mut out, digit(index), 4);
+            json::push_padded(out, digit(index), 4);
         }
     }
     if scale > 0 {
@@ -965,12 +1047,12 @@ fn numeric(raw: &[u8]) -> Option<String> {
         let start = out.len();
         let mut index = weight + 1;
         while out.len() - start < scale {
-            json::push_padded(&mut out, digit(index), 4);
+            json::push_padded(out, digit(index), 4);
             index += 1;
         }
         out.truncate(start + scale);
     }
-    Some(out)
+    Some(())
 }
 
 /// A parameter sent in text format, for the server to parse into the type it needs.
@@ -1260,14 +1342,17 @@ mod tests {
 
     #[test]
     fn numerics_are_written_digit_for_digit() {
-        assert_eq!(numeric(&numeric_bytes(0, 0, 0, &[0])).as_deref(), Some("0"));
-        assert_eq!(numeric(&numeric_bytes(0, 0, 2, &[12, 3400])).as_deref(), Some("12.34"));
-        assert_eq!(numeric(&numeric_bytes(-1, 0, 3, &[10])).as_deref(), Some("0.001"));
-        assert_eq!(numeric(&numeric_bytes(-2, 0x4000, 8, &[1])).as_deref(), Some("-0.00000001"));
-        assert_eq!(numeric(&numeric_bytes(2, 0, 0, &[1])).as_deref(), Some("100000000"));
-        assert_eq!(numeric(&numeric_bytes(1, 0, 5, &[9999, 9999, 9999, 9])).as_deref(), Some("99999999.99990"));
-        assert_eq!(numeric(&numeric_bytes(0, 0xC000, 0, &[])).as_deref(), Some("NaN"));
-        assert_eq!(numeric(&[0, 1]), None, "truncated input is not decoded");
+        assert_eq!(decode(&Type::NUMERIC, &numeric_bytes(0, 0, 0, &[0])), Some(Value::from("0")));
+        assert_eq!(decode(&Type::NUMERIC, &numeric_bytes(0, 0, 2, &[12, 3400])), Some(Value::from("12.34")));
+        assert_eq!(decode(&Type::NUMERIC, &numeric_bytes(-1, 0, 3, &[10])), Some(Value::from("0.001")));
+        assert_eq!(decode(&Type::NUMERIC, &numeric_bytes(-2, 0x4000, 8, &[1])), Some(Value::from("-0.00000001")));
+        assert_eq!(decode(&Type::NUMERIC, &numeric_bytes(2, 0, 0, &[1])), Some(Value::from("100000000")));
+        assert_eq!(
+            decode(&Type::NUMERIC, &numeric_bytes(1, 0, 5, &[9999, 9999, 9999, 9])),
+            Some(Value::from("99999999.99990"))
+        );
+        assert_eq!(decode(&Type::NUMERIC, &numeric_bytes(0, 0xC000, 0, &[])), Some(Value::from("NaN")));
+        assert_eq!(decode(&Type::NUMERIC, &[0, 1]), None, "truncated input is not decoded");
     }
 
     #[test]
@@ -1285,8 +1370,15 @@ mod tests {
                 None => raw.extend_from_slice(&(-1i32).to_be_bytes()),
             }
         }
-        assert_eq!(decode_array(&Type::INT4, &raw), Some(serde_json::json!([[1, null], [3, 4]])));
-        assert_eq!(decode_array(&Type::INT4, &raw[..raw.len() - 1]), None, "truncated input is not decoded");
+        assert_eq!(decode(&Type::INT4_ARRAY, &raw), Some(serde_json::json!([[1, null], [3, 4]])));
+        assert_eq!(decode(&Type::INT4_ARRAY, &raw[..raw.len() - 1]), None, "truncated input is not decoded");
+        let mut out = String::from("[1,");
+        assert!(!write_value(&Type::INT4_ARRAY, &raw[..raw.len() - 1], &mut out));
+        assert_eq!(out, "[1,", "a value that cannot be read leaves nothing behind");
+        let empty = [0i32, 0, 23].iter().flat_map(|word| word.to_be_bytes()).collect::<Vec<u8>>();
+        assert_eq!(decode(&Type::INT4_ARRAY, &empty), Some(serde_json::json!([])));
+        let hollow = [2i32, 0, 23, 1_000_000, 1, 0, 1].iter().flat_map(|word| word.to_be_bytes()).collect::<Vec<u8>>();
+        assert_eq!(decode(&Type::INT4_ARRAY, &hollow), None, "dimensions with no elements are not expanded");
     }
 
     #[test]

@@ -463,7 +463,7 @@ fn read(
             truncated = true;
             break;
         }
-        rows.push(values(row, width).map_err(|error| classify(&error))?)?;
+        rows.push(&values(row, width).map_err(|error| classify(&error))?)?;
     }
     Ok(rows.finish(columns, truncated))
 }

@@ -40,6 +40,7 @@ use crate::policy::{
     Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, Mode, QuotaDenied,
     QuotaEngine, QuotaKey, QuotaPolicy, SessionContext, SystemClock, ToolInfo, ToolRegistry,
 };
+use crate::tools::ToolOutput;
 use evidence::AdmittedCall;
 use state::sealed::{Admission, Claim, Resolution, Sealed};
 
@@ -198,7 +199,12 @@ impl Boundary {
     ///
     /// The quota reservation is released when the call ends: on success, on error, on a
     /// panic in the tool and when this future is dropped mid-flight.
-    pub async fn invoke(&self, session: Option<Arc<SessionContext>>, tool: &str, args: Value) -> Result<Value, Denial> {
+    pub async fn invoke(
+        &self,
+        session: Option<Arc<SessionContext>>,
+        tool: &str,
+        args: Value,
+    ) -> Result<ToolOutput, Denial> {
         self.invocation(session, tool, args).resolve()?.check_mode()?.authorize()?.admit()?.run().await
     }
 }
@@ -334,11 +340,11 @@ impl<'b> Invocation<'b, Authorized> {
 }
 
 impl Invocation<'_, Admitted> {
-    /// Runs the tool with [`Evidence`] of its access class and returns its JSON output.
+    /// Runs the tool with [`Evidence`] of its access class and returns its output as JSON text.
     ///
     /// A panic in the tool becomes an internal denial. The quota permit is released when this
     /// returns or when its future is dropped.
-    pub async fn run(self) -> Result<Value, Denial> {
+    pub async fn run(self) -> Result<ToolOutput, Denial> {
         let Invocation { boundary, mut call, proof: Admission { resolution, permit } } = self;
         let Resolution { session, name, tool } = resolution;
         let admitted = AdmittedCall {

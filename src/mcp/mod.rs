@@ -19,11 +19,15 @@ pub use stdio::{MAX_MESSAGE_BYTES, serve_stdio};
 
 use crate::policy::Access;
 use crate::service::Service;
+use crate::tools::ToolOutput;
 
 /// The MCP handler over a [`Service`].
 #[derive(Clone)]
 pub struct McpServer {
     service: Arc<Service>,
+    /// Served by [`serve_on`]: a result's structured content is left for the transport to
+    /// write from its text, which holds the same JSON (see [`structured`]).
+    spliced: bool,
 }
 
 impl std::fmt::Debug for McpServer {
@@ -35,7 +39,7 @@ impl std::fmt::Debug for McpServer {
 impl McpServer {
     /// A handler for `service`.
     pub fn new(service: Arc<Service>) -> Self {
-        McpServer { service }
+        McpServer { service, spliced: false }
     }
 
     fn tools(&self) -> Vec<McpTool> {
@@ -90,8 +94,7 @@ impl ServerHandler for McpServer {
             }
         };
         Ok(match outcome {
-            Ok(Value::Object(result)) => structured(Value::Object(result)),
-            Ok(other) => structured(json!({ "result": other })),
+            Ok(output) => structured(output, self.spliced),
             Err(denial) => {
                 CallToolResult::structured_error(json!({"code": denial.code(), "message": denial.message()}))
             }
@@ -100,12 +103,17 @@ impl ServerHandler for McpServer {
     }
 }
 
-/// A result with structured content and its text copy, as `CallToolResult::structured` makes
-/// it, but serializing straight to a string rather than through `Display`.
-fn structured(value: Value) -> CallToolResult {
-    let text = serde_json::to_string(&value).unwrap_or_else(|_| value.to_string());
+/// A tool's output as a result: its JSON text as the text content and, as structured content
+/// (which is an object), the same JSON, wrapped as `{"result": …}` when it is not an object.
+///
+/// When `spliced`, the structured content is left out here: the transport writes it from the
+/// text, so that a large result is neither parsed nor serialized again. Every successful
+/// result made this way, and only those, has no structured content and one text block.
+fn structured(output: ToolOutput, spliced: bool) -> CallToolResult {
+    let text = if output.is_object() { output.into_json() } else { format!("{{\"result\":{}}}", output.as_json()) };
+    let structured = if spliced { None } else { serde_json::from_str(&text).ok() };
     let mut result = CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)]);
-    result.structured_content = Some(value);
+    result.structured_content = structured;
     result
 }
 
@@ -116,6 +124,16 @@ mod tests {
     #[test]
     fn structured_results_are_what_rmcp_would_make() {
         let value = json!({"rows": [[1, "a \"quoted\" é"], [null, 1.5]], "row_count": 2});
-        assert_eq!(structured(value.clone()), CallToolResult::structured(value));
+        let output = ToolOutput::of(&value).expect("serializes");
+        assert_eq!(structured(output.clone(), false), CallToolResult::structured(value.clone()));
+        let mut spliced = CallToolResult::structured(value);
+        spliced.structured_content = None;
+        assert_eq!(structured(output, true), spliced);
+    }
+
+    #[test]
+    fn outputs_other_than_objects_are_wrapped() {
+        let output = ToolOutput::of(&json!([1, "two"])).expect("serializes");
+        assert_eq!(structured(output, false), CallToolResult::structured(json!({"result": [1, "two"]})));
     }
 }

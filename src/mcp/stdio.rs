@@ -41,12 +41,15 @@ pub async fn serve_stdio(server: McpServer) -> std::io::Result<()> {
 }
 
 /// Serves MCP on any byte streams; see the module documentation.
-pub async fn serve_on<R, W>(server: McpServer, input: R, output: W) -> std::io::Result<()>
+pub async fn serve_on<R, W>(mut server: McpServer, input: R, output: W) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     use rmcp::ServiceExt;
+
+    // The channel below writes each result's structured content from its text.
+    server.spliced = true;
 
     let lifecycle = Arc::new(Lifecycle::default());
     let output = Arc::new(Output { writer: tokio::sync::Mutex::new(Box::new(output)), lifecycle: lifecycle.clone() });
@@ -103,7 +106,7 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
         let output = Arc::clone(&self.output);
         async move {
-            let mut line = serde_json::to_vec(&message).map_err(std::io::Error::other)?;
+            let mut line = encode(&message).map_err(std::io::Error::other)?;
             output.lifecycle.observe(&line);
             line.push(b'\n');
             output.write_line(&line).await
@@ -119,6 +122,36 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
         self.incoming.close();
         Ok(())
     }
+}
+
+/// A message as one line of JSON, without its newline. A tool's result comes from
+/// [`McpServer`] with its structured content left out (see `structured`): it is the result's
+/// one text block, which holds the JSON text, so it is written from there as it is.
+fn encode(message: &ServerMessage) -> serde_json::Result<Vec<u8>> {
+    use rmcp::model::{JsonRpcMessage, ServerResult};
+
+    if let JsonRpcMessage::Response(response) = message
+        && let ServerResult::CallToolResult(result) = &response.result
+        && result.structured_content.is_none()
+        && let [block] = result.content.as_slice()
+        && let Some(content) = block.as_text()
+    {
+        let json = content.text.as_bytes();
+        // The text escaped, the JSON as it is, and a little framing.
+        let mut line = Vec::with_capacity(json.len() * 2 + 128);
+        line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        serde_json::to_writer(&mut line, &response.id)?;
+        line.extend_from_slice(b",\"result\":");
+        serde_json::to_writer(&mut line, result)?;
+        // A result is written as an object: reopen it for one more member.
+        if line.pop() == Some(b'}') {
+            line.extend_from_slice(b",\"structuredContent\":");
+            line.extend_from_slice(json);
+            line.extend_from_slice(b"}}");
+            return Ok(line);
+        }
+    }
+    serde_json::to_vec(message)
 }
 
 /// Whether rmcp has accepted an `initialize`: only its successful answer opens the session, so
@@ -475,6 +508,39 @@ mod tests {
             Check::Reply(line) => Some(serde_json::from_slice(&line).expect("JSON")),
             Check::Forward(_) | Check::Drop => None,
         }
+    }
+
+    #[test]
+    fn a_spliced_result_is_written_with_its_structured_content() {
+        use rmcp::model::{CallToolResult, ContentBlock, JsonRpcResponse, NumberOrString, ServerResult};
+        let value = json!({"rows": [[1, "a \"b\"\n"], [null, 2.5]], "row_count": 2});
+        for id in [NumberOrString::Number(7), NumberOrString::String("x\"y".into())] {
+            let mut result = CallToolResult::structured(value.clone());
+            let expected = serde_json::to_value(ServerMessage::Response(JsonRpcResponse {
+                jsonrpc: Default::default(),
+                id: id.clone(),
+                result: ServerResult::CallToolResult(result.clone()),
+            }))
+            .expect("serializes");
+            result.structured_content = None;
+            let spliced = ServerMessage::Response(JsonRpcResponse {
+                jsonrpc: Default::default(),
+                id,
+                result: ServerResult::CallToolResult(result),
+            });
+            let line = encode(&spliced).expect("encodes");
+            assert_eq!(serde_json::from_slice::<Value>(&line).expect("one JSON value"), expected);
+        }
+        // Anything else is written as rmcp writes it.
+        let other = ServerMessage::Response(JsonRpcResponse {
+            jsonrpc: Default::default(),
+            id: NumberOrString::Number(1),
+            result: ServerResult::CallToolResult(CallToolResult::success(vec![
+                ContentBlock::text("a"),
+                ContentBlock::text("b"),
+            ])),
+        });
+        assert_eq!(encode(&other).expect("encodes"), serde_json::to_vec(&other).expect("serializes"));
     }
 
     #[test]

@@ -78,10 +78,62 @@ pub trait Tool: Send + Sync + 'static {
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, ToolError>> + Send;
 
-    /// The output as the JSON the caller gets. The default serializes it; an output that
-    /// already holds JSON values (rows, say) can move them instead of copying them.
-    fn output_json(output: Self::Output) -> Result<Value, ToolError> {
-        serde_json::to_value(output).map_err(ToolError::internal)
+    /// The output as the JSON text the caller gets: [`ToolOutput::of`] the output, unless the
+    /// tool has a faster way to the same text.
+    fn output_json(output: Self::Output) -> Result<ToolOutput, ToolError> {
+        ToolOutput::of(&output)
+    }
+}
+
+/// What a tool returned, as the JSON text the caller gets. It is written once, when the tool
+/// returns, and passes through the boundary and the transport as it is.
+///
+/// ```
+/// let output = sqlwarden::ToolOutput::of(&serde_json::json!({"answer": 42})).unwrap();
+/// assert_eq!(output.as_json(), r#"{"answer":42}"#);
+/// assert_eq!(output.to_value().unwrap()["answer"], 42);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ToolOutput(String);
+
+impl ToolOutput {
+    /// `output`, serialized.
+    pub fn of<T: Serialize + ?Sized>(output: &T) -> Result<ToolOutput, ToolError> {
+        serde_json::to_string(output).map(ToolOutput).map_err(ToolError::internal)
+    }
+
+    /// JSON text this crate wrote itself, value by value.
+    pub(crate) fn written(text: String) -> ToolOutput {
+        ToolOutput(text)
+    }
+
+    /// The output as compact JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+
+    /// The output as compact JSON text.
+    pub fn into_json(self) -> String {
+        self.0
+    }
+
+    /// The output as a JSON value. (This parses the text: it fails only on values nested
+    /// deeper than `serde_json` reads, 128 levels.)
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+
+    /// Whether the output is a JSON object.
+    pub fn is_object(&self) -> bool {
+        // Compact JSON text starts with the value's own first character.
+        self.0.starts_with('{')
+    }
+}
+
+/// Shows the output's size, never what it holds.
+impl fmt::Debug for ToolOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ToolOutput({} bytes)", self.0.len())
     }
 }
 
@@ -197,7 +249,7 @@ pub(crate) trait ErasedTool: Send + Sync {
     fn description(&self) -> &str;
     fn input_schema(&self) -> serde_json::Map<String, Value>;
     fn access(&self) -> Access;
-    fn call<'a>(&'a self, call: &'a AdmittedCall, args: Value) -> BoxFuture<'a, Result<Value, ToolError>>;
+    fn call<'a>(&'a self, call: &'a AdmittedCall, args: Value) -> BoxFuture<'a, Result<ToolOutput, ToolError>>;
 }
 
 impl<T: Tool> ErasedTool for T {
@@ -213,7 +265,7 @@ impl<T: Tool> ErasedTool for T {
         T::Access::ACCESS
     }
 
-    fn call<'a>(&'a self, call: &'a AdmittedCall, args: Value) -> BoxFuture<'a, Result<Value, ToolError>> {
+    fn call<'a>(&'a self, call: &'a AdmittedCall, args: Value) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
         Box::pin(async move {
             let evidence = Evidence::<T::Access>::new(call)
                 .ok_or_else(|| ToolError::internal("admitted evidence does not match the tool's access class"))?;

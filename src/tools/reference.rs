@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Tool, ToolError};
-use crate::adapter::{Adapter, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary};
+use super::{Tool, ToolError, ToolOutput};
+use crate::adapter::{
+    Adapter, JsonRows, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary,
+};
 use crate::boundary::{Denial, DenialCode, Evidence, Read};
 use crate::sql::SqlValidator;
 
@@ -75,7 +77,7 @@ pub struct QueryReadOutput {
     /// The result's columns.
     pub columns: Vec<ResultColumn>,
     /// The rows, as arrays in column order.
-    pub rows: Vec<Vec<Value>>,
+    pub rows: JsonRows,
     /// How many rows are returned.
     pub row_count: usize,
     /// Whether the query had more rows than returned.
@@ -93,15 +95,23 @@ impl Tool for QueryRead {
         "query_read"
     }
 
-    fn output_json(output: QueryReadOutput) -> Result<Value, ToolError> {
+    /// The rows are JSON text already: they are copied in, not serialized again.
+    fn output_json(output: QueryReadOutput) -> Result<ToolOutput, ToolError> {
         let QueryReadOutput { columns, rows, row_count, truncated, elapsed_ms } = output;
-        let mut object = serde_json::Map::with_capacity(5);
-        object.insert("columns".to_owned(), serde_json::to_value(columns).map_err(ToolError::internal)?);
-        object.insert("rows".to_owned(), Value::Array(rows.into_iter().map(Value::Array).collect()));
-        object.insert("row_count".to_owned(), row_count.into());
-        object.insert("truncated".to_owned(), truncated.into());
-        object.insert("elapsed_ms".to_owned(), elapsed_ms.into());
-        Ok(Value::Object(object))
+        let columns = serde_json::to_string(&columns).map_err(ToolError::internal)?;
+        let mut text = String::with_capacity(columns.len() + rows.as_json().len() + 80);
+        text.push_str("{\"columns\":");
+        text.push_str(&columns);
+        text.push_str(",\"rows\":");
+        text.push_str(rows.as_json());
+        text.push_str(",\"row_count\":");
+        text.push_str(itoa::Buffer::new().format(row_count));
+        text.push_str(",\"truncated\":");
+        text.push_str(if truncated { "true" } else { "false" });
+        text.push_str(",\"elapsed_ms\":");
+        text.push_str(itoa::Buffer::new().format(elapsed_ms));
+        text.push('}');
+        Ok(ToolOutput::written(text))
     }
 
     fn description(&self) -> &str {
@@ -312,18 +322,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_output_moves_into_the_json_it_serializes_to() {
+    fn query_output_is_the_json_it_serializes_to() {
         let output = || QueryReadOutput {
             columns: vec![ResultColumn { name: "a".into(), data_type: "int4".into() }],
-            rows: vec![vec![json!(1), json!("x")], vec![Value::Null, json!({"k": [1.5, null]})]],
+            rows: JsonRows::from_values(&[vec![json!(1), json!("x")], vec![Value::Null, json!({"k": [1.5, null]})]]),
             row_count: 2,
             truncated: true,
             elapsed_ms: 7,
         };
-        let moved = QueryRead::output_json(output()).expect("json");
-        let serialized = serde_json::to_value(output()).expect("serializes");
-        assert_eq!(moved, serialized);
-        assert_eq!(moved.to_string(), serialized.to_string(), "the same text, keys in the same order");
+        let written = QueryRead::output_json(output()).expect("json");
+        let serialized = ToolOutput::of(&output()).expect("serializes");
+        assert_eq!(written.as_json(), serialized.as_json(), "the same text, keys in the same order");
+        assert_eq!(
+            written.to_value().expect("parses"),
+            json!({"columns": [{"name": "a", "type": "int4"}], "rows": [[1, "x"], [null, {"k": [1.5, null]}]],
+                   "row_count": 2, "truncated": true, "elapsed_ms": 7})
+        );
     }
 
     #[test]

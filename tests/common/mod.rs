@@ -103,7 +103,7 @@ impl Adapter for CountingAdapter {
         _options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         self.effects.adapter_calls.fetch_add(1, SeqCst);
-        Box::pin(async { Ok(QueryResult { columns: Vec::new(), rows: Vec::new(), truncated: false }) })
+        Box::pin(async { Ok(QueryResult { columns: Vec::new(), rows: Default::default(), truncated: false }) })
     }
 
     fn list_tables<'a>(
@@ -512,6 +512,9 @@ impl Harness {
         tool: &str,
         args: Value,
     ) -> Result<Value, sqlwarden::Denial> {
-        self.boundary.invoke(Some(Arc::clone(session)), tool, args).await
+        self.boundary
+            .invoke(Some(Arc::clone(session)), tool, args)
+            .await
+            .map(|output| output.to_value().expect("the output is JSON"))
     }
 }

@@ -98,7 +98,10 @@ impl Service {
     }
 
     pub async fn call(&self, tool: &str, args: Value) -> Result<Value, Denial> {
-        self.boundary.invoke(Some(Arc::clone(&self.session)), tool, args).await
+        self.boundary
+            .invoke(Some(Arc::clone(&self.session)), tool, args)
+            .await
+            .map(|output| output.to_value().expect("the output is JSON"))
     }
 
     /// `query_read` that must succeed.

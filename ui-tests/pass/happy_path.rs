@@ -41,7 +41,7 @@ impl Adapter for Memory {
     }
     fn query_read<'a>(&'a self, _: Evidence<'a, Read>, query: &'a ValidatedQuery, _: &'a [SqlValue], _: ReadOptions) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         let columns = vec![ResultColumn { name: query.sql().into(), data_type: "text".into() }];
-        Box::pin(async move { Ok(QueryResult { columns, rows: Vec::new(), truncated: false }) })
+        Box::pin(async move { Ok(QueryResult { columns, rows: Default::default(), truncated: false }) })
     }
     fn list_tables<'a>(&'a self, _: Evidence<'a, Read>, _: Option<&'a str>) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
         Box::pin(async { Ok(vec![TableSummary { schema: "main".into(), name: "customers".into(), kind: "table".into() }]) })
@@ -125,10 +125,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .authorize()?
         .admit()?;
     let listed = admitted.run().await?;
-    assert_eq!(listed[0]["name"], "customers");
+    assert_eq!(listed.to_value()?[0]["name"], "customers");
 
     // The one-call entry point.
-    assert_eq!(boundary.invoke(Some(Arc::clone(&session)), "add_customer", json!({"name": "Bob"})).await?, json!(1));
+    assert_eq!(boundary.invoke(Some(Arc::clone(&session)), "add_customer", json!({"name": "Bob"})).await?.as_json(), "1");
     assert_eq!(db.rows.load(Ordering::SeqCst), 1);
     let refused = boundary.invoke(Some(session), "add_customer", json!({"name": ""})).await;
     assert_eq!(refused.map_err(|d| d.code()), Err(DenialCode::InvalidInput));
