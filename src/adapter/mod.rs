@@ -683,6 +683,39 @@ mod tests {
     }
 
     #[test]
+    fn rows_written_a_value_at_a_time_are_one_json_array() {
+        let mut collector = RowCollector::new(options(2, 1 << 20));
+        for values in [[1, 2], [3, 4]] {
+            let mut row = collector.row();
+            for value in values {
+                json::text::int(row.value(), value);
+            }
+            row.end().expect("fits");
+        }
+        assert_eq!(collector.finish(Vec::new(), false).rows.as_json(), "[[1,2],[3,4]]");
+        let mut empty = RowCollector::new(options(2, 1 << 20));
+        empty.row().end().expect("fits");
+        assert_eq!(empty.finish(Vec::new(), false).rows.as_json(), "[[]]");
+    }
+
+    #[test]
+    fn room_is_made_for_the_rows_to_come_after_the_first() {
+        use serde_json::json;
+        let mut collector = RowCollector::new(options(1000, 1 << 30));
+        collector.push(&[json!("a value of some length")]).expect("fits");
+        let first = collector.text.len();
+        assert!(collector.text.capacity() >= first * 1000, "room for 999 more rows like the first");
+        // At most 1 MiB is set aside at once, and never more than the byte cap.
+        let mut wide = RowCollector::new(options(usize::MAX, 1 << 30));
+        wide.push(&[json!("x".repeat(4096))]).expect("fits");
+        assert!(wide.text.capacity() >= 1 << 20);
+        assert!(wide.text.capacity() < 8 << 20, "{}", wide.text.capacity());
+        let mut capped = RowCollector::new(options(1000, 10_000));
+        capped.push(&[json!("x".repeat(100))]).expect("fits");
+        assert!(capped.text.capacity() < 30_000, "{}", capped.text.capacity());
+    }
+
+    #[test]
     fn the_byte_cap_counts_the_whole_array() {
         use serde_json::json;
         // `[[1,2]]` is 7 bytes.
