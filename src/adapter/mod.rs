@@ -675,6 +675,7 @@ mod tests {
         assert_eq!(result.rows.as_json(), serde_json::to_string(&rows).expect("serializes"));
         assert_eq!(result.rows, JsonRows::from_values(&rows));
         assert_eq!(result.rows.len(), 3);
+        assert!(!result.rows.is_empty());
         assert_eq!(result.rows.to_values().expect("parses"), rows);
         assert_eq!(serde_json::to_value(&result).expect("serializes")["rows"], json!(rows));
         assert_eq!(format!("{:?}", result.rows), "JsonRows { rows: 3, bytes: 41 }", "no values in debug output");
