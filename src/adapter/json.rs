@@ -70,11 +70,16 @@ pub fn uuid(value: [u8; 16]) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        push_hex(&mut out, *byte);
     }
     out
+}
+
+/// Appends a byte as two lower-case hexadecimal digits.
+fn push_hex(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 0xf)]));
 }
 
 /// Appends `value` in decimal, zero-padded to at least `width` digits. (Results hold many
@@ -293,9 +298,15 @@ pub(crate) mod text {
 
     /// A string with nothing to escape in it (digits, dates, base64): between quotes.
     pub(crate) fn quoted(out: &mut String, plain: &str) {
+        quoted_with(out, |out| out.push_str(plain));
+    }
+
+    /// A string that `write` writes, putting nothing in it that needs escaping: between quotes.
+    pub(crate) fn quoted_with<R>(out: &mut String, write: impl FnOnce(&mut String) -> R) -> R {
         out.push('"');
-        out.push_str(plain);
+        let written = write(out);
         out.push('"');
+        written
     }
 
     /// A string, escaped as `serde_json` escapes it: `"` and `\\`, and the control characters,
@@ -319,10 +330,8 @@ pub(crate) mod text {
             // Every byte escaped is ASCII, so these are character boundaries.
             out.push_str(&value[plain..at]);
             if escape.is_empty() {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(byte >> 4)]));
-                out.push(char::from(HEX[usize::from(byte & 0xf)]));
+                super::push_hex(out, *byte);
             } else {
                 out.push_str(escape);
             }
@@ -334,9 +343,7 @@ pub(crate) mod text {
 
     /// Bytes as standard base64 with padding, as [`super::bytes`].
     pub(crate) fn base64(out: &mut String, value: &[u8]) {
-        out.push('"');
-        base64::Engine::encode_string(&base64::engine::general_purpose::STANDARD, value, out);
-        out.push('"');
+        quoted_with(out, |out| base64::Engine::encode_string(&base64::engine::general_purpose::STANDARD, value, out));
     }
 
     /// Any JSON value.

@@ -104,7 +104,8 @@ impl RowCollector {
         RowWriter { collector: self, first: true }
     }
 
-    /// Adds a row of values.
+    /// Adds a row of values (the backends write theirs through [`row`](Self::row)).
+    #[cfg(test)]
     pub(crate) fn push(&mut self, values: &[serde_json::Value]) -> Result<(), AdapterError> {
         if self.rows > 0 {
             self.text.push(',');

@@ -591,8 +591,7 @@ fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) 
         MyValue::Float(value) => text::float(out, f64::from(*value)),
         MyValue::Double(value) => text::float(out, *value),
         // Digits and separators only: nothing to escape.
-        MyValue::Date(year, month, day, hour, minute, second, micros) => {
-            out.push('"');
+        MyValue::Date(year, month, day, hour, minute, second, micros) => text::quoted_with(out, |out| {
             json::push_padded(out, u64::from(*year), 4);
             for (separator, part) in [('-', month), ('-', day)] {
                 out.push(separator);
@@ -609,10 +608,8 @@ fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) 
                     out.push('Z');
                 }
             }
-            out.push('"');
-        }
-        MyValue::Time(negative, days, hours, minutes, seconds, micros) => {
-            out.push('"');
+        }),
+        MyValue::Time(negative, days, hours, minutes, seconds, micros) => text::quoted_with(out, |out| {
             if *negative {
                 out.push('-');
             }
@@ -622,8 +619,7 @@ fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) 
                 json::push_padded(out, u64::from(*part), 2);
             }
             json::push_fraction(out, u64::from(*micros));
-            out.push('"');
-        }
+        }),
         MyValue::Bytes(bytes) => match kind {
             ColumnType::MYSQL_TYPE_JSON => match serde_json::from_slice::<Value>(bytes) {
                 Ok(value) => text::value(out, &value),

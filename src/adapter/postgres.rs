@@ -860,11 +860,6 @@ fn encode(ty: &Type, raw: &[u8], out: &mut String) -> Option<()> {
         _ => return None,
     }
     // Digits, dates, times and base64 need no escaping: they are only put between quotes.
-    let quote = |out: &mut String, write: &dyn Fn(&mut String)| {
-        out.push('"');
-        write(out);
-        out.push('"');
-    };
     match *ty {
         Type::BOOL => text::bool(out, *raw.first()? != 0),
         Type::INT2 => text::int(out, i64::from(i16::from_be_bytes(raw.try_into().ok()?))),
@@ -873,11 +868,7 @@ fn encode(ty: &Type, raw: &[u8], out: &mut String) -> Option<()> {
         Type::OID => text::int(out, i64::from(u32::from_be_bytes(raw.try_into().ok()?))),
         Type::FLOAT4 => text::float(out, f64::from(f32::from_be_bytes(raw.try_into().ok()?))),
         Type::FLOAT8 => text::float(out, f64::from_be_bytes(raw.try_into().ok()?)),
-        Type::NUMERIC => {
-            out.push('"');
-            numeric(raw, out)?;
-            out.push('"');
-        }
+        Type::NUMERIC => text::quoted_with(out, |out| numeric(raw, out))?,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => {
             text::string(out, std::str::from_utf8(raw).ok()?);
         }
@@ -886,18 +877,18 @@ fn encode(ty: &Type, raw: &[u8], out: &mut String) -> Option<()> {
         Type::DATE => match i32::from_be_bytes(raw.try_into().ok()?) {
             i32::MAX => text::quoted(out, "infinity"),
             i32::MIN => text::quoted(out, "-infinity"),
-            days => quote(out, &|out| json::write_date(out, i64::from(days) + POSTGRES_EPOCH_DAYS)),
+            days => text::quoted_with(out, |out| json::write_date(out, i64::from(days) + POSTGRES_EPOCH_DAYS)),
         },
         Type::TIME => {
             let micros = i64::from_be_bytes(raw.try_into().ok()?);
-            quote(out, &|out| json::write_time(out, micros));
+            text::quoted_with(out, |out| json::write_time(out, micros));
         }
         Type::TIMETZ => {
             let (time, zone) = raw.split_at_checked(8)?;
             let micros = i64::from_be_bytes(time.try_into().ok()?);
             // PostgreSQL stores the offset in seconds west of UTC.
             let east = -i64::from(i32::from_be_bytes(zone.try_into().ok()?));
-            quote(out, &|out| {
+            text::quoted_with(out, |out| {
                 json::write_time(out, micros);
                 out.push(if east < 0 { '-' } else { '+' });
                 let east = east.unsigned_abs();
@@ -916,7 +907,7 @@ fn encode(ty: &Type, raw: &[u8], out: &mut String) -> Option<()> {
             micros => {
                 let micros = micros.checked_add(POSTGRES_EPOCH_MICROS)?;
                 let utc = *ty == Type::TIMESTAMPTZ;
-                quote(out, &|out| json::write_timestamp(out, micros, utc));
+                text::quoted_with(out, |out| json::write_timestamp(out, micros, utc));
             }
         },
         Type::INTERVAL => {

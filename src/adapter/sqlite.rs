@@ -463,24 +463,36 @@ fn read(
             truncated = true;
             break;
         }
-        rows.push(&values(row, width).map_err(|error| classify(&error))?)?;
+        let mut out = rows.row();
+        for index in 0..width {
+            write_value(row.get_ref(index).map_err(|error| classify(&error))?, out.value());
+        }
+        out.end()?;
     }
     Ok(rows.finish(columns, truncated))
 }
 
-/// One row's values in the JSON mapping.
+/// One row's values in the JSON mapping, for the few rows a write returns.
 fn values(row: &rusqlite::Row<'_>, width: usize) -> Result<Vec<Value>, rusqlite::Error> {
     let mut values = Vec::with_capacity(width);
+    let mut text = String::new();
     for index in 0..width {
-        values.push(match row.get_ref(index)? {
-            ValueRef::Null => Value::Null,
-            ValueRef::Integer(value) => json::int(value),
-            ValueRef::Real(value) => json::float(value),
-            ValueRef::Text(text) => Value::String(String::from_utf8_lossy(text).into_owned()),
-            ValueRef::Blob(blob) => json::bytes(blob),
-        });
+        text.clear();
+        write_value(row.get_ref(index)?, &mut text);
+        values.push(serde_json::from_str(&text).unwrap_or(Value::Null));
     }
     Ok(values)
+}
+
+/// Writes one value as JSON text.
+fn write_value(value: ValueRef<'_>, out: &mut String) {
+    match value {
+        ValueRef::Null => json::text::null(out),
+        ValueRef::Integer(value) => json::text::int(out, value),
+        ValueRef::Real(value) => json::text::float(out, value),
+        ValueRef::Text(text) => json::text::string(out, &String::from_utf8_lossy(text)),
+        ValueRef::Blob(blob) => json::text::base64(out, blob),
+    }
 }
 
 fn describe(connection: &Connection, allow: &AllowList, table: &str) -> Result<TableDescription, AdapterError> {
