@@ -136,15 +136,118 @@ impl Date {
     }
 
     fn write(self, out: &mut String) {
-        if !(1..=9999).contains(&self.year) {
-            out.push(if self.year < 0 { '-' } else { '+' });
-        }
-        push_padded(out, self.year.unsigned_abs(), 4);
-        out.push('-');
-        push_padded(out, u64::from(self.month), 2);
-        out.push('-');
-        push_padded(out, u64::from(self.day), 2);
+        write_date_time(out, self, None, false, Years::Signed);
     }
+}
+
+/// A time of day, as its parts. The hours may exceed 23 (PostgreSQL's `24:00:00`, a MySQL
+/// `TIME` of several days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Clock {
+    pub(crate) hours: u64,
+    pub(crate) minutes: u64,
+    pub(crate) seconds: u64,
+    pub(crate) micros: u64,
+}
+
+impl Clock {
+    /// The time `micros` after midnight.
+    pub(crate) fn of_micros(micros: i64) -> Clock {
+        let seconds = micros.div_euclid(1_000_000).unsigned_abs();
+        let micros = micros.rem_euclid(1_000_000).unsigned_abs();
+        Clock { hours: seconds / 3600, minutes: seconds / 60 % 60, seconds: seconds % 60, micros }
+    }
+}
+
+/// How a year outside 0001–9999 is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Years {
+    /// ISO 8601's expanded form: a sign and at least four digits.
+    Signed,
+    /// As MySQL prints them, without a sign: its zero date is `0000-00-00`.
+    Plain,
+}
+
+impl Years {
+    fn signs(self, year: i64) -> bool {
+        self == Years::Signed && !(1..=9999).contains(&year)
+    }
+}
+
+/// Appends `YYYY-MM-DD`, then `THH:MM:SS[.ffffff]` with a time, then `Z` when `utc`. The
+/// usual case (a four-digit year, two-digit fields) is put together on the stack and
+/// appended at once, since results hold many of these.
+pub(crate) fn write_date_time(out: &mut String, date: Date, time: Option<Clock>, utc: bool, years: Years) {
+    let two_digits = |value: u64| value < 100;
+    let usual = (0..=9999).contains(&date.year)
+        && !years.signs(date.year)
+        && two_digits(u64::from(date.month))
+        && two_digits(u64::from(date.day))
+        && time.is_none_or(|time| {
+            two_digits(time.hours) && two_digits(time.minutes) && two_digits(time.seconds) && time.micros < 1_000_000
+        });
+    if usual {
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        put_digits(&mut text[..4], date.year.unsigned_abs());
+        put_digits(&mut text[5..7], u64::from(date.month));
+        put_digits(&mut text[8..10], u64::from(date.day));
+        let mut len = 10;
+        if let Some(time) = time {
+            put_digits(&mut text[11..13], time.hours);
+            put_digits(&mut text[14..16], time.minutes);
+            put_digits(&mut text[17..19], time.seconds);
+            len = 19;
+            if time.micros != 0 {
+                put_digits(&mut text[20..26], time.micros);
+                len = 26;
+                while text[len - 1] == b'0' {
+                    len -= 1;
+                }
+            }
+        }
+        if utc {
+            text[len] = b'Z';
+            len += 1;
+        }
+        // Digits and separators only, so always text.
+        if let Ok(text) = std::str::from_utf8(&text[..len]) {
+            out.push_str(text);
+        }
+        return;
+    }
+    if years.signs(date.year) {
+        out.push(if date.year < 0 { '-' } else { '+' });
+    }
+    push_padded(out, date.year.unsigned_abs(), 4);
+    out.push('-');
+    push_padded(out, u64::from(date.month), 2);
+    out.push('-');
+    push_padded(out, u64::from(date.day), 2);
+    if let Some(time) = time {
+        out.push('T');
+        write_clock(out, time);
+    }
+    if utc {
+        out.push('Z');
+    }
+}
+
+/// Writes `value`'s last `digits.len()` decimal digits into `digits`.
+fn put_digits(digits: &mut [u8], mut value: u64) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// Appends `HH:MM:SS[.ffffff]`.
+pub(crate) fn write_clock(out: &mut String, time: Clock) {
+    push_padded(out, time.hours, 2);
+    out.push(':');
+    push_padded(out, time.minutes, 2);
+    out.push(':');
+    push_padded(out, time.seconds, 2);
+    push_fraction(out, time.micros);
 }
 
 /// `YYYY-MM-DD` for the date `days` after 1970-01-01.
@@ -168,16 +271,7 @@ pub fn time(micros: i64) -> String {
 
 /// Appends [`time`]`(micros)`.
 pub(crate) fn write_time(out: &mut String, micros: i64) {
-    let seconds = micros.div_euclid(1_000_000);
-    let fraction = micros.rem_euclid(1_000_000);
-    // A time of day: the hours, not the seconds, may exceed two digits (PostgreSQL's 24:00:00).
-    let seconds = seconds.unsigned_abs();
-    push_padded(out, seconds / 3600, 2);
-    out.push(':');
-    push_padded(out, seconds / 60 % 60, 2);
-    out.push(':');
-    push_padded(out, seconds % 60, 2);
-    push_fraction(out, fraction.unsigned_abs());
+    write_clock(out, Clock::of_micros(micros));
 }
 
 /// Appends `.ffffff` for a nonzero count of microseconds, without trailing zeros.
@@ -201,14 +295,9 @@ pub fn timestamp(micros: i64, utc: bool) -> String {
 
 /// Appends [`timestamp`]`(micros, utc)`.
 pub(crate) fn write_timestamp(out: &mut String, micros: i64, utc: bool) {
-    out.reserve(28);
     let day = micros.div_euclid(86_400_000_000);
-    Date::from_unix_days(day).write(out);
-    out.push('T');
-    write_time(out, micros.rem_euclid(86_400_000_000));
-    if utc {
-        out.push('Z');
-    }
+    let time = Clock::of_micros(micros.rem_euclid(86_400_000_000));
+    write_date_time(out, Date::from_unix_days(day), Some(time), utc, Years::Signed);
 }
 
 /// An ISO 8601 duration for an interval of months, days and microseconds, each of which may
@@ -505,10 +594,73 @@ mod tests {
         })
     }
 
+    /// What [`write_date_time`] writes, by `fmt`.
+    fn formatted(date: Date, time: Option<Clock>, utc: bool, years: Years) -> String {
+        let mut out = String::new();
+        if years.signs(date.year) {
+            out.push(if date.year < 0 { '-' } else { '+' });
+        }
+        let _ = write!(out, "{:04}-{:02}-{:02}", date.year.unsigned_abs(), date.month, date.day);
+        if let Some(time) = time {
+            let _ = write!(out, "T{:02}:{:02}:{:02}", time.hours, time.minutes, time.seconds);
+            if time.micros != 0 {
+                let _ = write!(out, ".{:06}", time.micros);
+                while out.ends_with('0') {
+                    out.pop();
+                }
+            }
+        }
+        if utc {
+            out.push('Z');
+        }
+        out
+    }
+
+    #[test]
+    fn dates_and_times_on_the_stack_and_off_it_read_the_same() {
+        let date = |year, month, day| Date { year, month, day };
+        let clock = |hours, minutes, seconds, micros| Clock { hours, minutes, seconds, micros };
+        let cases = [
+            (date(2024, 2, 29), Some(clock(13, 45, 0, 123_000)), true, Years::Signed, "2024-02-29T13:45:00.123Z"),
+            (date(1, 1, 1), Some(clock(0, 0, 0, 1)), false, Years::Signed, "0001-01-01T00:00:00.000001"),
+            (date(9999, 12, 31), Some(clock(23, 59, 59, 999_999)), false, Years::Signed, "9999-12-31T23:59:59.999999"),
+            (date(0, 0, 0), Some(clock(0, 0, 0, 0)), false, Years::Plain, "0000-00-00T00:00:00"),
+            (date(0, 1, 1), None, false, Years::Signed, "+0000-01-01"),
+            (date(10_000, 1, 1), None, false, Years::Plain, "10000-01-01"),
+            (date(2024, 1, 2), Some(clock(100, 0, 0, 1_000_000)), false, Years::Signed, "2024-01-02T100:00:00.1"),
+        ];
+        for (date, time, utc, years, expected) in cases {
+            assert_eq!(written(|out| write_date_time(out, date, time, utc, years)), expected);
+            assert_eq!(formatted(date, time, utc, years), expected);
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn any_value_is_written_as_serde_json_writes_it(value in any_value()) {
             proptest::prop_assert_eq!(written(|out| text::value(out, &value)), value.to_string());
+        }
+
+        #[test]
+        fn any_date_and_time_is_written_as_fmt_writes_it(
+            year in proptest::prop_oneof![1i64..=9999, -20_000i64..20_000],
+            month in proptest::prop_oneof![1u32..=12, 0u32..300],
+            day in proptest::prop_oneof![1u32..=31, 0u32..300],
+            hours in proptest::prop_oneof![0u64..24, 0u64..300],
+            minutes in proptest::prop_oneof![0u64..60, 0u64..300],
+            seconds in proptest::prop_oneof![0u64..60, 0u64..300],
+            micros in proptest::prop_oneof![proptest::strategy::Just(0u64), 0u64..1_000_000, 0u64..3_000_000],
+            with_time: bool,
+            utc: bool,
+            signed: bool,
+        ) {
+            let date = Date { year, month, day };
+            let time = with_time.then_some(Clock { hours, minutes, seconds, micros });
+            let years = if signed { Years::Signed } else { Years::Plain };
+            proptest::prop_assert_eq!(
+                written(|out| write_date_time(out, date, time, utc, years)),
+                formatted(date, time, utc, years)
+            );
         }
 
         #[test]

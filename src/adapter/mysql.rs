@@ -592,33 +592,29 @@ fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) 
         MyValue::Double(value) => text::float(out, *value),
         // Digits and separators only: nothing to escape.
         MyValue::Date(year, month, day, hour, minute, second, micros) => text::quoted_with(out, |out| {
-            json::push_padded(out, u64::from(*year), 4);
-            for (separator, part) in [('-', month), ('-', day)] {
-                out.push(separator);
-                json::push_padded(out, u64::from(*part), 2);
-            }
-            if kind != ColumnType::MYSQL_TYPE_DATE {
-                for (separator, part) in [('T', hour), (':', minute), (':', second)] {
-                    out.push(separator);
-                    json::push_padded(out, u64::from(*part), 2);
-                }
-                json::push_fraction(out, u64::from(*micros));
-                if kind == ColumnType::MYSQL_TYPE_TIMESTAMP || kind == ColumnType::MYSQL_TYPE_TIMESTAMP2 {
-                    // Sessions run in UTC.
-                    out.push('Z');
-                }
-            }
+            let date = json::Date { year: i64::from(*year), month: u32::from(*month), day: u32::from(*day) };
+            let time = (kind != ColumnType::MYSQL_TYPE_DATE).then(|| json::Clock {
+                hours: u64::from(*hour),
+                minutes: u64::from(*minute),
+                seconds: u64::from(*second),
+                micros: u64::from(*micros),
+            });
+            // Sessions run in UTC.
+            let utc = matches!(kind, ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2);
+            json::write_date_time(out, date, time, utc && time.is_some(), json::Years::Plain);
         }),
         MyValue::Time(negative, days, hours, minutes, seconds, micros) => text::quoted_with(out, |out| {
             if *negative {
                 out.push('-');
             }
-            json::push_padded(out, u64::from(*days) * 24 + u64::from(*hours), 2);
-            for part in [minutes, seconds] {
-                out.push(':');
-                json::push_padded(out, u64::from(*part), 2);
-            }
-            json::push_fraction(out, u64::from(*micros));
+            let hours = u64::from(*days) * 24 + u64::from(*hours);
+            let time = json::Clock {
+                hours,
+                minutes: u64::from(*minutes),
+                seconds: u64::from(*seconds),
+                micros: u64::from(*micros),
+            };
+            json::write_clock(out, time);
         }),
         MyValue::Bytes(bytes) => match kind {
             ColumnType::MYSQL_TYPE_JSON => match serde_json::from_slice::<Value>(bytes) {
