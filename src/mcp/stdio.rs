@@ -363,6 +363,10 @@ fn check(text: &[u8], lifecycle: &Lifecycle) -> Check {
 /// A checked message as rmcp's type. A request whose params do not fit its method is refused
 /// with its id; a notification or a response that does not fit has nothing to answer.
 fn parsed(value: Value) -> Check {
+    let value = match tool_call(value) {
+        Ok(message) => return Check::Forward(Box::new(message)),
+        Err(value) => value,
+    };
     let request = match (value.get("id"), value.get("method")) {
         // Only known methods can fail to parse (others become custom requests): short names.
         (Some(id), Some(Value::String(method))) => Some((id.clone(), method.chars().take(64).collect::<String>())),
@@ -386,6 +390,49 @@ fn parsed(value: Value) -> Check {
             }
             None => Check::Drop,
         },
+    }
+}
+
+/// A plain `tools/call` (an id, a tool's name, its arguments, nothing else) as rmcp's type,
+/// built directly: rmcp's deserializer goes through serde's buffered untagged and flattened
+/// forms, about a twentieth of a point query's CPU time in perf, more than parsing the line.
+/// Any other message is handed back for that deserializer, which gives the same value for
+/// this one.
+fn tool_call(mut value: Value) -> Result<ClientMessage, Value> {
+    use rmcp::model::{ClientRequest, JsonRpcMessage, JsonRpcRequest, Request};
+    match value.as_object_mut().and_then(tool_call_parts) {
+        Some((id, params)) => {
+            Ok(JsonRpcMessage::Request(JsonRpcRequest::new(id, ClientRequest::CallToolRequest(Request::new(params)))))
+        }
+        None => Err(value),
+    }
+}
+
+/// The id and params of a plain `tools/call` (checked by [`check`] to be a JSON-RPC 2.0
+/// request), taking the arguments out of `message`; `None`, with `message` untouched, for
+/// anything else.
+fn tool_call_parts(
+    message: &mut serde_json::Map<String, Value>,
+) -> Option<(rmcp::model::RequestId, rmcp::model::CallToolRequestParams)> {
+    use rmcp::model::{CallToolRequestParams, NumberOrString};
+    if message.len() != 4 || message.get("method")?.as_str()? != "tools/call" || !message.contains_key("jsonrpc") {
+        return None;
+    }
+    let id = match message.get("id")? {
+        Value::Number(number) => NumberOrString::Number(number.as_i64()?),
+        Value::String(id) => NumberOrString::String(id.as_str().into()),
+        _ => return None,
+    };
+    let params = message.get_mut("params")?.as_object_mut()?;
+    let name = params.get("name")?.as_str()?.to_owned();
+    let plain = params.keys().all(|key| key == "name" || key == "arguments");
+    if !plain || params.get("arguments").is_some_and(|arguments| !arguments.is_object()) {
+        return None;
+    }
+    let call = CallToolRequestParams::new(name);
+    match params.remove("arguments") {
+        Some(Value::Object(arguments)) => Some((id, call.with_arguments(arguments))),
+        _ => Some((id, call)),
     }
 }
 
@@ -507,6 +554,43 @@ mod tests {
         match check(text.as_bytes(), lifecycle) {
             Check::Reply(line) => Some(serde_json::from_slice(&line).expect("JSON")),
             Check::Forward(_) | Check::Drop => None,
+        }
+    }
+
+    #[test]
+    fn a_plain_tool_call_is_built_as_rmcp_would_parse_it() {
+        let plain = [
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "query_read", "arguments": {"query": "SELECT 1", "params": [1, "a"]}}}),
+            json!({"jsonrpc": "2.0", "id": "x\"y", "method": "tools/call", "params": {"name": "list_tables"}}),
+            json!({"id": -1, "params": {"arguments": {}, "name": ""}, "method": "tools/call", "jsonrpc": "2.0"}),
+        ];
+        for message in plain {
+            let rmcp: ClientMessage = serde_json::from_value(message.clone()).expect("rmcp parses it");
+            let built = tool_call(message).expect("a plain tools/call");
+            assert_eq!(format!("{built:?}"), format!("{rmcp:?}"));
+            assert_eq!(
+                serde_json::to_value(&built).expect("serializes"),
+                serde_json::to_value(&rmcp).expect("serializes")
+            );
+        }
+        let other = [
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"name": "query_read"}}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "q", "_meta": {"progressToken": 1}}}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "q", "arguments": null}}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "q", "arguments": [1]}}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": 1}}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {}}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": []}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call"}),
+            json!({"jsonrpc": "2.0", "id": 1.5, "method": "tools/call", "params": {"name": "q"}}),
+            json!({"jsonrpc": "2.0", "id": null, "method": "tools/call", "params": {"name": "q"}}),
+            json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "q"}, "extra": 1}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "q"}, "extra": 1}),
+            json!({"id": 7, "method": "tools/call", "params": {"name": "q"}, "extra": 1}),
+            json!(["tools/call"]),
+        ];
+        for message in other {
+            assert_eq!(tool_call(message.clone()).expect_err("not a plain tools/call"), message);
         }
     }
 
