@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::McpServer;
 
@@ -54,7 +54,9 @@ where
     let lifecycle = Arc::new(Lifecycle::default());
     let output = Arc::new(Output { writer: tokio::sync::Mutex::new(Box::new(output)), lifecycle: lifecycle.clone() });
     let (forward, incoming) = mpsc::channel(64);
-    let reader = tokio::spawn(read_client(input, forward, Arc::clone(&output), lifecycle));
+    let activity = Arc::new(Notify::new());
+    let armed = tokio::spawn(keep_a_timer_armed(Arc::clone(&activity)));
+    let reader = tokio::spawn(read_client(input, forward, Arc::clone(&output), lifecycle, activity));
     match server.serve(Channel { incoming, output: Arc::clone(&output) }).await {
         Ok(running) => {
             if let Err(error) = running.waiting().await {
@@ -65,8 +67,33 @@ where
         Err(error) => tracing::info!(%error, "the MCP session ended before it was initialized"),
     }
     reader.abort();
+    armed.abort();
     let _ = reader.await;
     output.shutdown().await
+}
+
+/// How long the timer [`keep_a_timer_armed`] keeps is set for: no longer than the least time
+/// any read gives its client-side deadline beyond its own timeout (the adapters' grace).
+const ARMED_FOR: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Keeps a timer armed while messages keep coming. tokio's timer wakes its own event loop (an
+/// eventfd write, then one more turn of the loop) whenever a timer is set to fire before every
+/// timer already armed; each read sets a deadline, so with none armed each call paid for that
+/// wake. One armed timer due no later than any read's deadline spares them. It is re-armed
+/// while messages arrive and lapses after a quiet period, so an idle server does not wake.
+/// Only a cost depends on it: a deadline set before it fires still wakes the loop, as before.
+async fn keep_a_timer_armed(activity: Arc<Notify>) {
+    use futures_util::FutureExt as _;
+    loop {
+        activity.notified().await;
+        loop {
+            tokio::time::sleep(ARMED_FOR).await;
+            // Another period only if a message came during this one.
+            if activity.notified().now_or_never().is_none() {
+                break;
+            }
+        }
+    }
 }
 
 type ServerMessage = rmcp::service::TxJsonRpcMessage<rmcp::RoleServer>;
@@ -253,8 +280,13 @@ fn echoable(id: Option<&Value>) -> Value {
 }
 
 /// Reads the client's messages, answering what rmcp would not, and passes the rest on.
-async fn read_client<R>(input: R, forward: mpsc::Sender<ClientMessage>, output: Arc<Output>, lifecycle: Arc<Lifecycle>)
-where
+async fn read_client<R>(
+    input: R,
+    forward: mpsc::Sender<ClientMessage>,
+    output: Arc<Output>,
+    lifecycle: Arc<Lifecycle>,
+    activity: Arc<Notify>,
+) where
     R: AsyncRead + Unpin,
 {
     let mut reader = BufReader::new(input);
@@ -282,6 +314,7 @@ where
                 }
                 match check(text, &lifecycle) {
                     Check::Forward(message) => {
+                        activity.notify_one();
                         if forward.send(*message).await.is_err() {
                             break;
                         }
