@@ -77,9 +77,15 @@ pub fn uuid(value: [u8; 16]) -> String {
 
 /// Appends a byte as two lower-case hexadecimal digits.
 fn push_hex(out: &mut String, byte: u8) {
+    let [high, low] = hex(byte);
+    out.push(char::from(high));
+    out.push(char::from(low));
+}
+
+/// A byte's two lower-case hexadecimal digits.
+fn hex(byte: u8) -> [u8; 2] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(char::from(HEX[usize::from(byte >> 4)]));
-    out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]
 }
 
 /// Appends `value` in decimal, zero-padded to at least `width` digits. (Results hold many
@@ -402,7 +408,28 @@ pub(crate) mod text {
     /// five of them by letter and the rest as `\u00xx`. Everything else is written as it is.
     pub(crate) fn string(out: &mut String, value: &str) {
         out.push('"');
+        escaped(value, |piece| out.push_str(piece));
+        out.push('"');
+    }
+
+    /// Hands `piece`, in order, the parts of `value` escaped as the inside of a JSON string,
+    /// as `serde_json` escapes it.
+    pub(crate) fn escaped(value: &str, mut piece: impl FnMut(&str)) {
         let bytes = value.as_bytes();
+        // Without control characters (JSON text has none, and most values), a quote or a
+        // backslash is all there is to escape: each takes a backslash before it, and memchr
+        // finds them many bytes at a time.
+        if !bytes.iter().fold(false, |control, byte| control | (*byte < 0x20)) {
+            let mut plain = 0;
+            for at in memchr::memchr2_iter(b'"', b'\\', bytes) {
+                // The byte at `at` is ASCII, so a character boundary; it starts the next piece.
+                piece(&value[plain..at]);
+                piece("\\");
+                plain = at;
+            }
+            piece(&value[plain..]);
+            return;
+        }
         let mut plain = 0;
         for (at, byte) in bytes.iter().enumerate() {
             let escape = match byte {
@@ -417,17 +444,16 @@ pub(crate) mod text {
                 _ => continue,
             };
             // Every byte escaped is ASCII, so these are character boundaries.
-            out.push_str(&value[plain..at]);
+            piece(&value[plain..at]);
             if escape.is_empty() {
-                out.push_str("\\u00");
-                super::push_hex(out, *byte);
+                let [high, low] = super::hex(*byte);
+                piece(std::str::from_utf8(&[b'\\', b'u', b'0', b'0', high, low]).unwrap_or_default());
             } else {
-                out.push_str(escape);
+                piece(escape);
             }
             plain = at + 1;
         }
-        out.push_str(&value[plain..]);
-        out.push('"');
+        piece(&value[plain..]);
     }
 
     /// Bytes as standard base64 with padding, as [`super::bytes`].
@@ -546,7 +572,8 @@ mod tests {
     #[test]
     fn every_ascii_character_is_escaped_as_serde_json_escapes_it() {
         let all: String = (0u8..=0x7f).map(char::from).collect();
-        for text in [all.as_str(), "", "plain", "é\u{2028}😀\"\\", "\u{7f}\u{0}end"] {
+        let quotes = ["\"", "\\", "\"\"", "\\\"", "a\"b\\c", "[1,\"x\\\"y\"]", "ends\\", "é\"😀\\"];
+        for text in [all.as_str(), "", "plain", "é\u{2028}😀\"\\", "\u{7f}\u{0}end"].into_iter().chain(quotes) {
             assert_eq!(written(|out| text::string(out, text)), serde_json::to_string(text).expect("serializes"));
         }
     }

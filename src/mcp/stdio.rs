@@ -133,7 +133,7 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
         let output = Arc::clone(&self.output);
         async move {
-            let mut line = encode(&message).map_err(std::io::Error::other)?;
+            let mut line = encode(message).map_err(std::io::Error::other)?;
             output.lifecycle.observe(&line);
             line.push(b'\n');
             output.write_line(&line).await
@@ -153,32 +153,55 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
 
 /// A message as one line of JSON, without its newline. A tool's result comes from
 /// [`McpServer`] with its structured content left out (see `structured`): it is the result's
-/// one text block, which holds the JSON text, so it is written from there as it is.
-fn encode(message: &ServerMessage) -> serde_json::Result<Vec<u8>> {
+/// one text block, which holds the JSON text, so it is written from there as it is, and the
+/// text block itself is escaped here (the same text `serde_json` writes, found faster).
+fn encode(mut message: ServerMessage) -> serde_json::Result<Vec<u8>> {
     use rmcp::model::{JsonRpcMessage, ServerResult};
 
-    if let JsonRpcMessage::Response(response) = message
+    // rmcp writes the result around an empty text, which then goes in escaped.
+    let Some(json) = spliced_text(&mut message).map(std::mem::take) else {
+        return serde_json::to_vec(&message);
+    };
+    if let JsonRpcMessage::Response(response) = &message
         && let ServerResult::CallToolResult(result) = &response.result
-        && result.structured_content.is_none()
-        && let [block] = result.content.as_slice()
-        && let Some(content) = block.as_text()
     {
-        let json = content.text.as_bytes();
-        // The text escaped, the JSON as it is, and a little framing.
         let mut line = Vec::with_capacity(json.len() * 2 + 128);
         line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
         serde_json::to_writer(&mut line, &response.id)?;
         line.extend_from_slice(b",\"result\":");
+        let start = line.len();
         serde_json::to_writer(&mut line, result)?;
-        // A result is written as an object: reopen it for one more member.
-        if line.pop() == Some(b'}') {
+        // A quote in a string is escaped, so this is the text member itself, and the first is
+        // the one block's: nothing before it holds a member named text.
+        const EMPTY_TEXT: &[u8] = b"\"text\":\"\"";
+        // A result is written as an object: it is reopened for one more member.
+        if let Some(at) = memchr::memmem::find(&line[start..], EMPTY_TEXT)
+            && line.last() == Some(&b'}')
+        {
+            let rest = line.split_off(start + at + EMPTY_TEXT.len() - 1);
+            crate::adapter::json::text::escaped(&json, |piece| line.extend_from_slice(piece.as_bytes()));
+            line.extend_from_slice(&rest[..rest.len() - 1]);
             line.extend_from_slice(b",\"structuredContent\":");
-            line.extend_from_slice(json);
+            line.extend_from_slice(json.as_bytes());
             line.extend_from_slice(b"}}");
             return Ok(line);
         }
     }
-    serde_json::to_vec(message)
+    if let Some(text) = spliced_text(&mut message) {
+        *text = json;
+    }
+    serde_json::to_vec(&message)
+}
+
+/// The text of a tool's result whose structured content is its one text block.
+fn spliced_text(message: &mut ServerMessage) -> Option<&mut String> {
+    use rmcp::model::{ContentBlock, JsonRpcMessage, ServerResult};
+    let JsonRpcMessage::Response(response) = message else { return None };
+    let ServerResult::CallToolResult(result) = &mut response.result else { return None };
+    match result.content.as_mut_slice() {
+        [ContentBlock::Text(content)] if result.structured_content.is_none() => Some(&mut content.text),
+        _ => None,
+    }
 }
 
 /// Whether rmcp has accepted an `initialize`: only its successful answer opens the session, so
@@ -629,10 +652,25 @@ mod tests {
 
     #[test]
     fn a_spliced_result_is_written_with_its_structured_content() {
-        use rmcp::model::{CallToolResult, ContentBlock, JsonRpcResponse, NumberOrString, ServerResult};
-        let value = json!({"rows": [[1, "a \"b\"\n"], [null, 2.5]], "row_count": 2});
-        for id in [NumberOrString::Number(7), NumberOrString::String("x\"y".into())] {
+        use rmcp::model::{CallToolResult, ContentBlock, JsonRpcResponse, MetaObject, NumberOrString, ServerResult};
+        let values = [
+            json!({"rows": [[1, "a \"b\"\n"], [null, 2.5]], "row_count": 2}),
+            json!({"text": "", "\"text\":\"\"": "\\\"", "é😀\u{1}": [[]]}),
+            json!([]),
+        ];
+        let ids = [NumberOrString::Number(7), NumberOrString::String("x\"y".into())];
+        for ((value, id), marked) in
+            values.iter().flat_map(|value| ids.iter().map(move |id| (value, id))).zip([false, true].into_iter().cycle())
+        {
+            let id = id.clone();
             let mut result = CallToolResult::structured(value.clone());
+            if marked {
+                // Members after the text, and an error flag, are kept as rmcp writes them.
+                result.is_error = Some(true);
+                if let Some(ContentBlock::Text(content)) = result.content.first_mut() {
+                    content.meta = Some(MetaObject(serde_json::Map::from_iter([("text".to_owned(), json!(""))])));
+                }
+            }
             let expected = serde_json::to_value(ServerMessage::Response(JsonRpcResponse {
                 jsonrpc: Default::default(),
                 id: id.clone(),
@@ -645,7 +683,7 @@ mod tests {
                 id,
                 result: ServerResult::CallToolResult(result),
             });
-            let line = encode(&spliced).expect("encodes");
+            let line = encode(spliced).expect("encodes");
             assert_eq!(serde_json::from_slice::<Value>(&line).expect("one JSON value"), expected);
         }
         // Anything else is written as rmcp writes it.
@@ -657,7 +695,7 @@ mod tests {
                 ContentBlock::text("b"),
             ])),
         });
-        assert_eq!(encode(&other).expect("encodes"), serde_json::to_vec(&other).expect("serializes"));
+        assert_eq!(encode(other.clone()).expect("encodes"), serde_json::to_vec(&other).expect("serializes"));
     }
 
     #[test]
