@@ -418,8 +418,8 @@ pub(crate) mod text {
         let bytes = value.as_bytes();
         // Without control characters (JSON text has none, and most values), a quote or a
         // backslash is all there is to escape: each takes a backslash before it, and memchr
-        // finds them many bytes at a time.
-        if !bytes.iter().fold(false, |control, byte| control | (*byte < 0x20)) {
+        // finds them many bytes at a time. (A short value is quicker byte by byte.)
+        if bytes.len() >= 32 && !bytes.iter().fold(false, |control, byte| control | (*byte < 0x20)) {
             let mut plain = 0;
             for at in memchr::memchr2_iter(b'"', b'\\', bytes) {
                 // The byte at `at` is ASCII, so a character boundary; it starts the next piece.
@@ -572,9 +572,18 @@ mod tests {
     #[test]
     fn every_ascii_character_is_escaped_as_serde_json_escapes_it() {
         let all: String = (0u8..=0x7f).map(char::from).collect();
-        let quotes = ["\"", "\\", "\"\"", "\\\"", "a\"b\\c", "[1,\"x\\\"y\"]", "ends\\", "é\"😀\\"];
-        for text in [all.as_str(), "", "plain", "é\u{2028}😀\"\\", "\u{7f}\u{0}end"].into_iter().chain(quotes) {
-            assert_eq!(written(|out| text::string(out, text)), serde_json::to_string(text).expect("serializes"));
+        let quotes = ["\"", "\\", "\"\"", "\\\"", "a\"b\\c", "[1,\"x\\\"y\"]", "ends\\", "é\"😀\\", "\u{1f}\""];
+        let short = [all.as_str(), "", "plain", "é\u{2028}😀\"\\", "\u{7f}\u{0}end"]
+            .into_iter()
+            .chain(quotes)
+            .map(str::to_owned);
+        // Long ones take the other path: with the quotes at the start, the end, and throughout.
+        let long = quotes.iter().flat_map(|quote| {
+            let padding = "x".repeat(40);
+            [format!("{quote}{padding}"), format!("{padding}{quote}"), quote.repeat(40), format!("{padding}\n{quote}")]
+        });
+        for text in short.chain(long) {
+            assert_eq!(written(|out| text::string(out, &text)), serde_json::to_string(&text).expect("serializes"));
         }
     }
 

@@ -629,7 +629,10 @@ fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) 
                 text::base64(out, bytes)
             }
             // Decimals included: their digits, as the server wrote them.
-            _ => text::string(out, &String::from_utf8_lossy(bytes)),
+            _ => match std::str::from_utf8(bytes) {
+                Ok(value) => text::string(out, value),
+                Err(_) => text::string(out, &String::from_utf8_lossy(bytes)),
+            },
         },
     }
 }
