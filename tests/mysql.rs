@@ -186,6 +186,35 @@ async fn reads_return_rows_in_a_read_only_transaction_and_stop_at_the_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_fails_leaves_no_transaction_holding_its_tables() {
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    // One connection: the one a failed read returns to the pool is the next one used.
+    let one = PoolOptions { max_connections: 1, ..PoolOptions::default() };
+    let adapter = MySqlAdapter::connect(&db.url(), db.allow(), one).expect("adapter");
+    let limits = ReadLimits { max_result_bytes: 200, ..ReadLimits::default() };
+    let service = Service::new(Arc::new(adapter), db.allow(), limits);
+    db.admin.query_drop("SET SESSION lock_wait_timeout = 2").await.expect("lock wait timeout");
+    let failures = [
+        // Refused here, after rows of the table arrived.
+        ("SELECT * FROM orders", DenialCode::ResultTooLarge),
+        // Refused by the server, once the statement has the table open.
+        ("SELECT id FROM customers WHERE id = (SELECT customer_id FROM orders)", DenialCode::DbError),
+    ];
+    for (number, (query, expected)) in failures.into_iter().enumerate() {
+        let (code, message) = refusal(service.call("query_read", json!({"query": query})).await);
+        assert_eq!(code, expected, "{query}: {message}");
+        // A transaction left open would hold its tables' metadata locks, and DDL would wait.
+        for table in ["orders", "customers"] {
+            let alter = format!("ALTER TABLE {table} ADD COLUMN added_{number} INT");
+            let altered = db.admin.query_drop(&alter).await;
+            assert!(altered.is_ok(), "after {query}: {alter}: {altered:?}");
+        }
+        let after = service.read(json!({"query": "SELECT name FROM customers WHERE id = 1"})).await;
+        assert_eq!(after["rows"], json!([["Ada"]]), "the connection is usable after {query}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_is_read_only_and_fixed() {
     let Some(mut db) = TestDb::create(SHOP).await else { return };
     for statement in [

@@ -159,22 +159,39 @@ impl MySqlAdapter {
                 // setting stops the batch before the transaction starts, and nothing runs.
                 conn.query_drop(settings).await.map_err(Failure::MySql)?;
                 let result = work(&mut conn, context).await;
-                match result {
-                    Ok(value) => {
-                        conn.query_drop("ROLLBACK").await.map_err(Failure::MySql)?;
-                        Ok(value)
-                    }
-                    Err(error) => {
-                        // The pool rolls back a connection returned inside a transaction.
-                        Err(error)
-                    }
-                }
+                // The transaction ends here whatever the work's outcome. mysql_async knows
+                // nothing of a transaction begun by a query and would pool the connection with
+                // it open, keeping its snapshot and its tables' metadata locks (which hold up
+                // any DDL on them) until the connection's next use.
+                let ended = conn.query_drop("ROLLBACK").await.map_err(Failure::MySql);
+                Ok::<_, Failure>((result, ended))
             };
             let outcome = tokio::time::timeout_at(deadline, run).await;
-            let Ok(result) = outcome else {
+            let Ok(outcome) = outcome else {
                 // Still armed: the connection is killed from another connection.
                 drop(conn);
                 return Err(AdapterError::timed_out());
+            };
+            let result = match outcome {
+                // Nothing was begun.
+                Err(failure) => Err(failure),
+                Ok((result, Ok(()))) => result,
+                // The connection is gone, and its transaction with it.
+                Ok((result, Err(Failure::MySql(rollback)))) if is_connection_failure(&rollback) => {
+                    result.and(Err(Failure::MySql(rollback)))
+                }
+                // The transaction may still be open: the connection is closed rather than
+                // pooled or, if closing it does not finish, killed from another connection.
+                Ok((result, Err(rollback))) => {
+                    if let Ok(Ok(())) = tokio::time::timeout(self.connect_timeout, conn.disconnect()).await {
+                        kill.id = None;
+                    }
+                    let failure = match result {
+                        Ok(_) => rollback,
+                        Err(failure) => failure,
+                    };
+                    return Err(failure.into_adapter_error());
+                }
             };
             kill.id = None;
             match result {
