@@ -158,13 +158,7 @@ impl MySqlAdapter {
                 // The settings and the transaction's start share one round trip; a failed
                 // setting stops the batch before the transaction starts, and nothing runs.
                 conn.query_drop(settings).await.map_err(Failure::MySql)?;
-                let result = work(&mut conn, context).await;
-                // The transaction ends here whatever the work's outcome. mysql_async knows
-                // nothing of a transaction begun by a query and would pool the connection with
-                // it open, keeping its snapshot and its tables' metadata locks (which hold up
-                // any DDL on them) until the connection's next use.
-                let ended = conn.query_drop("ROLLBACK").await.map_err(Failure::MySql);
-                Ok::<_, Failure>((result, ended))
+                Ok::<_, Failure>(work(&mut conn, context).await)
             };
             let outcome = tokio::time::timeout_at(deadline, run).await;
             let Ok(outcome) = outcome else {
@@ -172,31 +166,23 @@ impl MySqlAdapter {
                 drop(conn);
                 return Err(AdapterError::timed_out());
             };
+            kill.id = None;
             let result = match outcome {
                 // Nothing was begun.
-                Err(failure) => Err(failure),
-                Ok((result, Ok(()))) => result,
-                // The connection is gone, and its transaction with it.
-                Ok((result, Err(Failure::MySql(rollback)))) if is_connection_failure(&rollback) => {
-                    result.and(Err(Failure::MySql(rollback)))
+                Err(failure) => {
+                    drop(conn);
+                    Err(failure)
                 }
-                // The transaction may still be open: the connection is closed rather than
-                // pooled or, if closing it does not finish, killed from another connection.
-                Ok((result, Err(rollback))) => {
-                    if let Ok(Ok(())) = tokio::time::timeout(self.connect_timeout, conn.disconnect()).await {
-                        kill.id = None;
-                    }
-                    let failure = match result {
-                        Ok(_) => rollback,
-                        Err(failure) => failure,
-                    };
-                    return Err(failure.into_adapter_error());
+                // The transaction ends whatever the work's outcome, without holding up the
+                // answer: see `end_read`.
+                Ok(result) => {
+                    let kill = KillOnDrop { id: Some(conn.id()), opts: self.opts.clone() };
+                    tokio::spawn(end_read(conn, kill, self.connect_timeout));
+                    result
                 }
             };
-            kill.id = None;
             match result {
                 Err(Failure::MySql(error)) if is_connection_failure(&error) => {
-                    drop(conn);
                     // Every pooled connection may be dead (a restart kills them all): try each
                     // once, and one fresh.
                     if attempt > self.max_connections {
@@ -204,6 +190,24 @@ impl MySqlAdapter {
                     }
                 }
                 other => return other.map_err(Failure::into_adapter_error),
+            }
+        }
+    }
+}
+
+/// Ends a read's transaction, on a task of its own so that the answer does not wait for the
+/// round trip. mysql_async knows nothing of a transaction begun by a query and would pool the
+/// connection with it open, keeping its snapshot and its tables' metadata locks (which hold up
+/// any DDL on them) until the connection's next use; so the connection goes back to the pool
+/// only once the rollback has worked. Otherwise it is gone already (a connection failure), or
+/// is closed here, or, if closing does not finish, is killed from another connection.
+async fn end_read(mut conn: Conn, mut kill: KillOnDrop, limit: Duration) {
+    match tokio::time::timeout(limit, conn.query_drop("ROLLBACK")).await {
+        Ok(Ok(())) => kill.id = None,
+        Ok(Err(error)) if is_connection_failure(&error) => kill.id = None,
+        _ => {
+            if let Ok(Ok(())) = tokio::time::timeout(limit, conn.disconnect()).await {
+                kill.id = None;
             }
         }
     }
