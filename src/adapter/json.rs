@@ -582,6 +582,8 @@ mod tests {
             let padding = "x".repeat(40);
             [format!("{quote}{padding}"), format!("{padding}{quote}"), quote.repeat(40), format!("{padding}\n{quote}")]
         });
+        // Long, and nothing but control characters.
+        let long = long.chain(["\n\t\u{1}".repeat(20), "\u{1f}".repeat(40)]);
         for text in short.chain(long) {
             assert_eq!(written(|out| text::string(out, &text)), serde_json::to_string(&text).expect("serializes"));
         }
@@ -664,6 +666,14 @@ mod tests {
             (date(0, 1, 1), None, false, Years::Signed, "+0000-01-01"),
             (date(10_000, 1, 1), None, false, Years::Plain, "10000-01-01"),
             (date(2024, 1, 2), Some(clock(100, 0, 0, 1_000_000)), false, Years::Signed, "2024-01-02T100:00:00.1"),
+            // One field just past its usual width, the others usual.
+            (date(2024, 100, 2), None, false, Years::Plain, "2024-100-02"),
+            (date(2024, 1, 100), None, false, Years::Plain, "2024-01-100"),
+            (date(2024, 1, 2), Some(clock(100, 0, 0, 0)), false, Years::Signed, "2024-01-02T100:00:00"),
+            (date(2024, 1, 2), Some(clock(0, 100, 0, 0)), false, Years::Signed, "2024-01-02T00:100:00"),
+            (date(2024, 1, 2), Some(clock(0, 0, 100, 0)), false, Years::Signed, "2024-01-02T00:00:100"),
+            (date(2024, 1, 2), Some(clock(0, 0, 0, 1_000_000)), false, Years::Signed, "2024-01-02T00:00:00.1"),
+            (date(2024, 100, 100), Some(clock(100, 100, 100, 0)), false, Years::Plain, "2024-100-100T100:100:100"),
         ];
         for (date, time, utc, years, expected) in cases {
             assert_eq!(written(|out| write_date_time(out, date, time, utc, years)), expected);
