@@ -686,16 +686,20 @@ mod tests {
             let line = encode(spliced).expect("encodes");
             assert_eq!(serde_json::from_slice::<Value>(&line).expect("one JSON value"), expected);
         }
-        // Anything else is written as rmcp writes it.
-        let other = ServerMessage::Response(JsonRpcResponse {
-            jsonrpc: Default::default(),
-            id: NumberOrString::Number(1),
-            result: ServerResult::CallToolResult(CallToolResult::success(vec![
-                ContentBlock::text("a"),
-                ContentBlock::text("b"),
-            ])),
-        });
-        assert_eq!(encode(other.clone()).expect("encodes"), serde_json::to_vec(&other).expect("serializes"));
+        // Anything else is written as rmcp writes it: several blocks, or structured content
+        // already there.
+        let others = [
+            CallToolResult::success(vec![ContentBlock::text("a"), ContentBlock::text("b")]),
+            CallToolResult::structured(json!({"text": "", "a": "\"b\""})),
+        ];
+        for result in others {
+            let other = ServerMessage::Response(JsonRpcResponse {
+                jsonrpc: Default::default(),
+                id: NumberOrString::Number(1),
+                result: ServerResult::CallToolResult(result),
+            });
+            assert_eq!(encode(other.clone()).expect("encodes"), serde_json::to_vec(&other).expect("serializes"));
+        }
     }
 
     #[test]
