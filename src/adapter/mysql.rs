@@ -640,7 +640,7 @@ fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) 
         MyValue::Bytes(bytes) => match kind {
             ColumnType::MYSQL_TYPE_JSON => match serde_json::from_slice::<Value>(bytes) {
                 Ok(value) => text::value(out, &value),
-                Err(_) => text::string(out, &String::from_utf8_lossy(bytes)),
+                Err(_) => text::lossy(out, bytes),
             },
             ColumnType::MYSQL_TYPE_BIT => {
                 text::uint(out, bytes.iter().fold(0u64, |total, byte| total.wrapping_shl(8) | u64::from(*byte)))
@@ -650,10 +650,7 @@ fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) 
                 text::base64(out, bytes)
             }
             // Decimals included: their digits, as the server wrote them.
-            _ => match std::str::from_utf8(bytes) {
-                Ok(value) => text::string(out, value),
-                Err(_) => text::string(out, &String::from_utf8_lossy(bytes)),
-            },
+            _ => text::lossy(out, bytes),
         },
     }
 }

@@ -749,7 +749,7 @@ async fn collect_rows(
                     let start = text.len();
                     if !write_value(column.type_(), raw, text) {
                         // Held as its bytes for now; PostgreSQL prints it once the rows are in.
-                        json::text::string(text, &String::from_utf8_lossy(raw));
+                        json::text::lossy(text, raw);
                         let at = start..text.len();
                         fetched.pending.push(Pending { at, ty: column.type_().clone(), raw: raw.to_vec() });
                     }

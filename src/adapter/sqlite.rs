@@ -490,7 +490,7 @@ fn write_value(value: ValueRef<'_>, out: &mut String) {
         ValueRef::Null => json::text::null(out),
         ValueRef::Integer(value) => json::text::int(out, value),
         ValueRef::Real(value) => json::text::float(out, value),
-        ValueRef::Text(text) => json::text::string(out, &String::from_utf8_lossy(text)),
+        ValueRef::Text(text) => json::text::lossy(out, text),
         ValueRef::Blob(blob) => json::text::base64(out, blob),
     }
 }
