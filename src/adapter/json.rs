@@ -66,13 +66,18 @@ pub fn bytes(value: &[u8]) -> Value {
 /// A uuid from its 16 bytes.
 pub fn uuid(value: [u8; 16]) -> String {
     let mut out = String::with_capacity(36);
+    write_uuid(&mut out, value);
+    out
+}
+
+/// Appends [`uuid`]`(value)`.
+pub(crate) fn write_uuid(out: &mut String, value: [u8; 16]) {
     for (i, byte) in value.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        push_hex(&mut out, *byte);
+        push_hex(out, *byte);
     }
-    out
 }
 
 /// Appends a byte as two lower-case hexadecimal digits.

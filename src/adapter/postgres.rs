@@ -864,7 +864,10 @@ fn encode(ty: &Type, raw: &[u8], out: &mut String) -> Option<()> {
             text::string(out, std::str::from_utf8(raw).ok()?);
         }
         Type::CHAR => text::string(out, char::from(*raw.first()?).encode_utf8(&mut [0; 4])),
-        Type::UUID => text::quoted(out, &json::uuid(raw.try_into().ok()?)),
+        Type::UUID => {
+            let value = raw.try_into().ok()?;
+            text::quoted_with(out, |out| json::write_uuid(out, value));
+        }
         Type::DATE => match i32::from_be_bytes(raw.try_into().ok()?) {
             i32::MAX => text::quoted(out, "infinity"),
             i32::MIN => text::quoted(out, "-infinity"),
