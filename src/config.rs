@@ -52,6 +52,8 @@ pub struct Config {
     pub grants: Vec<GrantConfig>,
     /// Where audit records go.
     pub audit: AuditTarget,
+    /// How long a call waits for its audit records to be written before it is denied.
+    pub audit_deadline: Duration,
     /// Settings that are allowed but probably not meant, for the operator to see.
     pub warnings: Vec<String>,
 }
@@ -197,6 +199,7 @@ struct RawGrant {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: Option<PathBuf>,
+    deadline_ms: Option<u64>,
 }
 
 impl Config {
@@ -348,8 +351,19 @@ impl Config {
 
         let audit = match raw.audit.path {
             Some(path) => AuditTarget::File(path),
-            None => AuditTarget::Stderr,
+            None => {
+                warnings.push(
+                    "[audit] names no path: audit records go to stderr, and a client that does not read stderr \
+                     gets its calls denied once the audit writer's queue is full; set [audit] path"
+                        .into(),
+                );
+                AuditTarget::Stderr
+            }
         };
+        let default_deadline = u64::try_from(crate::audit::AuditWriter::DEFAULT_DEADLINE.as_millis()).unwrap_or(1000);
+        let audit_deadline = Duration::from_millis(
+            positive(raw.audit.deadline_ms, default_deadline, "[audit] deadline_ms").map_err(fail)?,
+        );
         Ok(Config {
             database: DatabaseConfig { url, dialect, pool },
             identity: raw.session.identity,
@@ -360,6 +374,7 @@ impl Config {
             quotas,
             grants,
             audit,
+            audit_deadline,
             warnings,
         })
     }
@@ -422,7 +437,9 @@ mod tests {
         assert_eq!(config.audit, AuditTarget::Stderr);
         assert_eq!(config.database.dialect, SqlDialect::Sqlite);
         assert_eq!(config.allow.default_schema(), "main");
-        assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+        assert_eq!(config.audit_deadline, Duration::from_secs(1));
+        assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
+        assert!(config.warnings[2].contains("set [audit] path"), "{:?}", config.warnings);
     }
 
     #[test]
@@ -458,6 +475,7 @@ mod tests {
             expires_at = "2027-01-01T00:00:00Z"
             [audit]
             path = "audit.jsonl"
+            deadline_ms = 250
             "#,
         )
         .expect("valid");
@@ -491,6 +509,7 @@ mod tests {
         assert_eq!(config.grants.len(), 2);
         assert_eq!(config.grants[1].expires_at, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600)));
         assert_eq!(config.audit, AuditTarget::File("audit.jsonl".into()));
+        assert_eq!(config.audit_deadline, Duration::from_millis(250));
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         let debug = format!("{config:?}");
         assert!(

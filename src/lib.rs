@@ -61,7 +61,8 @@
 //! | [`policy`] | sessions, the tool registry, mode, capabilities, quotas: pure decisions |
 //! | [`tools`] | the [`Tool`] trait |
 //! | [`adapter`] | the database adapter interface |
-//! | [`audit`] | audit events and sinks |
+//! | [`audit`] | audit events and sinks, and the audit writer thread |
+//! | [`logging`] | the log writer thread: logs never stall a call |
 //! | [`sql`] | the SQL gate: sqlparser-based validation into a [`sql::ValidatedQuery`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -72,6 +73,7 @@ pub mod boundary;
 pub mod config;
 #[cfg(feature = "sqlite")]
 pub mod demo;
+pub mod logging;
 pub mod mcp;
 pub mod policy;
 pub mod service;
@@ -80,6 +82,6 @@ pub mod tools;
 
 pub use boundary::{
     AccessClass, Admitted, Authorized, Boundary, BoundaryBuilder, Denial, DenialCode, Evidence, Invocation,
-    ModeChecked, Read, Resolved, State, Unvalidated, Write,
+    ModeChecked, Read, Resolved, SlotHold, State, Unvalidated, Write,
 };
 pub use tools::{Tool, ToolError, ToolOutput};

@@ -7,9 +7,11 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sqlwarden::config::Config;
+use sqlwarden::logging::LogWriter;
 use sqlwarden::service::Service;
 
 /// sqlwarden: lets AI agents use SQL databases through MCP tools, behind a typed security
@@ -50,12 +52,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr as JSON lines; stdout carries only the protocol.
-fn init_logs() {
+/// Logs go to stderr as JSON lines, through a thread of their own (see `sqlwarden::logging`);
+/// stdout carries only the protocol.
+fn init_logs() -> Option<LogWriter> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SQLWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let writer = LogWriter::stderr(LogWriter::DEFAULT_QUEUE).ok()?;
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(writer.clone()).try_init().ok()?;
+    Some(writer)
 }
+
+/// Writes one line to stderr. Unlike `eprintln!`, it never panics: stderr may be a pipe that
+/// is full and non-blocking (see `sqlwarden::audit::AuditWriter`), and the line is then lost.
+fn say(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "sqlwarden: {message}");
+}
+
+/// How long an exiting server waits for its audit records and log lines to be written.
+const FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
 
 /// Starts a runtime and the service, then runs `work` with it. A service that cannot start
 /// exits 2 with its reason.
@@ -66,15 +80,23 @@ fn with_service<F: std::future::Future<Output = ExitCode>>(
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("sqlwarden: {error}");
+            say(format_args!("{error}"));
             return ExitCode::FAILURE;
         }
     };
     let code = runtime.block_on(async {
         match service(config) {
-            Ok(service) => work(service).await,
+            Ok(service) => {
+                let audit = std::sync::Arc::clone(service.audit());
+                let code = work(service).await;
+                // Records of calls denied or cancelled were handed over without waiting.
+                if let Err(error) = audit.flush(FLUSH_AT_EXIT) {
+                    say(format_args!("some audit records may not have been written: {error}"));
+                }
+                code
+            }
             Err(error) => {
-                eprintln!("sqlwarden: {error}");
+                say(format_args!("{error}"));
                 ExitCode::from(2)
             }
         }
@@ -86,18 +108,27 @@ fn with_service<F: std::future::Future<Output = ExitCode>>(
 }
 
 fn serve(config: Option<PathBuf>) -> ExitCode {
-    init_logs();
-    with_service(config, |service| async move {
+    let logs = init_logs();
+    let code = with_service(config, |service| async move {
         let service = std::sync::Arc::new(service);
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP on stdio");
-        match sqlwarden::mcp::serve_stdio(sqlwarden::mcp::McpServer::new(service)).await {
+        let served = sqlwarden::mcp::serve_stdio(sqlwarden::mcp::McpServer::new(std::sync::Arc::clone(&service))).await;
+        let failures = service.boundary().audit_failures();
+        if failures > 0 {
+            tracing::warn!(failures, "audit batches could not be written; their calls were denied");
+        }
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 tracing::error!(%error, "stdout failed");
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    if let Some(logs) = logs {
+        logs.flush(FLUSH_AT_EXIT);
+    }
+    code
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -106,7 +137,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 fn check(config: Option<PathBuf>) -> ExitCode {
     let Some(path) = config else {
-        eprintln!("sqlwarden: check needs --config PATH (the built-in demo needs no check)");
+        say(format_args!("check needs --config PATH (the built-in demo needs no check)"));
         return ExitCode::from(2);
     };
     let report = runtime().and_then(|runtime| {
@@ -118,7 +149,7 @@ fn check(config: Option<PathBuf>) -> ExitCode {
     let report = match report {
         Ok(report) => report,
         Err(error) => {
-            eprintln!("sqlwarden: {error}");
+            say(format_args!("{error}"));
             return ExitCode::from(2);
         }
     };
@@ -158,7 +189,7 @@ fn service(config: Option<PathBuf>) -> Result<Service, String> {
     }
     .map_err(|error| error.to_string())?;
     for warning in service.warnings() {
-        eprintln!("sqlwarden: warning: {warning}");
+        say(format_args!("warning: {warning}"));
     }
     Ok(service)
 }
@@ -167,7 +198,7 @@ fn call(config: Option<PathBuf>, tool: &str, arguments: &str) -> ExitCode {
     let arguments: serde_json::Value = match serde_json::from_str(arguments) {
         Ok(arguments) => arguments,
         Err(error) => {
-            eprintln!("sqlwarden: the arguments are not JSON: {error}");
+            say(format_args!("the arguments are not JSON: {error}"));
             return ExitCode::from(2);
         }
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::adapter::{self, Adapter, Posture};
-use crate::audit::{AuditSink, JsonLinesSink};
+use crate::audit::{AuditSink, AuditWriter};
 use crate::boundary::{Boundary, Denial};
 use crate::config::{AuditTarget, Config};
 use crate::policy::{Access, Capabilities, Grant, Mode, QuotaEngine, SessionContext, ToolRegistry};
@@ -21,6 +21,7 @@ pub const REFERENCE_TOOLS: [&str; 3] = ["query_read", "list_tables", "describe_t
 pub struct Service {
     boundary: Boundary,
     session: Arc<SessionContext>,
+    audit: Arc<dyn AuditSink>,
     warnings: Vec<String>,
     /// Keeps the demo database alive while the service is.
     #[cfg(feature = "sqlite")]
@@ -135,12 +136,13 @@ impl Service {
             .mode(config.mode)
             .authorizer(Capabilities::from_grants(grants))
             .quotas(QuotaEngine::new(config.quotas))
-            .audit(audit)
+            .audit(Arc::clone(&audit))
             .build();
         let session = bind_session(config)?;
         Ok(Service {
             boundary,
             session,
+            audit,
             warnings,
             #[cfg(feature = "sqlite")]
             _demo: None,
@@ -160,6 +162,11 @@ impl Service {
     /// The session calls run as.
     pub fn session(&self) -> &Arc<SessionContext> {
         &self.session
+    }
+
+    /// The audit sink, to flush before the process exits.
+    pub fn audit(&self) -> &Arc<dyn AuditSink> {
+        &self.audit
     }
 
     /// Settings that are allowed but probably not meant.
@@ -223,9 +230,14 @@ pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
         Boundary::builder(tools).authorizer(Capabilities::from_grants(grants)).audit(audit_sink(&config)?).build();
     let session = bind_session(&config)?;
     let unreachable = |denial: Denial| ServiceError(format!("the database: {} ({})", denial.message(), denial.code()));
-    let listed =
-        boundary.invoke(Some(Arc::clone(&session)), "list_tables", serde_json::json!({})).await.map_err(unreachable)?;
-    let posture = boundary.invoke(Some(session), "check_posture", serde_json::json!({})).await.map_err(unreachable)?;
+    let listed = boundary.invoke(Some(Arc::clone(&session)), "list_tables", serde_json::json!({})).await;
+    let posture = match listed {
+        Ok(_) => boundary.invoke(Some(session), "check_posture", serde_json::json!({})).await,
+        Err(ref denial) => Err(denial.clone()),
+    };
+    // A denial's records were handed over without waiting: write them before the check ends.
+    let _ = boundary.flush_audit(std::time::Duration::from_secs(2));
+    let (listed, posture) = (listed.map_err(unreachable)?, posture.map_err(unreachable)?);
     let posture: Posture = serde_json::from_str(posture.as_json()).map_err(|error| ServiceError(error.to_string()))?;
     #[derive(serde::Deserialize)]
     struct Listed {
@@ -248,12 +260,16 @@ fn connect(config: &Config) -> Result<Arc<dyn Adapter>, ServiceError> {
     })
 }
 
-/// The audit sink the configuration names.
+/// The audit sink the configuration names: a writer thread, so that no file or pipe can stall
+/// the event loop.
 fn audit_sink(config: &Config) -> Result<Arc<dyn AuditSink>, ServiceError> {
     Ok(match &config.audit {
-        AuditTarget::Stderr => Arc::new(JsonLinesSink::stderr()),
+        AuditTarget::Stderr => Arc::new(
+            AuditWriter::stderr(config.audit_deadline)
+                .map_err(|error| ServiceError(format!("[audit] cannot start the audit writer: {error}")))?,
+        ),
         AuditTarget::File(path) => Arc::new(
-            JsonLinesSink::append_to(path)
+            AuditWriter::append_to(path, config.audit_deadline)
                 .map_err(|error| ServiceError(format!("[audit] {} cannot be opened: {error}", path.display())))?,
         ),
     })

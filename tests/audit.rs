@@ -5,10 +5,11 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-use sqlwarden::audit::{AuditDecision, JsonLinesSink, Stage};
+use sqlwarden::audit::{AuditDecision, AuditSink, AuditWriter, JsonLinesSink, Stage};
 use sqlwarden::policy::{Capabilities, Mode, QuotaPolicy, SessionContext, ToolRegistry};
 use sqlwarden::{Boundary, DenialCode};
 
@@ -117,12 +118,67 @@ async fn a_sink_that_cannot_be_written_denies_the_call_before_the_tool_runs() {
     h.audit.fail_from.store(0, SeqCst);
     let denied = h.call(&session(), "add_customer", json!({"name": "Eve"})).await.expect_err("audit down");
     assert_eq!(denied.code(), DenialCode::Internal);
-    assert_eq!(denied.message(), "internal error", "the caller learns nothing about the sink");
+    assert_eq!(denied.message(), "audit unavailable", "the caller learns nothing more about the sink");
     assert_eq!(h.effects.handler_runs(), 0);
     assert_eq!(h.effects.adapter_calls(), 0);
     assert_eq!(h.effects.rows_written(), 0);
     assert_eq!(h.effects.permits_released(), h.effects.quota_admits(), "the reservation was returned");
     assert_eq!(h.boundary.audit_failures(), 1, "the failure is counted for operators");
+}
+
+/// A pipe that nobody reads, filled to the brim: the next write blocks, as on a client's stderr
+/// that it never drains. `drain` starts reading it, returning what will have been read.
+fn unread_pipe() -> (std::io::PipeWriter, impl FnOnce() -> std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::{Read, Write};
+    let (mut reader, mut writer) = std::io::pipe().expect("pipe");
+    // Linux pipes hold 64 KiB.
+    writer.write_all(&[b'\n'; 65536]).expect("fills the pipe");
+    let drain = move || {
+        std::thread::spawn(move || {
+            let mut read = Vec::new();
+            reader.read_to_end(&mut read).expect("reads");
+            read
+        })
+    };
+    (writer, drain)
+}
+
+#[tokio::test]
+async fn a_stalled_audit_writer_denies_within_its_deadline_and_the_tool_never_runs() {
+    let (pipe, drain) = unread_pipe();
+    let deadline = Duration::from_millis(200);
+    let writer = Arc::new(AuditWriter::spawn(pipe, 8, deadline).expect("spawns"));
+    let h = Harness::new(Setup { grants: vec![grant("list")], sink: Some(writer.clone()), ..Setup::default() });
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let denied = h.call(&session(), "list", json!({})).await.expect_err("audit stalled");
+        assert!(
+            started.elapsed() < deadline + Duration::from_millis(500),
+            "denied by the deadline: {:?}",
+            started.elapsed()
+        );
+        assert_eq!((denied.code(), denied.message()), (DenialCode::Internal, "audit unavailable"));
+    }
+    assert_eq!(h.effects.handler_runs(), 0, "no tool ran without its admission on record");
+    assert_eq!(h.effects.permits_released(), h.effects.quota_admits());
+    assert_eq!(h.boundary.audit_failures(), 3);
+    // Once the pipe drains, what was queued is written, and calls run again.
+    let reading = drain();
+    h.call(&session(), "list", json!({})).await.expect("audit flows again");
+    assert_eq!(h.effects.handler_runs(), 1);
+    writer.flush(Duration::from_secs(5)).expect("flushed");
+    drop(h);
+    drop(writer);
+    let read = reading.join().expect("the reader ends when the writer is gone");
+    let lines: Vec<Value> = String::from_utf8(read)
+        .expect("utf-8")
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    let admitted = lines.iter().filter(|line| line["stage"] == "admit" && line["decision"] == "allow").count();
+    let ran = lines.iter().filter(|line| line["stage"] == "execute" && line["decision"] == "allow").count();
+    assert_eq!((admitted, ran), (4, 1), "every admission is on record, and only the last call ran");
 }
 
 #[tokio::test]

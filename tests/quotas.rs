@@ -26,7 +26,12 @@ fn engine(policy: QuotaPolicy) -> (QuotaEngine, Arc<ManualClock>) {
 const KEY: QuotaKey<'static> = QuotaKey { tenant: "acme", identity: "ada", tool: "query_read" };
 
 fn harness(policy: QuotaPolicy, tools: &[&str]) -> Harness {
-    Harness::new(Setup { mode: Mode::ReadOnly, grants: tools.iter().map(|t| grant(t)).collect(), policy })
+    Harness::new(Setup {
+        mode: Mode::ReadOnly,
+        grants: tools.iter().map(|t| grant(t)).collect(),
+        policy,
+        ..Setup::default()
+    })
 }
 
 #[test]
@@ -207,7 +212,7 @@ async fn one_tenant_cannot_exhaust_another() {
         sqlwarden::policy::Grant::new(IDENTITY, "globex", "list").expect("valid"),
         sqlwarden::policy::Grant::new("bob", TENANT, "list").expect("valid"),
     ];
-    let h = Harness::new(Setup { mode: Mode::ReadOnly, grants, policy: policy(1, 1, 1) });
+    let h = Harness::new(Setup { mode: Mode::ReadOnly, grants, policy: policy(1, 1, 1), ..Setup::default() });
     let noisy = session();
     assert!(h.call(&noisy, "list", json!({})).await.is_ok());
     for _ in 0..10 {
@@ -283,4 +288,66 @@ async fn a_successful_call_releases_its_permit() {
         assert!(h.call(&s, "list", json!({})).await.is_ok());
     }
     assert_eq!(h.effects.permits_released(), 3);
+}
+
+/// A read tool whose statement outlives the call on the database (as one the database cannot
+/// stop at once does): it answers TIMEOUT but keeps the call's slot until the statement ends.
+struct Lingering {
+    ended: Arc<tokio::sync::Notify>,
+}
+
+impl sqlwarden::Tool for Lingering {
+    type Access = sqlwarden::Read;
+    type Input = NoInput;
+    type Output = ();
+
+    fn name(&self) -> &str {
+        "lingering"
+    }
+    fn description(&self) -> &str {
+        "times out while its statement goes on"
+    }
+    async fn call(
+        &self,
+        evidence: sqlwarden::Evidence<'_, sqlwarden::Read>,
+        _: NoInput,
+    ) -> Result<(), sqlwarden::ToolError> {
+        let hold = evidence.hold_slot();
+        let ended = Arc::clone(&self.ended);
+        tokio::spawn(async move {
+            ended.notified().await;
+            drop(hold);
+        });
+        Err(sqlwarden::Denial::new(DenialCode::Timeout, "the statement exceeded its time limit").into())
+    }
+}
+
+#[tokio::test]
+async fn a_slot_held_for_a_statement_still_running_is_released_only_when_it_ends() {
+    let ended = Arc::new(tokio::sync::Notify::new());
+    let mut tools = sqlwarden::policy::ToolRegistry::new();
+    tools.register(Lingering { ended: Arc::clone(&ended) }).expect("registers");
+    let engine = Arc::new(QuotaEngine::new(policy(6000, 100, 1)));
+    let boundary = sqlwarden::Boundary::builder(tools)
+        .authorizer(sqlwarden::policy::Capabilities::from_grants([grant("lingering")]))
+        .quotas(Arc::clone(&engine))
+        .audit(sqlwarden::audit::JsonLinesSink::new(std::io::sink()))
+        .build();
+    let s = session();
+    let key = QuotaKey { tenant: TENANT, identity: IDENTITY, tool: "lingering" };
+    let first = boundary.invoke(Some(Arc::clone(&s)), "lingering", json!({})).await.expect_err("times out");
+    assert_eq!(first.code(), DenialCode::Timeout);
+    assert_eq!(engine.in_flight(&key), 1, "the answer came, the statement did not end: the slot is held");
+    let busy = boundary.invoke(Some(Arc::clone(&s)), "lingering", json!({})).await.expect_err("no slot");
+    assert_eq!(busy.code(), DenialCode::RateLimited);
+    ended.notify_one();
+    for _ in 0..100 {
+        if engine.in_flight(&key) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(engine.in_flight(&key), 0, "released once the statement ended");
+    let again = boundary.invoke(Some(s), "lingering", json!({})).await.expect_err("admitted, then times out");
+    assert_eq!(again.code(), DenialCode::Timeout);
 }

@@ -9,7 +9,8 @@ use sqlwarden::service::Service;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_serves_the_three_tools_read_only() {
     let demo = Service::demo().expect("the demo starts");
-    assert!(demo.warnings().is_empty(), "{:?}", demo.warnings());
+    assert_eq!(demo.warnings().len(), 1, "{:?}", demo.warnings());
+    assert!(demo.warnings()[0].starts_with("[audit] names no path"), "only that audit goes to stderr");
 
     let listed = demo.call("list_tables", json!({})).await.expect("listed").to_value().expect("JSON");
     let names: Vec<&str> =
@@ -64,7 +65,7 @@ async fn a_config_without_grants_can_call_nothing() {
         Config::parse("[database]\nurl = \"sqlite:file:empty?mode=memory&cache=shared\"\n", "test.toml", |_| None)
             .expect("a valid file");
     let service = Service::from_config(config).expect("starts");
-    assert_eq!(service.warnings().len(), 2, "{:?}", service.warnings());
+    assert_eq!(service.warnings().len(), 3, "{:?}", service.warnings());
     let denied = service.call("list_tables", json!({})).await.expect_err("no grant");
     assert_eq!(denied.code(), DenialCode::Unauthorized);
 }

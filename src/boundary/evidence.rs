@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::policy::{Access, Mode, SessionContext, ToolName};
+use crate::policy::{Access, Mode, QuotaPermit, SessionContext, ToolName};
 
 /// An access class at the type level: [`Read`] or [`Write`]. Sealed.
 #[diagnostic::on_unimplemented(
@@ -58,6 +58,9 @@ pub(crate) struct AdmittedCall {
     pub(crate) mode: Mode,
     /// Rows a write tool's statements have affected so far, for the audit.
     pub(crate) rows_affected: AtomicU64,
+    /// The call's quota slot, shared with whatever must keep it after the call returns
+    /// ([`Evidence::hold_slot`]); the boundary lets go of its own share when the tool returns.
+    pub(crate) slot: Option<Arc<QuotaPermit>>,
 }
 
 impl AdmittedCall {
@@ -85,9 +88,36 @@ impl<'a, A: AccessClass> Evidence<'a, A> {
         &self.call.tool
     }
 
+    /// Keeps the call's quota slot (its place among the calls in flight) taken until the
+    /// returned hold is dropped, even after the call has returned: for a backend whose
+    /// statement may outlive the call on the database (a statement the database cannot stop at
+    /// once), so that the caller is held to its concurrency limit until the database has really
+    /// stopped. It carries no authority; it only delays the slot's release.
+    pub fn hold_slot(&self) -> SlotHold {
+        SlotHold(self.call.slot.clone())
+    }
+
     /// The admitted call this evidence stands for.
     pub(crate) fn admitted(&self) -> &'a AdmittedCall {
         self.call
+    }
+}
+
+/// A share of an admitted call's quota slot: the slot is released when the call has returned
+/// and every hold is dropped. See [`Evidence::hold_slot`].
+#[must_use = "dropping the hold lets go of the slot at once"]
+pub struct SlotHold(Option<Arc<QuotaPermit>>);
+
+impl SlotHold {
+    /// A hold on nothing, for work that has no call's slot to keep.
+    pub fn none() -> Self {
+        SlotHold(None)
+    }
+}
+
+impl fmt::Debug for SlotHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "SlotHold" } else { "SlotHold(none)" })
     }
 }
 
@@ -109,6 +139,7 @@ mod tests {
             access,
             mode,
             rows_affected: AtomicU64::new(0),
+            slot: None,
         }
     }
 

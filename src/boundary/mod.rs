@@ -31,10 +31,10 @@ use futures_util::FutureExt;
 use serde_json::Value;
 
 pub use denial::{Denial, DenialCode};
-pub use evidence::{AccessClass, Evidence, Read, Write};
+pub use evidence::{AccessClass, Evidence, Read, SlotHold, Write};
 pub use state::{Admitted, Authorized, ModeChecked, Resolved, State, Unvalidated};
 
-use crate::audit::{AuditBatch, AuditDecision, AuditRecord, AuditSink, JsonLinesSink, Stage};
+use crate::audit::{AuditBatch, AuditDecision, AuditError, AuditRecord, AuditSink, AuditWriter, Stage, Submitted};
 use crate::policy::registry::MAX_TOOL_NAME_LEN;
 use crate::policy::{
     Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, Mode, QuotaDenied,
@@ -86,7 +86,7 @@ impl BoundaryBuilder {
         self
     }
 
-    /// Sets the audit sink (default: JSON lines on stderr).
+    /// Sets the audit sink (default: an [`AuditWriter`] to stderr).
     pub fn audit(mut self, sink: impl AuditSink + 'static) -> Self {
         self.audit = Some(Box::new(sink));
         self
@@ -108,7 +108,7 @@ impl BoundaryBuilder {
             quotas: self
                 .quotas
                 .unwrap_or_else(|| Box::new(QuotaEngine::with_clock(QuotaPolicy::default(), Arc::clone(&clock)))),
-            audit: self.audit.unwrap_or_else(|| Box::new(JsonLinesSink::stderr())),
+            audit: self.audit.unwrap_or_else(default_audit),
             audit_failures: AtomicU64::new(0),
             clock,
         }
@@ -131,22 +131,45 @@ impl Boundary {
         &self.registry
     }
 
-    /// How many audit writes have failed since the boundary was built. Each failure denied
-    /// its call (or, for a call already cancelled, lost its `cancelled` record): alert on it.
+    /// How many audit batches could not be written since the boundary was built. Each failure
+    /// denied its call (or, for a call already denied or cancelled, lost its record): alert on it.
     pub fn audit_failures(&self) -> u64 {
         self.audit_failures.load(Ordering::Relaxed)
     }
 
-    /// Writes a batch to the audit sink. An error or a panic is logged and counted.
-    fn write_audit(&self, batch: &AuditBatch<'_>) -> Result<(), ()> {
-        let failure = match catch_unwind(AssertUnwindSafe(|| self.audit.record(batch))) {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => error.to_string(),
-            Err(_panic) => "the audit sink panicked".to_owned(),
-        };
+    /// Waits until every audit record handed to the sink so far is written, at most `within`:
+    /// for a server about to exit.
+    pub fn flush_audit(&self, within: std::time::Duration) -> Result<(), AuditError> {
+        self.audit.flush(within)
+    }
+
+    /// Hands a batch to the audit sink. A refusal or a panic is logged and counted at once; a
+    /// batch on its way is counted by [`Self::audit_written`] if it then fails.
+    fn submit_audit(&self, batch: &AuditBatch<'_>) -> Submitted {
+        let submitted = catch_unwind(AssertUnwindSafe(|| self.audit.submit(batch)))
+            .unwrap_or_else(|_panic| Submitted::recorded(Err(AuditError::Poisoned)));
+        if let Some(error) = submitted.failure() {
+            self.audit_failed(batch.tool, error);
+        }
+        submitted
+    }
+
+    /// Waits until a submitted batch is written; a failure is logged, counted and an internal
+    /// denial, "audit unavailable".
+    async fn audit_written(&self, tool: &str, submitted: Submitted) -> Result<(), Denial> {
+        if submitted.has_failed() {
+            // Counted when it was submitted.
+            return Err(audit_unavailable());
+        }
+        submitted.written().await.map_err(|error| {
+            self.audit_failed(tool, &error);
+            audit_unavailable()
+        })
+    }
+
+    fn audit_failed(&self, tool: &str, error: &AuditError) {
         self.audit_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(tool = batch.tool, error = failure, "cannot write audit records");
-        Err(())
+        tracing::error!(tool, %error, "cannot write audit records");
     }
 
     /// The tools `session` may invoke now: those its grants allow and, in read-only mode, only
@@ -333,9 +356,12 @@ impl<'b> Invocation<'b, Authorized> {
             Err(denial) => return Err(call.deny(boundary, Some(&proof.session), Stage::Admit, denial)),
         };
         call.note(Stage::Admit, None);
-        // Nothing runs unless its admission is on record.
-        call.flush(boundary, Some(&proof.session))?;
-        Ok(Invocation { boundary, call, proof: Admission { resolution: proof, permit } })
+        // Nothing runs unless its admission is on record: `run` waits for this before the tool.
+        let recorded = call.submit(boundary, Some(&proof.session));
+        if recorded.has_failed() {
+            return Err(audit_unavailable());
+        }
+        Ok(Invocation { boundary, call, proof: Admission { resolution: proof, permit, recorded } })
     }
 }
 
@@ -345,20 +371,31 @@ impl Invocation<'_, Admitted> {
     /// A panic in the tool becomes an internal denial. The quota permit is released when this
     /// returns or when its future is dropped.
     pub async fn run(self) -> Result<ToolOutput, Denial> {
-        let Invocation { boundary, mut call, proof: Admission { resolution, permit } } = self;
+        let Invocation { boundary, mut call, proof: Admission { resolution, permit, recorded } } = self;
         let Resolution { session, name, tool } = resolution;
-        let admitted = AdmittedCall {
+        // The tool runs only once its admission is on record.
+        if let Err(denial) = boundary.audit_written(&call.requested, recorded).await {
+            drop(permit);
+            call.note(Stage::Execute, Some(denial.code()));
+            let _already_denied = call.submit(boundary, Some(&session));
+            return Err(denial);
+        }
+        let mut admitted = AdmittedCall {
             session,
             tool: name,
             access: tool.access(),
             mode: boundary.mode,
             rows_affected: AtomicU64::new(0),
+            slot: Some(Arc::new(permit)),
         };
         let args = std::mem::take(&mut call.args);
         let mut cancelled = CancelRecorder { boundary, call: &admitted, started: call.mark, armed: true };
         let outcome = AssertUnwindSafe(tool.call(&admitted, args)).catch_unwind().await;
         cancelled.armed = false;
-        drop(permit);
+        drop(cancelled);
+        // The call's own share of its quota slot. An adapter whose statement outlives the call
+        // on the database keeps a share of its own until the database has stopped it.
+        admitted.slot = None;
 
         let result = match outcome {
             Ok(Ok(value)) => Ok(value),
@@ -372,7 +409,8 @@ impl Invocation<'_, Admitted> {
         call.note(Stage::Execute, code);
         call.trail.count_rows(admitted.rows_written());
         // A result is only returned once it is on record.
-        call.flush(boundary, Some(&admitted.session))?;
+        let recorded = call.submit(boundary, Some(&admitted.session));
+        boundary.audit_written(admitted.tool.as_str(), recorded).await?;
         result
     }
 }
@@ -418,20 +456,20 @@ impl Call {
         self.mark = decided;
     }
 
-    /// Records a denial and writes the trail. The call is denied either way; a failed write
-    /// is logged.
+    /// Records a denial and hands the trail to the audit sink. The call is denied either way;
+    /// a batch that cannot be written is logged and counted.
     fn deny(&mut self, boundary: &Boundary, session: Option<&SessionContext>, stage: Stage, denial: Denial) -> Denial {
         self.note(stage, Some(denial.code()));
-        let _already_denied = self.flush(boundary, session);
+        let _already_denied = self.submit(boundary, session);
         denial
     }
 
-    /// Writes the pending stage records. A sink error or panic is an internal denial.
-    fn flush(&mut self, boundary: &Boundary, session: Option<&SessionContext>) -> Result<(), Denial> {
+    /// Hands the pending stage records to the audit sink.
+    fn submit(&mut self, boundary: &Boundary, session: Option<&SessionContext>) -> Submitted {
         let batch = AuditBatch { session, tool: &self.requested, records: self.trail.as_slice() };
-        let written = boundary.write_audit(&batch);
+        let submitted = boundary.submit_audit(&batch);
         self.trail.clear();
-        written.map_err(|()| Denial::internal())
+        submitted
     }
 }
 
@@ -503,8 +541,35 @@ impl Drop for CancelRecorder<'_> {
             rows_affected: self.call.rows_written(),
         };
         let batch = AuditBatch { session: Some(&self.call.session), tool: self.call.tool.as_str(), records: &[record] };
-        // Nothing is left to deny; a failure is logged and counted by `write_audit`.
-        let _ = self.boundary.write_audit(&batch);
+        // Nothing is left to deny, and a drop must not wait: a refusal is logged and counted by
+        // `submit_audit`.
+        let _ = self.boundary.submit_audit(&batch);
+    }
+}
+
+/// The answer to a call whose audit records cannot be written.
+fn audit_unavailable() -> Denial {
+    Denial::new(DenialCode::Internal, "audit unavailable")
+}
+
+/// The audit sink of a boundary built without one: a writer thread to stderr, or, should no
+/// thread start, a sink that refuses every batch (so every call is denied).
+fn default_audit() -> Box<dyn AuditSink> {
+    match AuditWriter::stderr(AuditWriter::DEFAULT_DEADLINE) {
+        Ok(writer) => Box::new(writer),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the audit writer; every call will be denied");
+            Box::new(Refusing)
+        }
+    }
+}
+
+/// A sink that can write nothing.
+struct Refusing;
+
+impl AuditSink for Refusing {
+    fn record(&self, _batch: &AuditBatch<'_>) -> Result<(), AuditError> {
+        Err(AuditError::Unavailable)
     }
 }
 

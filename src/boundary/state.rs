@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::Submitted;
 use crate::policy::{QuotaPermit, SessionContext, ToolName};
 use crate::tools::ErasedTool;
 
@@ -74,9 +75,11 @@ pub(crate) mod sealed {
         pub(crate) tool: Arc<dyn ErasedTool>,
     }
 
-    /// A resolution plus the quota reservation, held until the call ends.
+    /// A resolution plus the quota reservation, held until the call ends, and the admission's
+    /// audit records on their way to the sink (the tool runs only once they are written).
     pub struct Admission {
         pub(crate) resolution: Resolution,
         pub(crate) permit: QuotaPermit,
+        pub(crate) recorded: Submitted,
     }
 }

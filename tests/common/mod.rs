@@ -444,11 +444,13 @@ pub struct Setup {
     pub mode: Mode,
     pub grants: Vec<Grant>,
     pub policy: QuotaPolicy,
+    /// Another sink than the harness's `MemorySink` (which then stays empty).
+    pub sink: Option<Arc<dyn AuditSink>>,
 }
 
 impl Default for Setup {
     fn default() -> Self {
-        Setup { mode: Mode::ReadOnly, grants: Vec::new(), policy: QuotaPolicy::default() }
+        Setup { mode: Mode::ReadOnly, grants: Vec::new(), policy: QuotaPolicy::default(), sink: None }
     }
 }
 
@@ -486,6 +488,7 @@ impl Harness {
         }
         let clock = Arc::new(ManualClock::starting_at(start()));
         let audit = Arc::new(MemorySink::default());
+        let sink: Arc<dyn AuditSink> = setup.sink.unwrap_or_else(|| audit.clone());
         let boundary = Boundary::builder(tools)
             .mode(setup.mode)
             .clock(clock.clone())
@@ -497,7 +500,7 @@ impl Harness {
                 inner: QuotaEngine::with_clock(setup.policy, clock.clone()),
                 effects: Arc::clone(&effects),
             })
-            .audit(Arc::clone(&audit))
+            .audit(sink)
             .build();
         Harness { boundary, effects, audit, clock }
     }

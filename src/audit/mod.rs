@@ -6,6 +6,10 @@
 //! [`AuditBatch`] at a time: the stage decisions up to admission before the tool runs, then
 //! the outcome. If a batch cannot be recorded the call is denied: a tool never runs
 //! unaudited, and a result is never returned unaudited.
+//!
+//! The server writes through an [`AuditWriter`], a thread of its own behind a bounded queue, so
+//! that a slow disk or an unread pipe delays no call but its own, and that one only until the
+//! writer's deadline, when it is denied.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -19,6 +23,11 @@ use thiserror::Error;
 
 use crate::boundary::DenialCode;
 use crate::policy::SessionContext;
+
+mod writer;
+
+pub(crate) use writer::write_all_waiting;
+pub use writer::{AuditWriter, Submitted};
 
 /// A stage of the pipeline, as recorded in the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -156,21 +165,52 @@ pub enum AuditError {
     /// The sink is unusable after an earlier panic.
     #[error("audit sink is poisoned")]
     Poisoned,
+    /// The writer cannot take the batch: its queue is full, or it has stopped.
+    #[error("the audit writer is unavailable (its queue is full or it has stopped)")]
+    Unavailable,
+    /// The batch was not written within the writer's deadline.
+    #[error("audit records were not written within the deadline")]
+    TimedOut,
 }
 
 /// Where audit events go. The boundary denies any call whose events cannot be recorded.
 pub trait AuditSink: Send + Sync {
     /// Records a batch, all or nothing as far as the sink can tell.
     fn record(&self, batch: &AuditBatch<'_>) -> Result<(), AuditError>;
+
+    /// Hands a batch over without blocking; the boundary calls this, and waits on the
+    /// [`Submitted`] for as long as the sink allows. The default records the batch at once: a
+    /// sink whose `record` may block (a file, a pipe) should hand the work to a thread instead,
+    /// as [`AuditWriter`] does.
+    fn submit(&self, batch: &AuditBatch<'_>) -> Submitted {
+        Submitted::recorded(self.record(batch))
+    }
+
+    /// Waits until everything handed over so far is recorded, at most `within`.
+    fn flush(&self, within: Duration) -> Result<(), AuditError> {
+        let _ = within;
+        Ok(())
+    }
 }
 
 impl<T: AuditSink + ?Sized> AuditSink for std::sync::Arc<T> {
     fn record(&self, batch: &AuditBatch<'_>) -> Result<(), AuditError> {
         (**self).record(batch)
     }
+
+    fn submit(&self, batch: &AuditBatch<'_>) -> Submitted {
+        (**self).submit(batch)
+    }
+
+    fn flush(&self, within: Duration) -> Result<(), AuditError> {
+        (**self).flush(within)
+    }
 }
 
 /// Writes each event as one line of JSON; a batch goes out in a single `write`, not fsynced.
+///
+/// It writes on the caller's thread, so it suits writers that never block (`io::sink()`, a
+/// `Vec`). For a file or a pipe, use an [`AuditWriter`].
 pub struct JsonLinesSink<W> {
     out: Mutex<(W, Vec<u8>)>,
 }

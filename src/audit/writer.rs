@@ -1,0 +1,574 @@
+//! The audit writer: audit lines written without ever stalling the event loop on a slow reader.
+//!
+//! How a batch is written depends on where audit goes:
+//!
+//! - **A pipe, a FIFO or a socket** (stderr, as an MCP client starts the server) is made
+//!   non-blocking. A batch is written at once, on the caller's thread, when the pipe takes it
+//!   whole; whatever it cannot take goes to a thread of the writer's own, through a bounded
+//!   queue, and every batch after it follows the same way, in order, until the thread has
+//!   written them all. A client that never drains stderr therefore costs each call at most the
+//!   writer's deadline, and then a denial: never a hang.
+//! - **A regular file** is written on the caller's thread: the kernel's page cache takes an
+//!   append at once. (Handing every batch to a thread costs two thread wake-ups per call, a
+//!   third of a point query's CPU here.)
+//! - **Anything else** (a terminal, a writer given to [`AuditWriter::spawn`]) is written by the
+//!   thread, batch by batch.
+//!
+//! The boundary waits for a queued batch at most the writer's deadline
+//! ([`AuditWriter::DEFAULT_DEADLINE`] unless configured). When the queue is full, the writer has
+//! stopped, the write fails or the deadline passes, the batch counts as not written and the call
+//! it belongs to is denied. Batches waiting together are written with one `write`.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use super::{AuditBatch, AuditError, AuditSink, write_lines};
+
+/// Writes audit batches without stalling its callers; see the [module documentation](self).
+pub struct AuditWriter {
+    output: Output,
+    queue: SyncSender<Job>,
+    deadline: Duration,
+    /// Batches that could not be written.
+    failed_writes: Arc<AtomicU64>,
+}
+
+/// Where the lines go, and who writes them.
+enum Output {
+    /// Written on the caller's thread.
+    Direct(Mutex<File>),
+    /// Written on the caller's thread while the file takes them at once; `true` while the
+    /// thread holds batches not yet written, which every later batch then queues behind.
+    NonBlocking { file: Arc<File>, backlog: Arc<Mutex<bool>> },
+    /// Written by the thread.
+    Threaded,
+}
+
+/// One batch on its way to the thread, and where the thread says how it went.
+struct Job {
+    lines: Vec<u8>,
+    ack: Arc<Ack>,
+}
+
+impl AuditWriter {
+    /// How long a caller waits, by default, for a queued batch to be written.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(1);
+    /// How many batches may wait for the thread, by default.
+    pub const DEFAULT_QUEUE: usize = 4096;
+    /// The most bytes written with one `write`.
+    const COALESCE_BYTES: usize = 64 << 10;
+    /// How often the thread tries a non-blocking output that would not take more.
+    const RETRY: Duration = Duration::from_millis(2);
+
+    /// A writer to `out`, which the writer's thread writes batch by batch, with at most `queue`
+    /// batches waiting and `deadline` for each to be written.
+    pub fn spawn(out: impl Write + Send + 'static, queue: usize, deadline: Duration) -> io::Result<AuditWriter> {
+        Self::start(Output::Threaded, Sink::Blocking(Box::new(out)), queue, deadline)
+    }
+
+    /// Audit to standard error, with the default queue and `deadline`. A pipe or socket is
+    /// made non-blocking, unless stdout shares it (`2>&1`).
+    pub fn stderr(deadline: Duration) -> io::Result<AuditWriter> {
+        let file = File::from(io::stderr().as_fd().try_clone_to_owned()?);
+        let shared_with_stdout = same_file(&file, &File::from(io::stdout().as_fd().try_clone_to_owned()?));
+        match file.metadata()?.file_type() {
+            kind if (kind.is_fifo() || kind.is_socket()) && !shared_with_stdout => Self::non_blocking(file, deadline),
+            _ => Self::spawn(io::stderr(), Self::DEFAULT_QUEUE, deadline),
+        }
+    }
+
+    /// Audit appended to `path` (created if missing), with the default queue and `deadline`. A
+    /// FIFO is opened non-blocking (it must have a reader already).
+    pub fn append_to(path: impl AsRef<Path>, deadline: Duration) -> io::Result<AuditWriter> {
+        let path = path.as_ref();
+        let fifo = std::fs::metadata(path).is_ok_and(|metadata| metadata.file_type().is_fifo());
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        if fifo {
+            options.custom_flags(libc::O_NONBLOCK);
+        }
+        let file = options.open(path)?;
+        let kind = file.metadata()?.file_type();
+        if kind.is_fifo() || kind.is_socket() {
+            Self::non_blocking(file, deadline)
+        } else if kind.is_file() {
+            let (queue, _unused) = std::sync::mpsc::sync_channel(1);
+            Ok(AuditWriter {
+                output: Output::Direct(Mutex::new(file)),
+                queue,
+                deadline,
+                failed_writes: Arc::new(AtomicU64::new(0)),
+            })
+        } else {
+            Self::spawn(file, Self::DEFAULT_QUEUE, deadline)
+        }
+    }
+
+    fn non_blocking(file: File, deadline: Duration) -> io::Result<AuditWriter> {
+        let pipe = mio::unix::pipe::Sender::from(OwnedFd::from(file));
+        pipe.set_nonblocking(true)?;
+        let file = Arc::new(File::from(OwnedFd::from(pipe)));
+        let backlog = Arc::new(Mutex::new(false));
+        let sink = Sink::NonBlocking { file: Arc::clone(&file), backlog: Arc::clone(&backlog) };
+        Self::start(Output::NonBlocking { file, backlog }, sink, Self::DEFAULT_QUEUE, deadline)
+    }
+
+    fn start(output: Output, sink: Sink, queue: usize, deadline: Duration) -> io::Result<AuditWriter> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(queue.max(1));
+        let failed_writes = Arc::new(AtomicU64::new(0));
+        let failures = Arc::clone(&failed_writes);
+        std::thread::Builder::new()
+            .name("sqlwarden-audit".into())
+            .spawn(move || write_jobs(sink, &receiver, &failures))?;
+        Ok(AuditWriter { output, queue: sender, deadline, failed_writes })
+    }
+
+    /// How long a caller waits for a queued batch to be written.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// How many batches could not be written (each was reported to whoever waited for it).
+    pub fn failed_writes(&self) -> u64 {
+        self.failed_writes.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, error: io::Error) -> Submitted {
+        self.failed_writes.fetch_add(1, Ordering::Relaxed);
+        Submitted::recorded(Err(AuditError::Io(error)))
+    }
+
+    fn enqueue(&self, lines: Vec<u8>) -> Submitted {
+        let ack = Arc::new(Ack::default());
+        match self.queue.try_send(Job { lines, ack: Arc::clone(&ack) }) {
+            Ok(()) => Submitted(Outcome::Queued { ack, deadline: Instant::now() + self.deadline }),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                Submitted::recorded(Err(AuditError::Unavailable))
+            }
+        }
+    }
+
+    fn write(&self, mut lines: Vec<u8>) -> Submitted {
+        match &self.output {
+            Output::Direct(file) => {
+                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                match file.write_all(&lines) {
+                    Ok(()) => Submitted::recorded(Ok(())),
+                    Err(error) => self.failed(error),
+                }
+            }
+            Output::NonBlocking { file, backlog } => {
+                let mut backlog = backlog.lock().unwrap_or_else(PoisonError::into_inner);
+                if !*backlog {
+                    match write_what_fits(&mut &**file, &lines) {
+                        Ok(written) if written == lines.len() => return Submitted::recorded(Ok(())),
+                        Ok(written) => {
+                            lines.drain(..written);
+                        }
+                        Err(error) => return self.failed(error),
+                    }
+                }
+                // Queued while the lock is held, so that the thread cannot declare the backlog
+                // gone in between: batches stay in order.
+                let queued = self.enqueue(lines);
+                if !queued.has_failed() {
+                    *backlog = true;
+                }
+                queued
+            }
+            Output::Threaded => self.enqueue(lines),
+        }
+    }
+}
+
+impl AuditSink for AuditWriter {
+    /// Writes the batch, or hands it to the thread and blocks until it is written, at most the
+    /// deadline. The boundary uses [`submit`](AuditSink::submit), which never blocks on a reader.
+    fn record(&self, batch: &AuditBatch<'_>) -> Result<(), AuditError> {
+        self.submit(batch).wait()
+    }
+
+    fn submit(&self, batch: &AuditBatch<'_>) -> Submitted {
+        let mut lines = Vec::with_capacity(256 * batch.records.len().max(1));
+        match write_lines(&mut lines, batch) {
+            Ok(start) => {
+                lines.drain(..start);
+                self.write(lines)
+            }
+            Err(error) => Submitted::recorded(Err(error.into())),
+        }
+    }
+
+    /// Waits until every batch handed over before this call is written, at most `within`.
+    fn flush(&self, within: Duration) -> Result<(), AuditError> {
+        if let Output::Direct(_) = self.output {
+            return Ok(());
+        }
+        let ack = Arc::new(Ack::default());
+        let deadline = Instant::now() + within;
+        let mut job = Job { lines: Vec::new(), ack: Arc::clone(&ack) };
+        // A full queue drains as the thread works: keep offering until the deadline.
+        loop {
+            match self.queue.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(pending)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    job = pending;
+                }
+                Err(_) => return Err(AuditError::Unavailable),
+            }
+        }
+        Submitted(Outcome::Queued { ack, deadline }).wait()
+    }
+}
+
+impl fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditWriter").field("deadline", &self.deadline).finish_non_exhaustive()
+    }
+}
+
+/// Whether two open files are the same file.
+fn same_file(a: &File, b: &File) -> bool {
+    match (a.metadata(), b.metadata()) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Writes as much of `bytes` as a non-blocking output takes now, returning how much that was.
+fn write_what_fits(out: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match out.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(written)
+}
+
+/// Writes all of `bytes` to an output that may be non-blocking, waiting while it takes
+/// nothing: on the writer's own thread only.
+pub(crate) fn write_all_waiting(out: &mut impl Write, mut bytes: &[u8], retry: Duration) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let written = write_what_fits(out, bytes)?;
+        bytes = &bytes[written..];
+        if !bytes.is_empty() {
+            std::thread::sleep(retry);
+        }
+    }
+    Ok(())
+}
+
+/// What the thread writes to.
+enum Sink {
+    Blocking(Box<dyn Write + Send>),
+    NonBlocking { file: Arc<File>, backlog: Arc<Mutex<bool>> },
+}
+
+/// The writer thread: takes batches as they come, writes those waiting together with one
+/// `write`, and tells each one how it went. It ends when every sender is gone.
+fn write_jobs(mut sink: Sink, queue: &Receiver<Job>, failures: &AtomicU64) {
+    let mut lines = Vec::with_capacity(AuditWriter::COALESCE_BYTES);
+    let mut acks = Vec::new();
+    let mut next = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        lines.clear();
+        lines.extend_from_slice(&job.lines);
+        acks.push(job.ack);
+        while lines.len() < AuditWriter::COALESCE_BYTES {
+            let Ok(job) = queue.try_recv() else { break };
+            lines.extend_from_slice(&job.lines);
+            acks.push(job.ack);
+        }
+        let written = match &mut sink {
+            Sink::Blocking(out) => out.write_all(&lines).and_then(|()| out.flush()),
+            Sink::NonBlocking { file, .. } => write_all_waiting(&mut &**file, &lines, AuditWriter::RETRY),
+        }
+        .map_err(|error| error.kind());
+        if let Err(kind) = written {
+            failures.fetch_add(acks.len() as u64, Ordering::Relaxed);
+            tracing::error!(error = %io::Error::from(kind), batches = acks.len(), "cannot write audit records");
+        }
+        for ack in acks.drain(..) {
+            ack.set(written);
+        }
+        if let Sink::NonBlocking { backlog, .. } = &sink {
+            // Callers write directly again once nothing waits here; they queue under this lock,
+            // so a batch queued meanwhile is seen, and written before any later one.
+            let mut backlog = backlog.lock().unwrap_or_else(PoisonError::into_inner);
+            match queue.try_recv() {
+                Ok(job) => next = Some(job),
+                Err(_) => *backlog = false,
+            }
+        }
+    }
+}
+
+/// What an [`AuditSink`] says of a batch it was handed: recorded already (or refused), or on
+/// its way, with a deadline to wait for it.
+#[must_use = "a submitted batch counts as written only once `written` says so"]
+pub struct Submitted(Outcome);
+
+enum Outcome {
+    Recorded(Result<(), AuditError>),
+    Queued { ack: Arc<Ack>, deadline: Instant },
+}
+
+impl Submitted {
+    /// A batch whose fate is known: written, or refused with this error.
+    pub fn recorded(result: Result<(), AuditError>) -> Self {
+        Submitted(Outcome::Recorded(result))
+    }
+
+    /// Whether the batch is known already not to be written (refused, queue full, writer gone).
+    pub fn has_failed(&self) -> bool {
+        self.failure().is_some()
+    }
+
+    /// Why the batch is known already not to be written, if it is.
+    pub fn failure(&self) -> Option<&AuditError> {
+        match &self.0 {
+            Outcome::Recorded(Err(error)) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Waits until the batch is written, or says why it was not: the write failed, the writer
+    /// is gone, or its deadline passed. Needs a tokio runtime with its timer when the batch is
+    /// on its way.
+    pub async fn written(self) -> Result<(), AuditError> {
+        match self.0 {
+            Outcome::Recorded(result) => result,
+            Outcome::Queued { ack, deadline } => {
+                match tokio::time::timeout_at(deadline.into(), Acknowledged(&ack)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(AuditError::TimedOut),
+                }
+            }
+        }
+    }
+
+    /// [`written`](Self::written), blocking the thread: for callers outside a runtime.
+    pub fn wait(self) -> Result<(), AuditError> {
+        match self.0 {
+            Outcome::Recorded(result) => result,
+            Outcome::Queued { ack, deadline } => ack.wait_until(deadline),
+        }
+    }
+}
+
+impl fmt::Debug for Submitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Outcome::Recorded(result) => f.debug_tuple("Submitted::Recorded").field(result).finish(),
+            Outcome::Queued { deadline, .. } => {
+                f.debug_struct("Submitted::Queued").field("deadline", deadline).finish()
+            }
+        }
+    }
+}
+
+/// The writer's word on one batch, awaited by a task or a thread.
+#[derive(Default)]
+struct Ack {
+    state: Mutex<AckState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct AckState {
+    outcome: Option<Result<(), io::ErrorKind>>,
+    waker: Option<Waker>,
+}
+
+impl Ack {
+    fn set(&self, outcome: Result<(), io::ErrorKind>) {
+        let waker = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.outcome = Some(outcome);
+            state.waker.take()
+        };
+        self.done.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn wait_until(&self, deadline: Instant) -> Result<(), AuditError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(outcome) = state.outcome {
+                return outcome.map_err(|kind| AuditError::Io(kind.into()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(AuditError::TimedOut);
+            }
+            state = self.done.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+}
+
+/// Resolves when the writer has said how the batch went.
+struct Acknowledged<'a>(&'a Ack);
+
+impl Future for Acknowledged<'_> {
+    type Output = Result<(), AuditError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.outcome {
+            Some(outcome) => Poll::Ready(outcome.map_err(|kind| AuditError::Io(kind.into()))),
+            None => {
+                match &mut state.waker {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    None => state.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditDecision, AuditRecord, Stage};
+    use crate::logging::Unread;
+    use std::time::SystemTime;
+
+    fn batch_of(records: &[AuditRecord]) -> AuditBatch<'_> {
+        AuditBatch { session: None, tool: "t", records }
+    }
+
+    fn record() -> AuditRecord {
+        AuditRecord {
+            timestamp: SystemTime::UNIX_EPOCH,
+            stage: Stage::Resolve,
+            decision: AuditDecision::Allow,
+            code: None,
+            duration: Duration::ZERO,
+            rows_affected: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_are_written_in_order_and_acknowledged() {
+        let gate = Unread::default();
+        gate.open();
+        let writer = AuditWriter::spawn(gate.clone(), 16, Duration::from_secs(5)).expect("spawns");
+        let records = [record()];
+        for _ in 0..3 {
+            writer.submit(&batch_of(&records)).written().await.expect("written");
+        }
+        let text = String::from_utf8(gate.written()).expect("utf-8");
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.lines().all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()));
+        assert!(writer.flush(Duration::from_secs(5)).is_ok());
+        assert_eq!(writer.failed_writes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_writer_times_out_and_a_full_queue_refuses_at_once() {
+        let gate = Unread::default();
+        let writer = AuditWriter::spawn(gate.clone(), 2, Duration::from_millis(100)).expect("spawns");
+        let records = [record()];
+        // The first batch is taken by the thread, which then blocks; two more fill the queue.
+        let first = writer.submit(&batch_of(&records));
+        let started = Instant::now();
+        assert!(matches!(first.written().await, Err(AuditError::TimedOut)));
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        let mut accepted = 1;
+        for _ in 0..5 {
+            accepted += usize::from(!writer.submit(&batch_of(&records)).has_failed());
+        }
+        assert!(accepted <= 3, "a full queue refuses without waiting ({accepted} accepted)");
+        assert!(matches!(writer.record(&batch_of(&records)), Err(AuditError::Unavailable)), "still full");
+        // Once the pipe drains, every accepted batch is written: nothing is lost.
+        gate.open();
+        assert!(writer.flush(Duration::from_secs(5)).is_ok());
+        assert_eq!(String::from_utf8(gate.written()).expect("utf-8").lines().count(), accepted);
+    }
+
+    #[tokio::test]
+    async fn a_pipe_is_written_at_once_until_it_is_full_then_in_order_by_the_thread() {
+        use std::io::Read;
+        let (mut reader, pipe) = std::io::pipe().expect("pipe");
+        let writer =
+            AuditWriter::non_blocking(File::from(OwnedFd::from(pipe)), Duration::from_millis(100)).expect("starts");
+        let records = [record()];
+        let first = writer.submit(&batch_of(&records));
+        assert_eq!(format!("{first:?}"), "Submitted::Recorded(Ok(()))", "an empty pipe takes a batch at once");
+        // Nobody reads: the pipe fills, and then batches wait for the thread.
+        let mut direct = 1;
+        let queued = loop {
+            let submitted = writer.submit(&batch_of(&records));
+            if format!("{submitted:?}").starts_with("Submitted::Queued") {
+                break submitted;
+            }
+            direct += 1;
+            assert!(direct < 100_000, "a pipe holds far less");
+        };
+        let started = Instant::now();
+        assert!(matches!(queued.written().await, Err(AuditError::TimedOut)), "denied by the deadline, not hung");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let behind = writer.submit(&batch_of(&records));
+        assert!(format!("{behind:?}").starts_with("Submitted::Queued"), "later batches queue behind the backlog");
+        // The reader comes back: everything accepted is written, whole lines, in order.
+        let reading = std::thread::spawn(move || {
+            let mut text = String::new();
+            reader.read_to_string(&mut text).expect("reads");
+            text
+        });
+        writer.flush(Duration::from_secs(5)).expect("flushed");
+        let after = writer.submit(&batch_of(&records));
+        assert_eq!(format!("{after:?}"), "Submitted::Recorded(Ok(()))", "the backlog is gone: written at once again");
+        drop(writer);
+        let text = reading.join().expect("reader");
+        assert_eq!(text.lines().count(), direct + 3);
+        assert!(text.lines().all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()), "no torn lines");
+    }
+
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_reported_and_counted() {
+        let writer = AuditWriter::spawn(Broken, 4, Duration::from_secs(5)).expect("spawns");
+        let records = [record()];
+        assert!(matches!(writer.submit(&batch_of(&records)).written().await, Err(AuditError::Io(_))));
+        assert!(matches!(writer.record(&batch_of(&records)), Err(AuditError::Io(_))));
+        assert_eq!(writer.failed_writes(), 2);
+    }
+}
