@@ -237,7 +237,7 @@ impl Config {
                 .ok_or_else(|| fail("[database] a MySQL url must name its database (mysql://…/DATABASE)".into()))?,
         };
         let defaults = PoolOptions::default();
-        let pool = PoolOptions {
+        let mut pool = PoolOptions {
             max_connections: positive(database.max_connections, defaults.max_connections, "[database] max_connections")
                 .map_err(fail)?,
             connect_timeout: Duration::from_millis(
@@ -248,6 +248,7 @@ impl Config {
                 )
                 .map_err(fail)?,
             ),
+            max_result_bytes: defaults.max_result_bytes,
         };
 
         // Checked here as the boundary will: a session that cannot bind is a configuration error.
@@ -309,6 +310,7 @@ impl Config {
             )
             .map_err(fail)?,
         };
+        pool.max_result_bytes = limits.max_result_bytes;
         if limits.max_rows < limits.default_rows {
             return Err(fail(format!(
                 "[limits] max_rows ({}) is below default_rows ({})",
@@ -482,7 +484,7 @@ mod tests {
         assert_eq!(config.database.url, "postgres://reader:s3cret@db/app");
         assert_eq!(
             config.database.pool,
-            PoolOptions { max_connections: 3, connect_timeout: Duration::from_millis(2500) }
+            PoolOptions { max_connections: 3, connect_timeout: Duration::from_millis(2500), max_result_bytes: 1000 }
         );
         assert_eq!((config.identity.as_str(), config.tenant.as_str()), ("analyst@example.com", "acme"));
         assert_eq!(config.mode, Mode::ReadWrite);

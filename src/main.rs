@@ -44,11 +44,37 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keep_large_blocks_mapped();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config),
         Command::Call { tool, arguments } => call(cli.config, &tool, &arguments),
         Command::Check => check(cli.config),
+    }
+}
+
+/// glibc's allocator raises its mmap threshold each time a large block is freed, so that later
+/// large blocks come from the heap and stay with the process once freed: the server would keep
+/// the memory its largest results used. A fixed threshold (1 MiB) keeps every large block
+/// mapped, and gives it back when it is freed. glibc reads the setting only when a process
+/// starts, so the server starts itself again with it, once; should that fail, it goes on as it
+/// is. (`tests/limits.rs` reads the process's memory from `/proc` after large results.)
+fn keep_large_blocks_mapped() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt as _;
+        const TUNABLE: &str = "glibc.malloc.mmap_threshold=1048576";
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if tunables.split(':').any(|tunable| tunable.starts_with("glibc.malloc.mmap_threshold=")) {
+            return;
+        }
+        let Ok(program) = std::env::current_exe() else { return };
+        let tunables = if tunables.is_empty() { TUNABLE.to_owned() } else { format!("{tunables}:{TUNABLE}") };
+        // Only returns if the program could not be started again.
+        let _ = std::process::Command::new(program)
+            .args(std::env::args_os().skip(1))
+            .env("GLIBC_TUNABLES", tunables)
+            .exec();
     }
 }
 

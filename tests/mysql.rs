@@ -414,7 +414,7 @@ async fn a_database_that_is_down_is_a_prompt_error_and_calls_recover_when_it_ret
     // mysql_async would otherwise move a loopback connection to the server's Unix socket,
     // around the relay.
     let relayed = format!("{}?prefer_socket=false", url.replace(&target, &format!("127.0.0.1:{}", relay.port)));
-    let options = PoolOptions { max_connections: 4, connect_timeout: Duration::from_secs(2) };
+    let options = PoolOptions { max_connections: 4, connect_timeout: Duration::from_secs(2), ..PoolOptions::default() };
     let adapter = MySqlAdapter::connect(&relayed, db.allow(), options).expect("adapter");
     let service = Service::new(Arc::new(adapter), db.allow(), ReadLimits::default());
     let query = json!({"query": "SELECT count(*) FROM customers"});

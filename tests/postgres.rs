@@ -514,7 +514,7 @@ async fn a_database_that_is_down_is_a_prompt_error_and_calls_recover_when_it_ret
     let target = databases::host_of(&admin_url(), "127.0.0.1:5432");
     let mut relay = Relay::start(0, target.clone()).await;
     let url = db.url().replace(&target, &format!("127.0.0.1:{}", relay.port));
-    let options = PoolOptions { max_connections: 4, connect_timeout: Duration::from_secs(2) };
+    let options = PoolOptions { max_connections: 4, connect_timeout: Duration::from_secs(2), ..PoolOptions::default() };
     let adapter = Arc::new(PostgresAdapter::connect(&url, shop_allow(), options).expect("adapter"));
     let service = Service::new(adapter, shop_allow(), ReadLimits::default());
     let query = json!({"query": "SELECT count(*) AS n FROM customers"});

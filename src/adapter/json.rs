@@ -15,7 +15,7 @@
 //! | timestamp | `"2024-02-29T13:45:00"`; with a time zone, in UTC with a `Z` |
 //! | interval | an ISO 8601 duration such as `"P1Y2M3DT4H5M6.5S"` |
 //! | bytes | standard base64 with padding |
-//! | json | the JSON itself |
+//! | json | the JSON itself, as the database printed it |
 //! | array | a JSON array |
 //! | any other type | the database's text form of the value |
 //!
@@ -417,15 +417,6 @@ pub(crate) mod text {
         out.push('"');
     }
 
-    /// Bytes that should be UTF-8 text, as a string; invalid sequences become U+FFFD. (Valid
-    /// text is checked by `from_utf8`, quicker than `from_utf8_lossy`'s chunks.)
-    pub(crate) fn lossy(out: &mut String, value: &[u8]) {
-        match std::str::from_utf8(value) {
-            Ok(value) => string(out, value),
-            Err(_) => string(out, &String::from_utf8_lossy(value)),
-        }
-    }
-
     /// Hands `piece`, in order, the parts of `value` escaped as the inside of a JSON string,
     /// as `serde_json` escapes it.
     pub(crate) fn escaped(value: &str, mut piece: impl FnMut(&str)) {
@@ -433,7 +424,7 @@ pub(crate) mod text {
         // Without control characters (JSON text has none, and most values), a quote or a
         // backslash is all there is to escape: each takes a backslash before it, and memchr
         // finds them many bytes at a time. (A short value is quicker byte by byte.)
-        if bytes.len() >= 32 && !bytes.iter().fold(false, |control, byte| control | (*byte < 0x20)) {
+        if bytes.len() >= 32 && !has_control(bytes) {
             let mut plain = 0;
             for at in memchr::memchr2_iter(b'"', b'\\', bytes) {
                 // The byte at `at` is ASCII, so a character boundary; it starts the next piece.
@@ -458,7 +449,9 @@ pub(crate) mod text {
                 _ => continue,
             };
             // Every byte escaped is ASCII, so these are character boundaries.
-            piece(&value[plain..at]);
+            if plain < at {
+                piece(&value[plain..at]);
+            }
             if escape.is_empty() {
                 let [high, low] = super::hex(*byte);
                 piece(std::str::from_utf8(&[b'\\', b'u', b'0', b'0', high, low]).unwrap_or_default());
@@ -470,9 +463,169 @@ pub(crate) mod text {
         piece(&value[plain..]);
     }
 
+    /// JSON text (which holds no control characters) as the inside of a JSON string: a
+    /// backslash before each quote and backslash, as [`string`] escapes them. Eight bytes are
+    /// looked at together, so that text dense with quotes and backslashes (a result of escaped
+    /// strings) costs no more than a copy and a little.
+    pub(crate) fn escape_json_text(out: &mut Vec<u8>, json: &str) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        // Whether any byte of `word` is `byte`: the classic test for a zero byte, on the xor.
+        let has = |word: u64, byte: u8| {
+            let x = word ^ (ONES * u64::from(byte));
+            x.wrapping_sub(ONES) & !x & HIGHS != 0
+        };
+        let bytes = json.as_bytes();
+        out.reserve(bytes.len() + bytes.len() / 8);
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
+            let word =
+                u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+            if !has(word, b'"') && !has(word, b'\\') {
+                out.extend_from_slice(chunk);
+                continue;
+            }
+            for &byte in chunk {
+                if byte == b'"' || byte == b'\\' {
+                    out.push(b'\\');
+                }
+                out.push(byte);
+            }
+        }
+        for &byte in words.remainder() {
+            if byte == b'"' || byte == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(byte);
+        }
+    }
+
     /// Bytes as standard base64 with padding, as [`super::bytes`].
     pub(crate) fn base64(out: &mut String, value: &[u8]) {
         quoted_with(out, |out| base64::Engine::encode_string(&base64::engine::general_purpose::STANDARD, value, out));
+    }
+
+    /// A value that does not fit: writing it would take the text past its limit.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct TooLarge;
+
+    /// [`string`], unless that would take `out` past `limit` bytes: then nothing more is
+    /// written once the limit is reached (escaping stops there), and the value is refused.
+    /// Its least size (the bytes and two quotes) is checked before anything is written.
+    pub(crate) fn string_within(out: &mut String, value: &str, limit: usize) -> Result<(), TooLarge> {
+        if out.len().saturating_add(value.len()).saturating_add(2) > limit {
+            return Err(TooLarge);
+        }
+        out.push('"');
+        // Room is kept for the closing quote.
+        escape_within(out, value, limit - 1)?;
+        out.push('"');
+        Ok(())
+    }
+
+    /// The inside of a JSON string for `value`, escaped as [`string`] escapes it, unless that
+    /// would take `out` past `limit` bytes: then escaping stops there.
+    pub(crate) fn escape_within(out: &mut String, value: &str, limit: usize) -> Result<(), TooLarge> {
+        let bytes = value.as_bytes();
+        if !has_control(bytes) {
+            let mut fits = true;
+            escaped(value, |piece| {
+                if fits && out.len() + piece.len() <= limit {
+                    out.push_str(piece);
+                } else {
+                    fits = false;
+                }
+            });
+            return if fits { Ok(()) } else { Err(TooLarge) };
+        }
+        // Control characters, perhaps many: written straight in, a byte at a time.
+        let mut plain = 0;
+        for (at, byte) in bytes.iter().enumerate() {
+            let escape = ESCAPES[usize::from(*byte)];
+            if escape == 0 {
+                continue;
+            }
+            // Room for the run before it and the escape.
+            let escape_len = if escape == b'u' { 6 } else { 2 };
+            if out.len() + (at - plain) + escape_len > limit {
+                return Err(TooLarge);
+            }
+            // Every byte escaped is ASCII, so these are character boundaries.
+            out.push_str(&value[plain..at]);
+            out.push('\\');
+            if escape == b'u' {
+                let [high, low] = super::hex(*byte);
+                for digit in [b'u', b'0', b'0', high, low] {
+                    out.push(char::from(digit));
+                }
+            } else {
+                out.push(char::from(escape));
+            }
+            plain = at + 1;
+        }
+        if out.len() + (bytes.len() - plain) > limit {
+            return Err(TooLarge);
+        }
+        out.push_str(&value[plain..]);
+        Ok(())
+    }
+
+    /// For each byte, the letter of its escape after a backslash: `u` for `\u00xx`, 0 for a
+    /// byte written as it is.
+    const ESCAPES: [u8; 256] = {
+        let mut table = [0u8; 256];
+        let mut byte = 0;
+        while byte < 0x20 {
+            table[byte] = b'u';
+            byte += 1;
+        }
+        table[b'"' as usize] = b'"';
+        table[b'\\' as usize] = b'\\';
+        table[b'\n' as usize] = b'n';
+        table[b'\r' as usize] = b'r';
+        table[b'\t' as usize] = b't';
+        table[0x08] = b'b';
+        table[0x0c] = b'f';
+        table
+    };
+
+    /// Whether there is a control character among the bytes.
+    fn has_control(bytes: &[u8]) -> bool {
+        bytes.iter().fold(false, |control, byte| control | (*byte < 0x20))
+    }
+
+    /// Bytes that should be UTF-8 text, as a string within `limit` (as [`string_within`]);
+    /// invalid sequences become U+FFFD. (Valid text is checked by `from_utf8`, quicker than
+    /// `from_utf8_lossy`'s chunks.)
+    pub(crate) fn lossy_within(out: &mut String, value: &[u8], limit: usize) -> Result<(), TooLarge> {
+        match std::str::from_utf8(value) {
+            Ok(value) => string_within(out, value, limit),
+            Err(_) => string_within(out, &String::from_utf8_lossy(value), limit),
+        }
+    }
+
+    /// [`base64`] within `limit`: its size is known before it is written.
+    pub(crate) fn base64_within(out: &mut String, value: &[u8], limit: usize) -> Result<(), TooLarge> {
+        let size = value.len().div_ceil(3).saturating_mul(4).saturating_add(2);
+        if out.len().saturating_add(size) > limit {
+            return Err(TooLarge);
+        }
+        base64(out, value);
+        Ok(())
+    }
+
+    /// JSON text from the database (PostgreSQL `json` and `jsonb`, MySQL `JSON`), written as
+    /// the database printed it, so duplicate keys, key order and big numbers are kept: `None`
+    /// when it is not JSON, for the caller to write it another way. (It is checked without
+    /// being taken apart: a value tree would take many times the text's memory.)
+    pub(crate) fn json_within(out: &mut String, value: &[u8], limit: usize) -> Option<Result<(), TooLarge>> {
+        let text = std::str::from_utf8(value).ok()?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+        if out.len().saturating_add(text.len()) > limit {
+            return Some(Err(TooLarge));
+        }
+        out.push_str(text);
+        Some(Ok(()))
     }
 
     /// Any JSON value.
@@ -695,6 +848,57 @@ mod tests {
         }
     }
 
+    #[test]
+    fn values_within_a_limit_are_written_whole_or_refused_without_passing_it() {
+        let cases = ["plain", "quote\" and \\", "\u{1}\u{2}\u{3}\u{4}", "é😀", ""];
+        for value in cases {
+            let json = serde_json::to_string(value).expect("serializes");
+            for limit in 0..json.len() + 3 {
+                let mut out = String::from("[");
+                let written = text::string_within(&mut out, value, limit);
+                assert!(out.len() <= limit.max(1), "{value:?} at {limit}: {out:?} passed the limit");
+                if json.len() < limit {
+                    assert_eq!(written, Ok(()), "{value:?} fits in {limit}");
+                    assert_eq!(out, format!("[{json}"));
+                } else {
+                    assert_eq!(written, Err(text::TooLarge), "{value:?} does not fit in {limit}");
+                }
+            }
+        }
+        // Escaping stops at the limit: a megabyte of control characters is not escaped whole.
+        let controls = "\u{1}".repeat(1 << 20);
+        let mut out = String::new();
+        assert_eq!(text::string_within(&mut out, &controls, 2 << 20), Err(text::TooLarge));
+        assert!(out.len() < 2 << 20, "{}", out.len());
+        for bytes in [&b""[..], b"a", b"ab", b"abc", b"abcd"] {
+            let json = bytes_json(bytes);
+            let mut out = String::new();
+            assert_eq!(text::base64_within(&mut out, bytes, json.len()), Ok(()));
+            assert_eq!(out, json);
+            assert_eq!(text::base64_within(&mut String::new(), bytes, json.len() - 1), Err(text::TooLarge));
+        }
+        let mut out = String::new();
+        assert_eq!(text::lossy_within(&mut out, b"a\xffb", 7), Ok(()));
+        assert_eq!(out, "\"a\u{fffd}b\"");
+    }
+
+    fn bytes_json(value: &[u8]) -> String {
+        bytes(value).to_string()
+    }
+
+    #[test]
+    fn json_from_the_database_is_kept_as_it_was_printed() {
+        let printed = r#"{"a": 1, "a": 2, "big": 123456789012345678901234567890, "pi": 3.14159265358979323846}"#;
+        let mut out = String::new();
+        assert_eq!(text::json_within(&mut out, printed.as_bytes(), 1000), Some(Ok(())));
+        assert_eq!(out, printed, "duplicate keys and digits kept");
+        assert_eq!(text::json_within(&mut String::new(), printed.as_bytes(), 10), Some(Err(text::TooLarge)));
+        assert_eq!(text::json_within(&mut String::new(), b"{not json", 1000), None);
+        assert_eq!(text::json_within(&mut String::new(), b"\xff", 1000), None);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(text::json_within(&mut String::new(), deep.as_bytes(), 1000), Some(Ok(())), "at any depth");
+    }
+
     proptest::proptest! {
         #[test]
         fn any_value_is_written_as_serde_json_writes_it(value in any_value()) {
@@ -721,6 +925,27 @@ mod tests {
                 written(|out| write_date_time(out, date, time, utc, years)),
                 formatted(date, time, utc, years)
             );
+        }
+
+        #[test]
+        fn any_string_within_its_limit_is_written_as_serde_json_writes_it(value in "(.|[\\x00-\\x1f\"\\\\])*", cut in 0usize..64) {
+            let json = serde_json::to_string(&value).expect("serializes");
+            let mut out = String::new();
+            proptest::prop_assert_eq!(text::string_within(&mut out, &value, json.len()), Ok(()));
+            proptest::prop_assert_eq!(&out, &json);
+            let limit = json.len().saturating_sub(1 + cut);
+            let mut out = String::new();
+            proptest::prop_assert_eq!(text::string_within(&mut out, &value, limit), Err(text::TooLarge));
+            proptest::prop_assert!(out.len() <= limit);
+        }
+
+        #[test]
+        fn json_text_is_escaped_as_serde_json_escapes_it(value in any_value()) {
+            let json = value.to_string();
+            let mut out = Vec::new();
+            text::escape_json_text(&mut out, &json);
+            let expected = serde_json::to_string(&json).expect("serializes");
+            proptest::prop_assert_eq!(&out[..], &expected.as_bytes()[1..expected.len() - 1]);
         }
 
         #[test]

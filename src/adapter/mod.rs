@@ -24,18 +24,36 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-/// Pool settings for the networked backends.
+/// Connection settings of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolOptions {
     /// The most connections held open (for SQLite: the most reads at once).
     pub max_connections: usize,
     /// How long to wait for a connection to be established, or for a free one.
     pub connect_timeout: Duration,
+    /// The largest result a read may return, in bytes of JSON (`[limits] max_result_bytes`).
+    /// The networked backends also refuse any one message from the database larger than
+    /// this and [`PoolOptions::PROTOCOL_ROOM`] (a MySQL packet, a PostgreSQL protocol
+    /// message): such a row could not fit, and no single value may take the process's memory
+    /// past the limits. (SQLite applies each read's own cap to every value.)
+    pub max_result_bytes: usize,
+}
+
+impl PoolOptions {
+    /// What a message may hold beyond the result cap: the rest of a row, a long column list,
+    /// an error. A row that fits the cap as JSON fits this as a message, but for arrays of
+    /// numbers, whose binary form can be larger than their JSON.
+    pub const PROTOCOL_ROOM: usize = 1 << 20;
+
+    /// The largest message accepted from the database.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_result_bytes.saturating_add(Self::PROTOCOL_ROOM)
+    }
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { max_connections: 8, connect_timeout: Duration::from_secs(5) }
+        PoolOptions { max_connections: 8, connect_timeout: Duration::from_secs(5), max_result_bytes: 8_000_000 }
     }
 }
 
@@ -82,11 +100,37 @@ pub(crate) struct RowCollector {
     text: String,
     rows: usize,
     options: ReadOptions,
+    /// How long the text was when the read last let other tasks run.
+    yielded_at: usize,
 }
 
 impl RowCollector {
+    /// How much text a read writes before it lets other tasks on its thread run.
+    const YIELD_EVERY: usize = 1 << 20;
+
     pub(crate) fn new(options: ReadOptions) -> Self {
-        RowCollector { text: String::from("["), rows: 0, options }
+        RowCollector { text: String::from("["), rows: 0, options, yielded_at: 0 }
+    }
+
+    /// Whether the read has written [`Self::YIELD_EVERY`] bytes since it last yielded: then
+    /// it should yield, so that a large result never holds the event loop for long. Counts
+    /// this as a yield.
+    pub(crate) fn should_yield(&mut self) -> bool {
+        let due = self.text.len() - self.yielded_at.min(self.text.len()) >= Self::YIELD_EVERY;
+        if due {
+            self.yielded_at = self.text.len();
+        }
+        due
+    }
+
+    /// The refusal of a result over the byte cap.
+    pub(crate) fn too_large(&self) -> AdapterError {
+        result_too_large(self.options.max_bytes)
+    }
+
+    /// How many bytes of text are written so far.
+    pub(crate) fn written(&self) -> usize {
+        self.text.len()
     }
 
     /// Whether the limit is reached: a further row only means the result is truncated.
@@ -152,10 +196,7 @@ impl RowCollector {
     /// Refuses the result once its text, closing bracket included, is over the byte cap.
     fn check(&self) -> Result<(), AdapterError> {
         if self.text.len() + 1 > self.options.max_bytes {
-            return Err(AdapterError::of_kind(AdapterErrorKind::ResultTooLarge).with_message(format!(
-                "the result exceeds {} bytes; select fewer columns or rows",
-                self.options.max_bytes
-            )));
+            return Err(self.too_large());
         }
         Ok(())
     }
@@ -164,6 +205,12 @@ impl RowCollector {
         self.text.push(']');
         QueryResult { columns, rows: JsonRows { text: self.text, count: self.rows }, truncated }
     }
+}
+
+/// The refusal of a result over a cap of `max_bytes`.
+fn result_too_large(max_bytes: usize) -> AdapterError {
+    AdapterError::of_kind(AdapterErrorKind::ResultTooLarge)
+        .with_message(format!("the result exceeds {max_bytes} bytes; select fewer columns or rows"))
 }
 
 /// `[value,value,…]`.
@@ -178,6 +225,9 @@ fn write_row(text: &mut String, values: &[serde_json::Value]) {
     text.push(']');
 }
 
+/// A value longer than this is written off the event loop, through [`RowWriter::long_value`].
+pub(crate) const LONG_VALUE_PIECE: usize = 256 << 10;
+
 /// One row being written: a value at a time, in column order.
 pub(crate) struct RowWriter<'c> {
     collector: &'c mut RowCollector,
@@ -185,11 +235,56 @@ pub(crate) struct RowWriter<'c> {
 }
 
 impl RowWriter<'_> {
+    /// The length the text may not pass, whatever the next values are: the byte cap less the
+    /// brackets that close the row and the result. A value that cannot be a number, a date or
+    /// some other small thing is written within it (`json::text::string_within` and kin), so
+    /// that no value is ever encoded past the cap.
+    pub(crate) fn limit(&self) -> usize {
+        self.collector.options.max_bytes.saturating_sub(2)
+    }
+
+    /// The refusal of a result over the byte cap.
+    pub(crate) fn too_large(&self) -> AdapterError {
+        self.collector.too_large()
+    }
+
     /// The text to write the next value at the end of: exactly one JSON value.
     pub(crate) fn value(&mut self) -> &mut String {
         if !std::mem::take(&mut self.first) {
             self.collector.text.push(',');
         }
+        &mut self.collector.text
+    }
+
+    /// Writes a long value from the database, text (as a JSON string, invalid UTF-8 replaced)
+    /// or bytes (as base64), within the limit. Its size is checked first; then the work of
+    /// writing it (a copy, escaping or encoding) is done on tokio's blocking pool, off the
+    /// event loop, so that no value holds up the other calls and messages on it.
+    pub(crate) async fn long_value(&mut self, value: &[u8], bytes: bool) -> Result<(), AdapterError> {
+        let limit = self.limit();
+        let max_bytes = self.collector.options.max_bytes;
+        let out = self.value();
+        let least = if bytes { value.len().div_ceil(3).saturating_mul(4) } else { value.len() };
+        if out.len().saturating_add(least).saturating_add(2) > limit {
+            return Err(result_too_large(max_bytes));
+        }
+        let (mut text, value) = (std::mem::take(out), value.to_vec());
+        let task = tokio::task::spawn_blocking(move || {
+            let written = if bytes {
+                json::text::base64_within(&mut text, &value, limit)
+            } else {
+                json::text::lossy_within(&mut text, &value, limit)
+            };
+            (text, written)
+        });
+        let (text, written) =
+            task.await.map_err(|join| AdapterError::new(AdapterErrorKind::Database, join.to_string()))?;
+        *self.collector_text() = text;
+        written.map_err(|_| result_too_large(max_bytes))
+    }
+
+    /// The result's text, where the next value goes, without a separator before it.
+    fn collector_text(&mut self) -> &mut String {
         &mut self.collector.text
     }
 
@@ -715,6 +810,38 @@ mod tests {
         let mut capped = RowCollector::new(options(1000, 10_000));
         capped.push(&[json!("x".repeat(100))]).expect("fits");
         assert!(capped.text.capacity() < 30_000, "{}", capped.text.capacity());
+    }
+
+    #[tokio::test]
+    async fn long_values_are_written_a_piece_at_a_time_as_short_ones_are() {
+        use serde_json::json;
+        let text = "é\"\u{1}x".repeat(LONG_VALUE_PIECE / 3);
+        let bytes: Vec<u8> = (0..2 * LONG_VALUE_PIECE + 1).map(|n| (n % 251) as u8).collect();
+        let invalid = [b"ok".as_slice(), &[0xff; 3], b"end"].concat();
+        let expected = json!([[1, text, json::bytes(&bytes), "ok\u{fffd}\u{fffd}\u{fffd}end"]]);
+        let mut collector = RowCollector::new(options(2, 1 << 24));
+        let mut row = collector.row();
+        json::text::int(row.value(), 1);
+        row.long_value(text.as_bytes(), false).await.expect("fits");
+        row.long_value(&bytes, true).await.expect("fits");
+        row.long_value(&invalid, false).await.expect("fits");
+        row.end().expect("fits");
+        let written = collector.finish(Vec::new(), false);
+        assert_eq!(written.rows.as_json(), expected.to_string());
+        // The cap holds: a long value is refused before it passes it, and escaping stops there.
+        let size = expected.to_string().len();
+        for cap in [size - 4, size / 2, LONG_VALUE_PIECE + 10] {
+            let mut collector = RowCollector::new(options(2, cap));
+            let mut row = collector.row();
+            let refused = async {
+                row.long_value(text.as_bytes(), false).await?;
+                row.long_value(&bytes, true).await?;
+                row.long_value(&invalid, false).await
+            };
+            let error = refused.await.expect_err("over the cap");
+            assert_eq!(error.kind(), AdapterErrorKind::ResultTooLarge);
+            assert!(collector.text.len() <= cap, "{} > {cap}", collector.text.len());
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -31,8 +33,8 @@ use super::{
     Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction,
 };
-use super::{RowCollector, ensure_dialect, take_url_parameter};
-use crate::boundary::{Evidence, Read, Write};
+use super::{LONG_VALUE_PIECE, RowCollector, ensure_dialect, take_url_parameter};
+use crate::boundary::{Evidence, Read, SlotHold, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
 
 const CLIENT_GRACE: Duration = Duration::from_millis(250);
@@ -48,9 +50,13 @@ pub struct MySqlAdapter {
     allow: AllowList,
     connect_timeout: Duration,
     max_connections: usize,
+    /// The largest packet the client takes (see [`PoolOptions::max_message_bytes`]).
+    max_message_bytes: usize,
     /// Whether the server is MariaDB (`max_statement_time`) or MySQL (`max_execution_time`);
     /// learned on the first connection.
     mariadb: tokio::sync::OnceCell<bool>,
+    /// The budget of side connections that stop abandoned statements.
+    side: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for MySqlAdapter {
@@ -91,6 +97,9 @@ impl MySqlAdapter {
         let opts: Opts = OptsBuilder::from_opts(parsed)
             .ssl_opts(ssl)
             .setup(vec![SETUP])
+            // The client refuses a packet (a row) larger than a result may be, before reading it
+            // whole: one value cannot take the process's memory past the limits.
+            .max_allowed_packet(Some(options.max_message_bytes()))
             // Every read sets what it needs and every write resets it, so the pool need not
             // reset connections (a round trip each time).
             // Idle connections are kept for a while (with no time to live, mysql_async would
@@ -109,6 +118,8 @@ impl MySqlAdapter {
             connect_timeout: options.connect_timeout,
             max_connections: options.max_connections.max(1),
             mariadb: tokio::sync::OnceCell::new(),
+            side: Arc::new(tokio::sync::Semaphore::new(SIDE_CONNECTIONS)),
+            max_message_bytes: options.max_message_bytes(),
         })
     }
 
@@ -126,16 +137,22 @@ impl MySqlAdapter {
         *self.mariadb.get_or_init(|| server_is_mariadb(conn)).await
     }
 
-    /// Runs `work` in a read-only transaction, within `timeout`, retrying on a fresh
-    /// connection when the one it got was dead.
+    /// Runs `work` in a read-only transaction, within `timeout`. A connection that turns out
+    /// dead before the statement is sent is replaced; once it is sent, the statement is never
+    /// run again, whatever happens to it (an operator's `KILL` included). Should the deadline
+    /// pass or the caller go away first, the statement is stopped (see [`Stopper`]) and `hold`
+    /// keeps the call's quota slot until the server has let go of it.
     async fn in_read_transaction<C: Sync + ?Sized, R>(
         &self,
+        hold: SlotHold,
         timeout: Duration,
         row_cap: usize,
+        large: &AtomicBool,
         context: &C,
         work: for<'t> fn(&'t mut Conn, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
     ) -> Result<R, AdapterError> {
         let deadline = Instant::now() + timeout + CLIENT_GRACE;
+        let mut hold = hold;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -153,61 +170,85 @@ impl MySqlAdapter {
                     timeout.as_millis().max(1)
                 )
             };
-            let mut kill = KillOnDrop { id: Some(conn.id()), opts: self.opts.clone() };
-            let run = async {
-                // The settings and the transaction's start share one round trip; a failed
-                // setting stops the batch before the transaction starts, and nothing runs.
-                conn.query_drop(settings).await.map_err(Failure::MySql)?;
-                Ok::<_, Failure>(work(&mut conn, context).await)
-            };
-            let outcome = tokio::time::timeout_at(deadline, run).await;
-            let Ok(outcome) = outcome else {
-                // Still armed: the connection is killed from another connection.
-                drop(conn);
-                return Err(AdapterError::timed_out());
-            };
-            kill.id = None;
-            let result = match outcome {
-                // Nothing was begun.
-                Err(failure) => {
+            let mut running = self.running(conn, hold);
+            // The settings and the transaction's start share one round trip; a failed setting
+            // stops the batch before the transaction starts, and nothing runs.
+            match tokio::time::timeout_at(deadline, running.conn().query_drop(settings)).await {
+                // Dropped here, `running` stops whatever the connection does.
+                Err(_) => return Err(AdapterError::timed_out()),
+                Ok(Err(error)) => {
+                    let (conn, back) = running.finish();
                     drop(conn);
-                    Err(failure)
-                }
-                // The transaction ends whatever the work's outcome, without holding up the
-                // answer: see `end_read`.
-                Ok(result) => {
-                    let kill = KillOnDrop { id: Some(conn.id()), opts: self.opts.clone() };
-                    tokio::spawn(end_read(conn, kill, self.connect_timeout));
-                    result
-                }
-            };
-            match result {
-                Err(Failure::MySql(error)) if is_connection_failure(&error) => {
                     // Every pooled connection may be dead (a restart kills them all): try each
                     // once, and one fresh.
-                    if attempt > self.max_connections {
-                        return Err(AdapterError::new(AdapterErrorKind::Connection, scrub(&error)));
+                    if is_connection_failure(&error) && attempt <= self.max_connections {
+                        hold = back;
+                        continue;
                     }
+                    return Err(classify(&error));
                 }
-                other => return other.map_err(Failure::into_adapter_error),
+                Ok(Ok(())) => {}
             }
+            // The statement is sent from here on.
+            let Ok(result) = tokio::time::timeout_at(deadline, work(running.conn(), context)).await else {
+                return Err(AdapterError::timed_out());
+            };
+            let (conn, _ended) = running.finish();
+            // The transaction ends whatever the work's outcome, without holding up the answer:
+            // see `end_read`. A packet too large for the client broke the connection anyway.
+            let keep = !large.load(Ordering::Relaxed)
+                && !matches!(&result, Err(Failure::MySql(error)) if is_packet_too_large(error));
+            tokio::spawn(end_read(self.running(conn, SlotHold::none()), self.connect_timeout, keep));
+            return result.map_err(|failure| match failure {
+                Failure::MySql(error) if is_connection_failure(&error) && !is_packet_too_large(&error) => {
+                    lost_while_running(scrub(&error))
+                }
+                failure => failure.into_adapter_error(),
+            });
         }
     }
+
+    /// Says what limit a refused packet went over.
+    fn explain(&self, error: AdapterError) -> AdapterError {
+        if error.kind() == AdapterErrorKind::ResultTooLarge && error.message.is_none() {
+            return error.with_message(format!(
+                "a row is larger than {} bytes, more than a result may hold; select fewer or smaller columns",
+                self.max_message_bytes
+            ));
+        }
+        error
+    }
+
+    /// A connection about to run a statement for a call, stopped should it be abandoned.
+    fn running(&self, conn: Conn, hold: SlotHold) -> Running {
+        let stopper = Stopper { opts: self.opts.clone(), side: Arc::clone(&self.side), hold };
+        Running { id: conn.id(), conn: Some(conn), stopper: Some(stopper) }
+    }
+}
+
+/// The refusal of a statement whose connection failed while it ran: it is not run again.
+fn lost_while_running(cause: String) -> AdapterError {
+    AdapterError::new(AdapterErrorKind::Connection, cause).with_message(
+        "the connection to the database was lost while the statement ran (it may have been ended by an \
+         administrator); it was not run again",
+    )
 }
 
 /// Ends a read's transaction, on a task of its own so that the answer does not wait for the
 /// round trip. mysql_async knows nothing of a transaction begun by a query and would pool the
 /// connection with it open, keeping its snapshot and its tables' metadata locks (which hold up
 /// any DDL on them) until the connection's next use; so the connection goes back to the pool
-/// only once the rollback has worked. Otherwise it is gone already (a connection failure), or
-/// is closed here, or, if closing does not finish, is killed from another connection.
-async fn end_read(mut conn: Conn, mut kill: KillOnDrop, limit: Duration) {
-    match tokio::time::timeout(limit, conn.query_drop("ROLLBACK")).await {
-        Ok(Ok(())) => kill.id = None,
-        Ok(Err(error)) if is_connection_failure(&error) => kill.id = None,
+/// only once the rollback has worked, and only if `keep` (it read no large packet). Otherwise
+/// it is gone already (a connection failure), or is closed here, or, if closing does not finish,
+/// stopped from another connection.
+async fn end_read(mut running: Running, limit: Duration, keep: bool) {
+    let outcome = tokio::time::timeout(limit, running.conn().query_drop("ROLLBACK")).await;
+    match outcome {
+        Ok(Ok(())) if keep => drop(running.finish()),
+        Ok(Err(error)) if is_connection_failure(&error) => drop(running.finish()),
         _ => {
-            if let Ok(Ok(())) = tokio::time::timeout(limit, conn.disconnect()).await {
-                kill.id = None;
+            if let Ok(Ok(())) = tokio::time::timeout(limit, running.take().disconnect()).await {
+                running.stopper = None;
             }
         }
     }
@@ -217,33 +258,105 @@ async fn server_is_mariadb(conn: &mut Conn) -> bool {
     matches!(conn.query_first::<String, _>("SELECT VERSION()").await, Ok(Some(version)) if version.contains("MariaDB"))
 }
 
-/// Kills a connection from a separate one when dropped, unless disarmed (`id` is `None`).
-struct KillOnDrop {
-    id: Option<u32>,
-    opts: Opts,
+/// A connection running a statement for a call. Dropped before the statement is known to have
+/// ended (the deadline passed, the caller went away, a write was abandoned), it stops the
+/// statement from another connection: see [`Stopper::stop`]. The connection is never returned
+/// to the pool meanwhile, so that its id cannot come to serve another caller.
+struct Running {
+    /// The connection's id on the server.
+    id: u32,
+    conn: Option<Conn>,
+    stopper: Option<Stopper>,
 }
 
-impl Drop for KillOnDrop {
+impl Running {
+    fn conn(&mut self) -> &mut Conn {
+        // Taken out only by `finish` or `take`, after which the value is not used again.
+        self.conn.as_mut().expect("a running connection holds its connection until it ends")
+    }
+
+    /// The statement has ended: the connection is the caller's again, with the slot hold.
+    fn finish(mut self) -> (Conn, SlotHold) {
+        let hold = self.stopper.take().map_or_else(SlotHold::none, |stopper| stopper.hold);
+        (self.conn.take().expect("a running connection holds its connection until it ends"), hold)
+    }
+
+    /// The connection, leaving the stopper armed without it: dropping this value then stops
+    /// the connection's thread on the server by its id.
+    fn take(&mut self) -> Conn {
+        self.conn.take().expect("a running connection holds its connection until it ends")
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
-        let Some(id) = self.id.take() else { return };
+        let Some(stopper) = self.stopper.take() else { return };
+        let conn = self.conn.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(kill(id, self.opts.clone()));
+            runtime.spawn(stopper.stop(self.id, conn));
         }
     }
 }
 
-/// Kills connection `id` from a connection of its own: its statement stops and its
-/// transaction, if any, is rolled back.
-async fn kill(id: u32, opts: Opts) {
-    let killed = async {
-        let mut conn = Conn::new(opts).await?;
-        conn.query_drop(format!("KILL {id}")).await?;
-        conn.disconnect().await
-    };
-    if let Err(error) = killed.await {
-        tracing::warn!(error = %scrub(&error), "could not kill an abandoned MySQL connection");
+/// Connections of our own, opened to stop abandoned statements, at most this many at once: a
+/// burst of cancelled calls cannot open an unbounded number of extra connections.
+const SIDE_CONNECTIONS: usize = 4;
+
+/// How long an abandoned statement is waited for before its slot is released anyway.
+const MAX_STOP_WAIT: Duration = Duration::from_secs(600);
+
+/// What it takes to stop an abandoned statement.
+struct Stopper {
+    opts: Opts,
+    /// The budget of side connections.
+    side: Arc<tokio::sync::Semaphore>,
+    /// The call's quota slot, kept until the server has let go of the statement.
+    hold: SlotHold,
+}
+
+impl Stopper {
+    /// Kills connection `id` from a connection of its own (`KILL`, never `KILL QUERY`: the
+    /// statement stops and its transaction is rolled back), then waits until the server's
+    /// process list no longer shows it: MySQL and MariaDB only notice a kill between steps of
+    /// their work, and a long step (a function over a large value) goes on until it ends.
+    /// Until then the call's quota slot stays taken, at most [`MAX_STOP_WAIT`].
+    async fn stop(self, id: u32, conn: Option<Conn>) {
+        let stopped = async {
+            let _side = self.side.acquire().await;
+            tokio::time::timeout(MAX_STOP_WAIT, kill_and_wait(id, &self.opts)).await
+        };
+        match stopped.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(error = %scrub(&error), "could not stop an abandoned MySQL statement"),
+            Err(_) => tracing::warn!(
+                wait_s = MAX_STOP_WAIT.as_secs(),
+                "an abandoned MySQL statement still runs; its quota slot is released"
+            ),
+        }
+        if let Some(conn) = conn {
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.disconnect()).await;
+        }
+        drop(self.hold);
     }
 }
+
+/// `KILL id`, then waits until the process list no longer shows `id`.
+async fn kill_and_wait(id: u32, opts: &Opts) -> Result<(), mysql_async::Error> {
+    let mut conn = Conn::new(opts.clone()).await?;
+    match conn.query_drop(format!("KILL {id}")).await {
+        // Unknown thread: it has ended already.
+        Err(mysql_async::Error::Server(error)) if error.code == 1094 => {}
+        other => other?,
+    }
+    let mut pause = Duration::from_millis(10);
+    while conn.exec_first::<u64, _, _>(STILL_RUNNING, (id,)).await?.is_some() {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+    conn.disconnect().await
+}
+
+const STILL_RUNNING: &str = "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?";
 
 impl Adapter for MySqlAdapter {
     fn dialect(&self) -> SqlDialect {
@@ -252,26 +365,31 @@ impl Adapter for MySqlAdapter {
 
     fn query_read<'a>(
         &'a self,
-        _evidence: Evidence<'a, Read>,
+        evidence: Evidence<'a, Read>,
         query: &'a ValidatedQuery,
         params: &'a [SqlValue],
         options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
             ensure_dialect(query, SqlDialect::MySql)?;
-            let context = ReadContext { sql: query.sql(), params, options };
+            let large = AtomicBool::new(false);
+            let context = ReadContext { sql: query.sql(), params, options, large: &large };
             let cap = options.limit.saturating_add(1);
-            self.in_read_transaction(options.timeout, cap, &context, |conn, context| Box::pin(read(conn, context)))
-                .await
+            self.in_read_transaction(evidence.hold_slot(), options.timeout, cap, &large, &context, |conn, context| {
+                Box::pin(read(conn, context))
+            })
+            .await
+            .map_err(|error| self.explain(error))
         })
     }
 
     fn list_tables<'a>(
         &'a self,
-        _evidence: Evidence<'a, Read>,
+        evidence: Evidence<'a, Read>,
         schema: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
         Box::pin(async move {
+            let hold = evidence.hold_slot();
             let schemas: Vec<String> = match schema {
                 Some(schema) => vec![self.allow.resolve(Some(schema), "").schema],
                 None => self.allow.schemas().map(str::to_owned).collect(),
@@ -279,9 +397,16 @@ impl Adapter for MySqlAdapter {
             let mut tables = Vec::new();
             for schema in schemas {
                 let rows: Vec<(String, String, String)> = self
-                    .in_read_transaction(INTROSPECTION_TIMEOUT, usize::MAX, schema.as_str(), |conn, schema| {
-                        Box::pin(async move { conn.exec(LIST_TABLES, (schema,)).await.map_err(Failure::MySql) })
-                    })
+                    .in_read_transaction(
+                        hold.share(),
+                        INTROSPECTION_TIMEOUT,
+                        usize::MAX,
+                        &AtomicBool::new(false),
+                        schema.as_str(),
+                        |conn, schema| {
+                            Box::pin(async move { conn.exec(LIST_TABLES, (schema,)).await.map_err(Failure::MySql) })
+                        },
+                    )
                     .await?;
                 for (schema, name, kind) in rows {
                     if self.allow.permits(&schema, &name) {
@@ -296,7 +421,7 @@ impl Adapter for MySqlAdapter {
 
     fn describe_table<'a>(
         &'a self,
-        _evidence: Evidence<'a, Read>,
+        evidence: Evidence<'a, Read>,
         schema: Option<&'a str>,
         table: &'a str,
     ) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
@@ -307,16 +432,24 @@ impl Adapter for MySqlAdapter {
             }
             let key = (name.schema.clone(), name.table.clone());
             let (columns, keys, indexes) = self
-                .in_read_transaction(INTROSPECTION_TIMEOUT, usize::MAX, &key, |conn, (schema, table)| {
-                    Box::pin(async move {
-                        let columns: Vec<Row> =
-                            conn.exec(DESCRIBE_COLUMNS, (schema, table)).await.map_err(Failure::MySql)?;
-                        let keys: Vec<Row> = conn.exec(DESCRIBE_KEYS, (schema, table)).await.map_err(Failure::MySql)?;
-                        let indexes: Vec<Row> =
-                            conn.exec(DESCRIBE_INDEXES, (schema, table)).await.map_err(Failure::MySql)?;
-                        Ok((columns, keys, indexes))
-                    })
-                })
+                .in_read_transaction(
+                    evidence.hold_slot(),
+                    INTROSPECTION_TIMEOUT,
+                    usize::MAX,
+                    &AtomicBool::new(false),
+                    &key,
+                    |conn, (schema, table)| {
+                        Box::pin(async move {
+                            let columns: Vec<Row> =
+                                conn.exec(DESCRIBE_COLUMNS, (schema, table)).await.map_err(Failure::MySql)?;
+                            let keys: Vec<Row> =
+                                conn.exec(DESCRIBE_KEYS, (schema, table)).await.map_err(Failure::MySql)?;
+                            let indexes: Vec<Row> =
+                                conn.exec(DESCRIBE_INDEXES, (schema, table)).await.map_err(Failure::MySql)?;
+                            Ok((columns, keys, indexes))
+                        })
+                    },
+                )
                 .await?;
             let Some(first) = columns.first() else {
                 return Err(AdapterError::of_kind(AdapterErrorKind::NotVisible));
@@ -380,17 +513,24 @@ impl Adapter for MySqlAdapter {
         })
     }
 
-    fn posture<'a>(&'a self, _evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
+    fn posture<'a>(&'a self, evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
         Box::pin(async move {
             let (role, grants) = self
-                .in_read_transaction(INTROSPECTION_TIMEOUT, usize::MAX, &(), |conn, ()| {
-                    Box::pin(async move {
-                        let role: Option<String> =
-                            conn.query_first("SELECT CURRENT_USER()").await.map_err(Failure::MySql)?;
-                        let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(Failure::MySql)?;
-                        Ok((role.unwrap_or_default(), grants))
-                    })
-                })
+                .in_read_transaction(
+                    evidence.hold_slot(),
+                    INTROSPECTION_TIMEOUT,
+                    usize::MAX,
+                    &AtomicBool::new(false),
+                    &(),
+                    |conn, ()| {
+                        Box::pin(async move {
+                            let role: Option<String> =
+                                conn.query_first("SELECT CURRENT_USER()").await.map_err(Failure::MySql)?;
+                            let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(Failure::MySql)?;
+                            Ok((role.unwrap_or_default(), grants))
+                        })
+                    },
+                )
                 .await?;
             Ok(Posture { role, findings: grants.iter().filter_map(|grant| grant_finding(grant)).collect() })
         })
@@ -398,10 +538,11 @@ impl Adapter for MySqlAdapter {
 
     fn begin_write<'a>(
         &'a self,
-        _evidence: Evidence<'a, Write>,
+        evidence: Evidence<'a, Write>,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn WriteTransaction<'a> + 'a>, AdapterError>> {
         Box::pin(async move {
+            let hold = evidence.hold_slot();
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -423,7 +564,7 @@ impl Adapter for MySqlAdapter {
                 };
                 match begun.await {
                     Ok(()) => {
-                        let write = MySqlWrite { conn: Some(conn), opts: self.opts.clone() };
+                        let write = MySqlWrite { running: Some(self.running(conn, hold)) };
                         return Ok(Box::new(write) as Box<dyn WriteTransaction<'a> + 'a>);
                     }
                     // Nothing has run yet: a dead pooled connection is replaced, as for reads.
@@ -435,34 +576,31 @@ impl Adapter for MySqlAdapter {
     }
 }
 
-/// A write transaction. Dropped without commit or rollback (a panic, a cancelled call), the
-/// connection is killed and closed, never returned to the pool inside its transaction: the
-/// next caller's `START TRANSACTION` would commit it.
+/// A write transaction. Dropped without commit or rollback (a panic, a cancelled call), its
+/// connection is stopped from another one (see [`Running`]) and closed, never returned to the
+/// pool inside its transaction: the next caller's `START TRANSACTION` would commit it.
 struct MySqlWrite {
     /// `None` once ended.
-    conn: Option<Conn>,
-    opts: Opts,
+    running: Option<Running>,
 }
 
 impl MySqlWrite {
     fn conn(&mut self) -> Result<&mut Conn, AdapterError> {
-        self.conn.as_mut().ok_or_else(|| AdapterError::invalid("the transaction has ended"))
+        self.running.as_mut().map(Running::conn).ok_or_else(|| AdapterError::invalid("the transaction has ended"))
     }
 
     /// Ends the transaction with `command`; the connection goes back to the pool only if
     /// that worked.
     async fn finish(mut self: Box<Self>, command: &'static str) -> Result<(), AdapterError> {
-        // The connection stays in `self` while the command runs: should this future be
-        // dropped, `Drop` kills it.
-        let result = self.conn()?.query_drop(command).await;
-        let conn = self.conn.take();
-        match (result, conn) {
-            (Ok(()), _) => Ok(()),
-            (Err(error), conn) => {
+        let mut running = self.running.take().ok_or_else(|| AdapterError::invalid("the transaction has ended"))?;
+        // Should this future be dropped while the command runs, `running` stops the connection.
+        let result = running.conn().query_drop(command).await;
+        let (conn, _ended) = running.finish();
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => {
                 // Closing the connection ends whatever is left of the transaction, unsaved.
-                if let Some(conn) = conn {
-                    let _closed = conn.disconnect().await;
-                }
+                let _closed = conn.disconnect().await;
                 Err(Failure::MySql(error).into_adapter_error())
             }
         }
@@ -519,27 +657,38 @@ impl<'a> WriteTransaction<'a> for MySqlWrite {
     }
 }
 
-impl Drop for MySqlWrite {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        // The task holds the connection until it is dead, so no one else can pick it up.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let (id, opts) = (conn.id(), self.opts.clone());
-        runtime.spawn(async move {
-            kill(id, opts).await;
-            let _closed = conn.disconnect().await;
-        });
-    }
-}
-
 struct ReadContext<'a> {
     sql: &'a str,
     params: &'a [SqlValue],
     options: ReadOptions,
+    /// Set when the read met a large value (see [`LARGE_PACKET`]).
+    large: &'a AtomicBool,
 }
 
+/// Above this, a packet leaves the connection's read buffer that large for as long as the
+/// connection lives (mysql_async never shrinks it): such a connection is closed rather than
+/// pooled, so that the memory a large result used is given back.
+const LARGE_PACKET: usize = 1 << 20;
+
 async fn read(conn: &mut Conn, context: &ReadContext<'_>) -> Result<QueryResult, Failure> {
-    let ReadContext { sql, params, options } = *context;
+    let ReadContext { sql, params, options, large } = *context;
+    let read = read_rows(conn, sql, params, options).await;
+    // A row too large for the result, or a large one that fitted, came in a large packet.
+    if matches!(&read, Err(Failure::Adapter(error)) if error.kind() == AdapterErrorKind::ResultTooLarge)
+        || read.as_ref().is_ok_and(|(_, largest)| *largest > LARGE_PACKET)
+    {
+        large.store(true, Ordering::Relaxed);
+    }
+    read.map(|(result, _)| result)
+}
+
+/// The read's rows, and the most text one row took.
+async fn read_rows(
+    conn: &mut Conn,
+    sql: &str,
+    params: &[SqlValue],
+    options: ReadOptions,
+) -> Result<(QueryResult, usize), Failure> {
     let statement = conn.prep(sql).await.map_err(Failure::MySql)?;
     if usize::from(statement.num_params()) != params.len() {
         return Err(Failure::Adapter(AdapterError::invalid(
@@ -554,22 +703,42 @@ async fn read(conn: &mut Conn, context: &ReadContext<'_>) -> Result<QueryResult,
         .collect();
     let mut rows = RowCollector::new(options);
     let mut truncated = false;
+    let mut largest = 0;
     while let Some(row) = result.next().await.map_err(Failure::MySql)? {
         if rows.is_full() {
             truncated = true;
             break;
         }
+        let before = rows.written();
         let mut out = rows.row();
         for (index, column) in described.iter().enumerate() {
-            match row.as_ref(index) {
-                Some(value) => write_value(column, value, out.value()),
-                None => json::text::null(out.value()),
+            if let Some(MyValue::Bytes(bytes)) = row.as_ref(index)
+                && bytes.len() > LONG_VALUE_PIECE
+                && let Some(binary) = long_kind(column)
+            {
+                out.long_value(bytes, binary).await.map_err(Failure::Adapter)?;
+                continue;
+            }
+            let limit = out.limit();
+            let written = match row.as_ref(index) {
+                Some(value) => write_value(column, value, out.value(), limit),
+                None => {
+                    json::text::null(out.value());
+                    Ok(())
+                }
+            };
+            if written.is_err() {
+                return Err(Failure::Adapter(out.too_large()));
             }
         }
         out.end().map_err(Failure::Adapter)?;
+        largest = largest.max(rows.written() - before);
+        if rows.should_yield() {
+            tokio::task::yield_now().await;
+        }
     }
     result.drop_result().await.map_err(Failure::MySql)?;
-    Ok(rows.finish(columns, truncated))
+    Ok((rows.finish(columns, truncated), largest))
 }
 
 fn to_params(params: &[SqlValue]) -> mysql_async::Params {
@@ -597,12 +766,19 @@ const BINARY: u16 = 63;
 /// One value as a JSON value, for the few rows a write returns.
 fn decode(column: &mysql_async::Column, value: &MyValue) -> Value {
     let mut text = String::new();
-    write_value(column, value, &mut text);
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    match write_value(column, value, &mut text, usize::MAX) {
+        Ok(()) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
 }
 
-/// Writes one value as JSON text.
-fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) {
+/// Writes one value as JSON text, unless it would take `out` past `limit` bytes.
+fn write_value(
+    column: &mysql_async::Column,
+    value: &MyValue,
+    out: &mut String,
+    limit: usize,
+) -> Result<(), json::text::TooLarge> {
     use json::text;
     let kind = column.column_type();
     match value {
@@ -637,21 +813,35 @@ fn write_value(column: &mysql_async::Column, value: &MyValue, out: &mut String) 
             };
             json::write_clock(out, time);
         }),
-        MyValue::Bytes(bytes) => match kind {
-            ColumnType::MYSQL_TYPE_JSON => match serde_json::from_slice::<Value>(bytes) {
-                Ok(value) => text::value(out, &value),
-                Err(_) => text::lossy(out, bytes),
-            },
-            ColumnType::MYSQL_TYPE_BIT => {
-                text::uint(out, bytes.iter().fold(0u64, |total, byte| total.wrapping_shl(8) | u64::from(*byte)))
-            }
-            ColumnType::MYSQL_TYPE_GEOMETRY => text::base64(out, bytes),
-            _ if column.character_set() == BINARY && column.flags().contains(ColumnFlags::BINARY_FLAG) => {
-                text::base64(out, bytes)
-            }
-            // Decimals included: their digits, as the server wrote them.
-            _ => text::lossy(out, bytes),
-        },
+        MyValue::Bytes(bytes) => {
+            return match kind {
+                ColumnType::MYSQL_TYPE_JSON => {
+                    text::json_within(out, bytes, limit).unwrap_or_else(|| text::lossy_within(out, bytes, limit))
+                }
+                ColumnType::MYSQL_TYPE_BIT => {
+                    text::uint(out, bytes.iter().fold(0u64, |total, byte| total.wrapping_shl(8) | u64::from(*byte)));
+                    Ok(())
+                }
+                ColumnType::MYSQL_TYPE_GEOMETRY => text::base64_within(out, bytes, limit),
+                _ if column.character_set() == BINARY && column.flags().contains(ColumnFlags::BINARY_FLAG) => {
+                    text::base64_within(out, bytes, limit)
+                }
+                // Decimals included: their digits, as the server wrote them.
+                _ => text::lossy_within(out, bytes, limit),
+            };
+        }
+    }
+    Ok(())
+}
+
+/// For a column whose values can be long and are written as they are (text, or bytes as
+/// base64), which of the two: such a value is written a piece at a time. JSON is checked
+/// whole, and bits are a number.
+fn long_kind(column: &mysql_async::Column) -> Option<bool> {
+    match column.column_type() {
+        ColumnType::MYSQL_TYPE_JSON | ColumnType::MYSQL_TYPE_BIT => None,
+        ColumnType::MYSQL_TYPE_GEOMETRY => Some(true),
+        _ => Some(column.character_set() == BINARY && column.flags().contains(ColumnFlags::BINARY_FLAG)),
     }
 }
 
@@ -725,6 +915,9 @@ impl Failure {
 const SAFE_MESSAGES: [u16; 12] = [1044, 1052, 1054, 1064, 1109, 1142, 1143, 1146, 1222, 1241, 1248, 1305];
 
 fn classify(error: &mysql_async::Error) -> AdapterError {
+    if is_packet_too_large(error) {
+        return AdapterError::new(AdapterErrorKind::ResultTooLarge, scrub(error));
+    }
     if is_connection_failure(error) {
         return AdapterError::new(AdapterErrorKind::Connection, scrub(error));
     }
@@ -735,6 +928,8 @@ fn classify(error: &mysql_async::Error) -> AdapterError {
     match server.code {
         // MariaDB max_statement_time, MySQL max_execution_time, a killed query.
         1969 | 3024 | 1317 => AdapterError::new(AdapterErrorKind::Timeout, cause),
+        // A packet over the server's own max_allowed_packet.
+        1153 | 1301 => AdapterError::new(AdapterErrorKind::ResultTooLarge, cause),
         1792 => AdapterError::new(AdapterErrorKind::Database, cause)
             .with_message("the database refused to write: the transaction is read-only"),
         code if SAFE_MESSAGES.contains(&code) => AdapterError::new(AdapterErrorKind::Database, cause)
@@ -748,6 +943,16 @@ fn classify(error: &mysql_async::Error) -> AdapterError {
         code => AdapterError::new(AdapterErrorKind::Database, cause)
             .with_message(format!("the database refused the statement (MySQL error {code})")),
     }
+}
+
+/// Whether the client refused a packet over its `max_allowed_packet`: a row too large for any
+/// result. The connection cannot be used after it, but the row would be as large on any other.
+fn is_packet_too_large(error: &mysql_async::Error) -> bool {
+    use mysql_common::proto::codec::error::PacketCodecError;
+    let mysql_async::Error::Io(mysql_async::IoError::Io(io)) = error else { return false };
+    io.get_ref()
+        .and_then(|inner| inner.downcast_ref::<PacketCodecError>())
+        .is_some_and(|codec| matches!(codec, PacketCodecError::PacketTooLarge))
 }
 
 fn is_connection_failure(error: &mysql_async::Error) -> bool {

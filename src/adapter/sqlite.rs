@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde_json::Value;
@@ -26,13 +27,15 @@ use super::{
     QueryResult, ReadOptions, ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction, ensure_dialect,
 };
-use crate::boundary::{Evidence, Read, Write};
+use crate::boundary::{Evidence, Read, SlotHold, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
 
 /// How long the client waits past the deadline the progress handler enforces.
 const CLIENT_GRACE: Duration = Duration::from_millis(250);
 /// The time limit for introspection.
 const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest value our own introspection statements may read (SQLite's default).
+const INTERNAL_MAX_VALUE: usize = 1_000_000_000;
 /// SQLite's only schema for the allow-list; attached databases are not offered.
 const SCHEMA: &str = "main";
 
@@ -152,9 +155,16 @@ impl SqliteAdapter {
 
     /// Runs `work` on a read connection on the blocking pool, within `timeout`. When the
     /// deadline passes or the caller's future is dropped, the statement is stopped.
+    ///
+    /// Every value a statement makes or reads is limited to `max_value_bytes` (SQLite's
+    /// `SQLITE_LIMIT_LENGTH`): one that would be larger fails at once with `SQLITE_TOOBIG`,
+    /// before it is built. `hold` keeps the call's quota slot until the statement has stopped
+    /// on the blocking pool, even after the caller was answered.
     async fn read_with<R: Send + 'static>(
         &self,
+        hold: SlotHold,
         timeout: Duration,
+        max_value_bytes: usize,
         internal: bool,
         work: impl FnOnce(&Connection) -> Result<R, AdapterError> + Send + 'static,
     ) -> Result<R, AdapterError> {
@@ -174,11 +184,17 @@ impl SqliteAdapter {
         let stop = StopOnDrop(Some(Arc::clone(&read.state)));
         let pool = Arc::clone(&self.idle);
         let task = tokio::task::spawn_blocking(move || {
-            let result = work(&read.connection);
+            let length = i32::try_from(max_value_bytes).unwrap_or(i32::MAX).max(1);
+            let result = read
+                .connection
+                .set_limit(Limit::SQLITE_LIMIT_LENGTH, length)
+                .map_err(|error| classify(&error))
+                .and_then(|_| work(&read.connection));
             if let Ok(mut idle) = pool.lock() {
                 idle.push(read);
             }
             drop(permit);
+            drop(hold);
             result
         });
         let outcome = tokio::time::timeout_at((deadline + CLIENT_GRACE).into(), task).await;
@@ -239,7 +255,7 @@ impl Adapter for SqliteAdapter {
 
     fn query_read<'a>(
         &'a self,
-        _evidence: Evidence<'a, Read>,
+        evidence: Evidence<'a, Read>,
         query: &'a ValidatedQuery,
         params: &'a [SqlValue],
         options: ReadOptions,
@@ -247,13 +263,17 @@ impl Adapter for SqliteAdapter {
         Box::pin(async move {
             ensure_dialect(query, SqlDialect::Sqlite)?;
             let (sql, params) = (query.sql().to_owned(), params.to_vec());
-            self.read_with(options.timeout, false, move |connection| read(connection, &sql, &params, options)).await
+            let (hold, cap) = (evidence.hold_slot(), options.max_bytes);
+            self.read_with(hold, options.timeout, cap, false, move |connection| {
+                read(connection, &sql, &params, options)
+            })
+            .await
         })
     }
 
     fn list_tables<'a>(
         &'a self,
-        _evidence: Evidence<'a, Read>,
+        evidence: Evidence<'a, Read>,
         schema: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
         Box::pin(async move {
@@ -261,7 +281,7 @@ impl Adapter for SqliteAdapter {
                 return Ok(Vec::new());
             }
             let allow = Arc::clone(&self.allow);
-            self.read_with(INTROSPECTION_TIMEOUT, true, move |connection| {
+            self.read_with(evidence.hold_slot(), INTROSPECTION_TIMEOUT, INTERNAL_MAX_VALUE, true, move |connection| {
                 let mut statement = connection.prepare(LIST_TABLES).map_err(|error| classify(&error))?;
                 let rows = statement
                     .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
@@ -281,7 +301,7 @@ impl Adapter for SqliteAdapter {
 
     fn describe_table<'a>(
         &'a self,
-        _evidence: Evidence<'a, Read>,
+        evidence: Evidence<'a, Read>,
         schema: Option<&'a str>,
         table: &'a str,
     ) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
@@ -291,8 +311,11 @@ impl Adapter for SqliteAdapter {
                 return Err(AdapterError::of_kind(AdapterErrorKind::NotVisible));
             }
             let allow = Arc::clone(&self.allow);
-            self.read_with(INTROSPECTION_TIMEOUT, true, move |connection| describe(connection, &allow, &name.table))
-                .await
+            let hold = evidence.hold_slot();
+            self.read_with(hold, INTROSPECTION_TIMEOUT, INTERNAL_MAX_VALUE, true, move |connection| {
+                describe(connection, &allow, &name.table)
+            })
+            .await
         })
     }
 
@@ -465,7 +488,11 @@ fn read(
         }
         let mut out = rows.row();
         for index in 0..width {
-            write_value(row.get_ref(index).map_err(|error| classify(&error))?, out.value());
+            let value = row.get_ref(index).map_err(|error| classify(&error))?;
+            let limit = out.limit();
+            if write_value(value, out.value(), limit).is_err() {
+                return Err(out.too_large());
+            }
         }
         out.end()?;
     }
@@ -478,21 +505,22 @@ fn values(row: &rusqlite::Row<'_>, width: usize) -> Result<Vec<Value>, rusqlite:
     let mut text = String::new();
     for index in 0..width {
         text.clear();
-        write_value(row.get_ref(index)?, &mut text);
-        values.push(serde_json::from_str(&text).unwrap_or(Value::Null));
+        let written = write_value(row.get_ref(index)?, &mut text, usize::MAX);
+        values.push(written.ok().and_then(|()| serde_json::from_str(&text).ok()).unwrap_or(Value::Null));
     }
     Ok(values)
 }
 
-/// Writes one value as JSON text.
-fn write_value(value: ValueRef<'_>, out: &mut String) {
+/// Writes one value as JSON text, unless it would take `out` past `limit` bytes.
+fn write_value(value: ValueRef<'_>, out: &mut String, limit: usize) -> Result<(), json::text::TooLarge> {
     match value {
         ValueRef::Null => json::text::null(out),
         ValueRef::Integer(value) => json::text::int(out, value),
         ValueRef::Real(value) => json::text::float(out, value),
-        ValueRef::Text(text) => json::text::lossy(out, text),
-        ValueRef::Blob(blob) => json::text::base64(out, blob),
+        ValueRef::Text(text) => return json::text::lossy_within(out, text, limit),
+        ValueRef::Blob(blob) => return json::text::base64_within(out, blob, limit),
     }
+    Ok(())
 }
 
 fn describe(connection: &Connection, allow: &AllowList, table: &str) -> Result<TableDescription, AdapterError> {
@@ -583,6 +611,8 @@ fn classify(error: &rusqlite::Error) -> AdapterError {
             let text = message.as_deref().unwrap_or("statement failed");
             match failure.code {
                 ErrorCode::OperationInterrupted => AdapterError::timed_out(),
+                ErrorCode::TooBig => AdapterError::new(AdapterErrorKind::ResultTooLarge, text.to_owned())
+                    .with_message("a value is larger than a result may hold; select fewer or smaller values"),
                 ErrorCode::AuthorizationForStatementDenied => {
                     AdapterError::new(AdapterErrorKind::Database, text.to_owned())
                         .with_message("the database refused the statement: it may only read allow-listed tables")
@@ -653,13 +683,15 @@ mod tests {
             "SELECT * FROM sqlite_schema",
         ] {
             let error = adapter
-                .read_with(Duration::from_secs(5), false, move |connection| read(connection, sql, &[], options))
+                .read_with(SlotHold::none(), Duration::from_secs(5), 1 << 20, false, move |connection| {
+                    read(connection, sql, &[], options)
+                })
                 .await
                 .expect_err(sql);
             assert_eq!(error.kind(), AdapterErrorKind::Database, "{sql}");
         }
         let two = adapter
-            .read_with(Duration::from_secs(5), false, move |connection| {
+            .read_with(SlotHold::none(), Duration::from_secs(5), 1 << 20, false, move |connection| {
                 read(connection, "SELECT 1; SELECT 2", &[], options)
             })
             .await

@@ -113,6 +113,11 @@ impl SlotHold {
     pub fn none() -> Self {
         SlotHold(None)
     }
+
+    /// Another hold on the same slot.
+    pub fn share(&self) -> Self {
+        SlotHold(self.0.clone())
+    }
 }
 
 impl fmt::Debug for SlotHold {

@@ -52,7 +52,11 @@ where
     server.spliced = true;
 
     let lifecycle = Arc::new(Lifecycle::default());
-    let output = Arc::new(Output { writer: tokio::sync::Mutex::new(Box::new(output)), lifecycle: lifecycle.clone() });
+    let output = Arc::new(Output {
+        writer: tokio::sync::Mutex::new(Box::new(output)),
+        large: tokio::sync::Semaphore::new(1),
+        lifecycle: lifecycle.clone(),
+    });
     let (forward, incoming) = mpsc::channel(64);
     let activity = Arc::new(Notify::new());
     let armed = tokio::spawn(keep_a_timer_armed(Arc::clone(&activity)));
@@ -100,16 +104,43 @@ type ServerMessage = rmcp::service::TxJsonRpcMessage<rmcp::RoleServer>;
 type ClientMessage = rmcp::service::RxJsonRpcMessage<rmcp::RoleServer>;
 
 /// The one writer of the output: whole lines, one at a time, so replies never interleave.
+///
+/// A large result takes its turn among large results first (`large`), and only then waits for
+/// the output: so a short message (a `ping`'s answer) waits at most for the one line being
+/// written, never for every large result queued behind it.
 struct Output {
     writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Unpin + Send>>,
+    large: tokio::sync::Semaphore,
     lifecycle: Arc<Lifecycle>,
 }
+
+/// How much of a large result is written before other tasks get to run.
+const PIECE: usize = 256 << 10;
 
 impl Output {
     async fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
         let mut writer = self.writer.lock().await;
         writer.write_all(line).await?;
         writer.flush().await
+    }
+
+    /// Writes a message. A tool's result is written from its JSON: the text copy escaped a
+    /// piece at a time, then the structured content as it is, so that no escaped copy of a large
+    /// result is made whole.
+    async fn write(&self, message: Encoded) -> std::io::Result<()> {
+        let (head, json, middle) = match message {
+            Encoded::Line(mut line) => {
+                self.lifecycle.observe(&line);
+                line.push(b'\n');
+                return self.write_line(&line).await;
+            }
+            Encoded::Result { head, json, middle } => (head, json, middle),
+        };
+        let _turn = if json.len() > PIECE { self.large.acquire().await.ok() } else { None };
+        let mut writer = self.writer.lock().await;
+        write_result(&mut *writer, &head, &json, &middle).await?;
+        writer.flush().await
+        // The output is let go of before the turn: a short message waiting gets it first.
     }
 
     async fn shutdown(&self) -> std::io::Result<()> {
@@ -133,10 +164,8 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
         let output = Arc::clone(&self.output);
         async move {
-            let mut line = encode(message).map_err(std::io::Error::other)?;
-            output.lifecycle.observe(&line);
-            line.push(b'\n');
-            output.write_line(&line).await
+            let message = encode(message).map_err(std::io::Error::other)?;
+            output.write(message).await
         }
     }
 
@@ -151,21 +180,57 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
     }
 }
 
-/// A message as one line of JSON, without its newline. A tool's result comes from
-/// [`McpServer`] with its structured content left out (see `structured`): it is the result's
-/// one text block, which holds the JSON text, so it is written from there as it is, and the
-/// text block itself is escaped here (the same text `serde_json` writes, found faster).
-fn encode(mut message: ServerMessage) -> serde_json::Result<Vec<u8>> {
+/// Writes a tool's result line (see [`Encoded::Result`]) a piece at a time. It does not yield
+/// between pieces of its own accord: escaping a piece is quick, and a line being written holds
+/// up every other message (a line is never interleaved), so it is best finished at once; it
+/// waits only while the client has not read what was written.
+async fn write_result<W: AsyncWrite + Unpin + ?Sized>(
+    writer: &mut W,
+    head: &[u8],
+    json: &str,
+    middle: &[u8],
+) -> std::io::Result<()> {
+    writer.write_all(head).await?;
+    let mut escaped = Vec::with_capacity(PIECE + PIECE / 4);
+    let mut rest = json;
+    while !rest.is_empty() {
+        let cut = if rest.len() > PIECE { rest.floor_char_boundary(PIECE) } else { rest.len() };
+        let (piece, tail) = rest.split_at(cut);
+        escaped.clear();
+        crate::adapter::json::text::escape_json_text(&mut escaped, piece);
+        writer.write_all(&escaped).await?;
+        rest = tail;
+    }
+    writer.write_all(middle).await?;
+    writer.write_all(json.as_bytes()).await?;
+    writer.write_all(b"}}\n").await
+}
+
+/// A message ready to write.
+enum Encoded {
+    /// One line of JSON, without its newline.
+    Line(Vec<u8>),
+    /// A tool's result whose structured content is its text, to be written as `head`, the
+    /// JSON escaped (the text block's content), `middle`, the JSON as it is (the structured
+    /// content), and `}}` to close the result and the message.
+    Result { head: Vec<u8>, json: String, middle: Vec<u8> },
+}
+
+/// A message as JSON. A tool's result comes from [`McpServer`] with its structured content
+/// left out (see `structured`): it is the result's one text block, which holds the JSON text,
+/// so it is written from there as it is, and the text block itself is escaped as it is written
+/// (the same text `serde_json` writes).
+fn encode(mut message: ServerMessage) -> serde_json::Result<Encoded> {
     use rmcp::model::{JsonRpcMessage, ServerResult};
 
     // rmcp writes the result around an empty text, which then goes in escaped.
     let Some(json) = spliced_text(&mut message).map(std::mem::take) else {
-        return serde_json::to_vec(&message);
+        return serde_json::to_vec(&message).map(Encoded::Line);
     };
     if let JsonRpcMessage::Response(response) = &message
         && let ServerResult::CallToolResult(result) = &response.result
     {
-        let mut line = Vec::with_capacity(json.len() * 2 + 128);
+        let mut line = Vec::with_capacity(256);
         line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
         serde_json::to_writer(&mut line, &response.id)?;
         line.extend_from_slice(b",\"result\":");
@@ -178,19 +243,16 @@ fn encode(mut message: ServerMessage) -> serde_json::Result<Vec<u8>> {
         if let Some(at) = memchr::memmem::find(&line[start..], EMPTY_TEXT)
             && line.last() == Some(&b'}')
         {
-            let rest = line.split_off(start + at + EMPTY_TEXT.len() - 1);
-            crate::adapter::json::text::escaped(&json, |piece| line.extend_from_slice(piece.as_bytes()));
-            line.extend_from_slice(&rest[..rest.len() - 1]);
-            line.extend_from_slice(b",\"structuredContent\":");
-            line.extend_from_slice(json.as_bytes());
-            line.extend_from_slice(b"}}");
-            return Ok(line);
+            let mut middle = line.split_off(start + at + EMPTY_TEXT.len() - 1);
+            middle.pop();
+            middle.extend_from_slice(b",\"structuredContent\":");
+            return Ok(Encoded::Result { head: line, json, middle });
         }
     }
     if let Some(text) = spliced_text(&mut message) {
         *text = json;
     }
-    serde_json::to_vec(&message)
+    serde_json::to_vec(&message).map(Encoded::Line)
 }
 
 /// The text of a tool's result whose structured content is its one text block.
@@ -650,6 +712,21 @@ mod tests {
         }
     }
 
+    /// The bytes `Output::write` writes for a message, without its newline.
+    fn written(message: ServerMessage) -> Vec<u8> {
+        let encoded = encode(message).expect("encodes");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let mut out = Vec::new();
+        match encoded {
+            Encoded::Line(line) => out = line,
+            Encoded::Result { head, json, middle } => {
+                runtime.block_on(write_result(&mut out, &head, &json, &middle)).expect("writes");
+                assert_eq!(out.pop(), Some(b'\n'));
+            }
+        }
+        out
+    }
+
     #[test]
     fn a_spliced_result_is_written_with_its_structured_content() {
         use rmcp::model::{CallToolResult, ContentBlock, JsonRpcResponse, MetaObject, NumberOrString, ServerResult};
@@ -657,6 +734,8 @@ mod tests {
             json!({"rows": [[1, "a \"b\"\n"], [null, 2.5]], "row_count": 2}),
             json!({"text": "", "\"text\":\"\"": "\\\"", "é😀\u{1}": [[]]}),
             json!([]),
+            // Longer than a piece, with characters of every width across the cuts.
+            json!({"rows": ["é\"😀\u{1}x\\".repeat(PIECE / 5)]}),
         ];
         let ids = [NumberOrString::Number(7), NumberOrString::String("x\"y".into())];
         for ((value, id), marked) in
@@ -683,7 +762,7 @@ mod tests {
                 id,
                 result: ServerResult::CallToolResult(result),
             });
-            let line = encode(spliced).expect("encodes");
+            let line = written(spliced);
             assert_eq!(serde_json::from_slice::<Value>(&line).expect("one JSON value"), expected);
         }
         // Anything else is written as rmcp writes it: several blocks, or structured content
@@ -698,7 +777,7 @@ mod tests {
                 id: NumberOrString::Number(1),
                 result: ServerResult::CallToolResult(result),
             });
-            assert_eq!(encode(other.clone()).expect("encodes"), serde_json::to_vec(&other).expect("serializes"));
+            assert_eq!(written(other.clone()), serde_json::to_vec(&other).expect("serializes"));
         }
     }
 

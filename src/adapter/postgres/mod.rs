@@ -1,4 +1,6 @@
-//! PostgreSQL through tokio-postgres, pooled by deadpool-postgres.
+//! PostgreSQL through tokio-postgres, pooled by deadpool, over connections made in
+//! [`connect`]: TLS negotiated there, and every message from the server checked against the
+//! result cap before it is read.
 //!
 //! Every read runs in `START TRANSACTION READ ONLY` with `SET LOCAL statement_timeout` and
 //! `SET LOCAL search_path = pg_catalog, <default schema>`, through the extended protocol only
@@ -8,7 +10,14 @@
 //! fetch and the rollback in the next. The client enforces the timeout too: when the deadline
 //! passes, or the caller's future is dropped, the query is cancelled on the server and the
 //! connection is discarded, never reused; a connection goes back to the pool only once its
-//! transaction has ended.
+//! transaction has ended. Before it is discarded, the connection is asked for one more answer,
+//! which the server gives only once it has stopped the statement: some work (functions over
+//! large constants, folded while planning) ignores a cancel until it is done, and the call's
+//! quota slot stays taken until then.
+//!
+//! A connection that turns out dead when the transaction begins (the server restarted since it
+//! was pooled) is replaced and the read tried again; once the statement was sent it is never
+//! run again, whatever happens to it (`pg_terminate_backend` included).
 //!
 //! Parameters are sent in PostgreSQL's text format, so the server parses each into whatever
 //! type the statement needs, as it does for `psql`. Results are decoded from the binary
@@ -20,16 +29,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
-use tokio_postgres::{CancelToken, Row, Statement};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_postgres::{Row, Statement};
 
 use super::json;
 use super::{
@@ -37,9 +46,43 @@ use super::{
     Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction,
 };
-use super::{RowCollector, ensure_dialect, take_url_parameter};
-use crate::boundary::{Evidence, Read, Write};
+use super::{LONG_VALUE_PIECE, RowCollector, ensure_dialect, take_url_parameter};
+use crate::boundary::{Evidence, Read, SlotHold, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
+
+mod connect;
+
+use connect::{ConnectError, Connector, PgConnection};
+
+type Pool = deadpool::managed::Pool<Pooled>;
+type Object = deadpool::managed::Object<Pooled>;
+
+/// The pool's manager: the connector, shared with cancel requests.
+struct Pooled(Arc<Connector>);
+
+impl deadpool::managed::Manager for Pooled {
+    type Type = PgConnection;
+    type Error = ConnectError;
+
+    async fn create(&self) -> Result<PgConnection, ConnectError> {
+        deadpool::managed::Manager::create(&*self.0).await
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut PgConnection,
+        metrics: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<ConnectError> {
+        deadpool::managed::Manager::recycle(&*self.0, connection, metrics).await
+    }
+}
+
+/// Connections of our own, opened to cancel abandoned statements, at most this many at once: a
+/// burst of cancelled calls cannot open an unbounded number of extra connections.
+const SIDE_CONNECTIONS: usize = 4;
+
+/// How long an abandoned statement is waited for before its slot is released anyway.
+const MAX_STOP_WAIT: Duration = Duration::from_secs(600);
 
 /// How long the client waits past the server's own statement timeout before it cancels.
 const CLIENT_GRACE: Duration = Duration::from_millis(250);
@@ -55,7 +98,11 @@ pub struct PostgresAdapter {
     settings_prefix: String,
     max_connections: usize,
     /// Also used for cancel requests, which open a connection of their own.
-    tls: MakeRustlsConnect,
+    connector: Arc<Connector>,
+    /// The budget of side connections that cancel abandoned statements.
+    side: Arc<tokio::sync::Semaphore>,
+    /// The largest message a connection takes from the server.
+    max_message_bytes: usize,
     shapes: Shapes,
 }
 
@@ -85,19 +132,18 @@ impl PostgresAdapter {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| AdapterError::invalid("the PostgreSQL URL is not valid (the URL itself is not shown)"))?;
-        let tls = MakeRustlsConnect::new(tls_config(root_certificates.as_deref())?);
+        let tls = tls_config(root_certificates.as_deref())?;
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("sqlwarden");
         }
-        let manager =
-            Manager::from_config(config, tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
+        let connector = Arc::new(Connector::new(config, tls, options.max_message_bytes()));
+        let pool = Pool::builder(Pooled(Arc::clone(&connector)))
             .max_size(options.max_connections.max(1))
             .wait_timeout(Some(options.connect_timeout))
             .create_timeout(Some(options.connect_timeout))
             .recycle_timeout(Some(options.connect_timeout))
-            .runtime(Runtime::Tokio1)
+            .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|error| AdapterError::new(AdapterErrorKind::Connection, error.to_string()))?;
         let settings_prefix = format!(
@@ -109,22 +155,33 @@ impl PostgresAdapter {
             allow,
             settings_prefix,
             max_connections: options.max_connections.max(1),
-            tls,
+            connector,
+            side: Arc::new(tokio::sync::Semaphore::new(SIDE_CONNECTIONS)),
+            max_message_bytes: options.max_message_bytes(),
             shapes: Shapes::default(),
         })
     }
 
-    /// Runs `work` in a read-only transaction on a pooled connection, within `timeout`,
-    /// retrying on a fresh connection when the one it got turns out to be dead. The connection
-    /// goes back to the pool only once the transaction is known to have ended.
+    /// A connection checked out for a call; see [`Checkout`].
+    fn checkout(&self, object: Object, hold: SlotHold) -> Checkout {
+        Checkout::new(object, Arc::clone(&self.connector), Arc::clone(&self.side), hold)
+    }
+
+    /// Runs `work` in a read-only transaction on a pooled connection, within `timeout`. A
+    /// connection found dead when the transaction begins is replaced and the work tried again;
+    /// once the transaction has begun, the work is never tried again. The connection goes
+    /// back to the pool only once the transaction is known to have ended. `hold` keeps the
+    /// call's quota slot until an abandoned statement has stopped (see [`Checkout`]).
     async fn in_read_transaction<C: Sync + ?Sized, R>(
         &self,
+        hold: SlotHold,
         timeout: Duration,
         context: &C,
         work: for<'t> fn(&'t ReadTx<'t>, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
     ) -> Result<R, AdapterError> {
         let deadline = Instant::now() + timeout + CLIENT_GRACE;
         let begin = format!("START TRANSACTION READ ONLY; {}{}", self.settings_prefix, timeout.as_millis().max(1));
+        let mut hold = hold;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -133,7 +190,7 @@ impl PostgresAdapter {
                 Ok(Err(error)) => return Err(unreachable(&error)),
                 Err(_) => return Err(AdapterError::timed_out()),
             };
-            let mut checkout = Checkout::new(object, self.tls.clone());
+            let mut checkout = self.checkout(object, hold);
             let run = async {
                 let tx = ReadTx { client: checkout.client(), begin: &begin, open: AtomicBool::new(false) };
                 let result = work(&tx, context).await;
@@ -145,26 +202,48 @@ impl PostgresAdapter {
                 // Still armed: the checkout cancels the statement and discards the connection.
                 return Err(AdapterError::timed_out());
             };
+            let oversized = checkout.refused_a_large_message();
             match (result, ended) {
-                (Err(Failure::Postgres(error)), _) if is_connection_failure(&error) => {
-                    checkout.discard();
-                    // Every pooled connection may be dead (a restart kills them all): try each
-                    // once, and one fresh.
+                // Nothing ran: the connection was dead before the transaction began. Every
+                // pooled connection may be dead (a restart kills them all): try each once, and
+                // one fresh.
+                (Err(Failure::NotBegun(error)), _) => {
+                    hold = checkout.discard();
                     if attempt > self.max_connections {
                         return Err(AdapterError::new(AdapterErrorKind::Connection, error.to_string()));
                     }
                 }
                 (result, Ok(())) => {
                     checkout.release();
-                    return result.map_err(Failure::into_adapter_error);
+                    return result.map_err(|failure| self.failed(failure, oversized));
                 }
                 // The rollback failed: whatever state the connection is in, it is not reused.
                 // The result stands; a read-only transaction had nothing to keep.
                 (result, Err(_)) => {
-                    checkout.discard();
-                    return result.map_err(Failure::into_adapter_error);
+                    let _ended = checkout.discard();
+                    return result.map_err(|failure| self.failed(failure, oversized));
                 }
             }
+        }
+    }
+
+    /// The caller's view of a failure after the transaction began: a message over the limit
+    /// is a result too large; a connection lost is not tried again.
+    fn failed(&self, failure: Failure, oversized: bool) -> AdapterError {
+        match failure {
+            Failure::Postgres(error) if oversized && is_connection_failure(&error) => {
+                AdapterError::new(AdapterErrorKind::ResultTooLarge, error.to_string()).with_message(format!(
+                    "a row is larger than {} bytes, more than a result may hold; select fewer or smaller columns",
+                    self.max_message_bytes
+                ))
+            }
+            Failure::Postgres(error) if is_connection_failure(&error) => {
+                AdapterError::new(AdapterErrorKind::Connection, error.to_string()).with_message(
+                    "the connection to the database was lost while the statement ran (it may have been ended by \
+                     an administrator); it was not run again",
+                )
+            }
+            failure => failure.into_adapter_error(),
         }
     }
 }
@@ -184,7 +263,9 @@ impl<'c> ReadTx<'c> {
     /// this one's first poll run inside the transaction (or fail, if it did not begin).
     async fn begin(&self) -> Result<&'c tokio_postgres::Client, Failure> {
         self.open.store(true, Ordering::Release);
-        self.client.batch_execute(self.begin).await.map_err(Failure::Postgres)?;
+        self.client.batch_execute(self.begin).await.map_err(|error| {
+            if is_connection_failure(&error) { Failure::NotBegun(error) } else { Failure::Postgres(error) }
+        })?;
         Ok(self.client)
     }
 
@@ -209,7 +290,7 @@ impl Adapter for PostgresAdapter {
 
     fn query_read<'a>(
         &'a self,
-        _evidence: Evidence<'a, Read>,
+        evidence: Evidence<'a, Read>,
         query: &'a ValidatedQuery,
         params: &'a [SqlValue],
         options: ReadOptions,
@@ -224,13 +305,14 @@ impl Adapter for PostgresAdapter {
                 )));
             }
             let context = ReadContext { sql: query.sql(), params, options, shapes: &self.shapes };
-            self.in_read_transaction(options.timeout, &context, |tx, context| Box::pin(read(tx, context))).await
+            let hold = evidence.hold_slot();
+            self.in_read_transaction(hold, options.timeout, &context, |tx, context| Box::pin(read(tx, context))).await
         })
     }
 
     fn list_tables<'a>(
         &'a self,
-        _evidence: Evidence<'a, Read>,
+        evidence: Evidence<'a, Read>,
         schema: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, AdapterError>> {
         Box::pin(async move {
@@ -239,7 +321,7 @@ impl Adapter for PostgresAdapter {
                 None => self.allow.schemas().map(str::to_owned).collect(),
             };
             let rows = self
-                .in_read_transaction(INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
+                .in_read_transaction(evidence.hold_slot(), INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
                     Box::pin(async move {
                         tx.begin().await?.query(LIST_TABLES, &[schemas]).await.map_err(Failure::Postgres)
                     })
@@ -259,7 +341,7 @@ impl Adapter for PostgresAdapter {
 
     fn describe_table<'a>(
         &'a self,
-        _evidence: Evidence<'a, Read>,
+        evidence: Evidence<'a, Read>,
         schema: Option<&'a str>,
         table: &'a str,
     ) -> BoxFuture<'a, Result<TableDescription, AdapterError>> {
@@ -270,17 +352,24 @@ impl Adapter for PostgresAdapter {
             }
             let (schema, table) = (name.schema.as_str(), name.table.as_str());
             let (columns, primary_key, foreign_keys, indexes) = self
-                .in_read_transaction(INTROSPECTION_TIMEOUT, &(schema, table), |tx, (schema, table)| {
-                    Box::pin(async move {
-                        let tx = tx.begin().await?;
-                        let params: [&(dyn ToSql + Sync); 2] = [schema, table];
-                        let columns = tx.query(DESCRIBE_COLUMNS, &params).await.map_err(Failure::Postgres)?;
-                        let primary_key = tx.query(DESCRIBE_PRIMARY_KEY, &params).await.map_err(Failure::Postgres)?;
-                        let foreign_keys = tx.query(DESCRIBE_FOREIGN_KEYS, &params).await.map_err(Failure::Postgres)?;
-                        let indexes = tx.query(DESCRIBE_INDEXES, &params).await.map_err(Failure::Postgres)?;
-                        Ok((columns, primary_key, foreign_keys, indexes))
-                    })
-                })
+                .in_read_transaction(
+                    evidence.hold_slot(),
+                    INTROSPECTION_TIMEOUT,
+                    &(schema, table),
+                    |tx, (schema, table)| {
+                        Box::pin(async move {
+                            let tx = tx.begin().await?;
+                            let params: [&(dyn ToSql + Sync); 2] = [schema, table];
+                            let columns = tx.query(DESCRIBE_COLUMNS, &params).await.map_err(Failure::Postgres)?;
+                            let primary_key =
+                                tx.query(DESCRIBE_PRIMARY_KEY, &params).await.map_err(Failure::Postgres)?;
+                            let foreign_keys =
+                                tx.query(DESCRIBE_FOREIGN_KEYS, &params).await.map_err(Failure::Postgres)?;
+                            let indexes = tx.query(DESCRIBE_INDEXES, &params).await.map_err(Failure::Postgres)?;
+                            Ok((columns, primary_key, foreign_keys, indexes))
+                        })
+                    },
+                )
                 .await?;
             if columns.is_empty() {
                 return Err(AdapterError::of_kind(AdapterErrorKind::NotVisible));
@@ -329,11 +418,11 @@ impl Adapter for PostgresAdapter {
         })
     }
 
-    fn posture<'a>(&'a self, _evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
+    fn posture<'a>(&'a self, evidence: Evidence<'a, Read>) -> BoxFuture<'a, Result<Posture, AdapterError>> {
         Box::pin(async move {
             let schemas: Vec<String> = self.allow.schemas().map(str::to_owned).collect();
             let (role, writable) = self
-                .in_read_transaction(INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
+                .in_read_transaction(evidence.hold_slot(), INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
                     Box::pin(async move {
                         let tx = tx.begin().await?;
                         let role = tx.query_one(POSTURE_ROLE, &[]).await.map_err(Failure::Postgres)?;
@@ -370,7 +459,7 @@ impl Adapter for PostgresAdapter {
 
     fn begin_write<'a>(
         &'a self,
-        _evidence: Evidence<'a, Write>,
+        evidence: Evidence<'a, Write>,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn WriteTransaction<'a> + 'a>, AdapterError>> {
         Box::pin(async move {
@@ -383,19 +472,20 @@ impl Adapter for PostgresAdapter {
                 self.settings_prefix,
                 millis + CLIENT_GRACE.as_millis(),
             );
+            let mut hold = evidence.hold_slot();
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 let object = self.pool.get().await.map_err(|error| unreachable(&error))?;
-                let mut checkout = Checkout::new(object, self.tls.clone());
+                let mut checkout = self.checkout(object, hold);
                 match checkout.client().batch_execute(&begin).await {
                     Ok(()) => return Ok(Box::new(PostgresWrite { checkout }) as Box<dyn WriteTransaction<'a> + 'a>),
                     // Nothing has run yet: a dead pooled connection is replaced, as for reads.
                     Err(error) if is_connection_failure(&error) && attempt <= self.max_connections => {
-                        checkout.discard();
+                        hold = checkout.discard();
                     }
                     Err(error) => {
-                        checkout.discard();
+                        let _ended = checkout.discard();
                         return Err(classify(&error));
                     }
                 }
@@ -420,7 +510,7 @@ impl PostgresWrite {
                 Ok(())
             }
             Err(error) => {
-                self.checkout.discard();
+                let _ended = self.checkout.discard();
                 Err(classify(&error))
             }
         }
@@ -480,59 +570,89 @@ impl<'a> WriteTransaction<'a> for PostgresWrite {
     }
 }
 
-/// A pooled connection in use. Unless released, dropping it cancels whatever statement the
-/// connection runs and closes the connection instead of returning it to the pool: a cancel
-/// request names only the server process, so a reused connection could lose another
-/// caller's query to it.
+/// A pooled connection in use. Unless released or discarded, dropping it stops whatever
+/// statement the connection runs (see [`Checkout::stop`]), then closes the connection instead
+/// of returning it to the pool: a cancel request names only the server process, so a reused
+/// connection could lose another caller's query to it.
 struct Checkout {
     object: Option<Object>,
-    cancel: CancelToken,
-    tls: MakeRustlsConnect,
-    armed: bool,
+    connector: Arc<Connector>,
+    side: Arc<tokio::sync::Semaphore>,
+    /// The call's quota slot, kept until an abandoned statement has stopped.
+    hold: Option<SlotHold>,
 }
 
 impl Checkout {
-    fn new(object: Object, tls: MakeRustlsConnect) -> Self {
-        let cancel = object.cancel_token();
-        Checkout { object: Some(object), cancel, tls, armed: true }
+    fn new(object: Object, connector: Arc<Connector>, side: Arc<tokio::sync::Semaphore>, hold: SlotHold) -> Self {
+        Checkout { object: Some(object), connector, side, hold: Some(hold) }
     }
 
     fn client(&mut self) -> &mut Object {
-        // The object is taken out only on release or discard, after which the checkout is
+        // The object is taken out only on release, discard or drop, after which the checkout is
         // never used again.
         self.object.as_mut().expect("a checkout holds its connection until it ends")
     }
 
-    /// Returns the connection to the pool: its work ended normally.
-    fn release(&mut self) {
-        self.armed = false;
-        self.object = None;
+    /// Whether the connection was failed because a message from the server was over the limit.
+    fn refused_a_large_message(&self) -> bool {
+        self.object.as_ref().is_some_and(|object| object.refused_a_large_message())
     }
 
-    /// Closes the connection without cancelling anything: it is dead already.
-    fn discard(&mut self) {
-        self.armed = false;
+    /// Returns the connection to the pool: its work ended normally. One that read a large
+    /// message is closed instead, so that its read buffer, as large, is freed.
+    fn release(&mut self) {
+        self.hold = None;
+        if let Some(object) = self.object.take()
+            && object.holds_a_large_buffer()
+        {
+            drop(Object::take(object));
+        }
+    }
+
+    /// Closes the connection without cancelling anything (it is dead already, or idle),
+    /// handing back the slot hold.
+    fn discard(&mut self) -> SlotHold {
         if let Some(object) = self.object.take() {
             drop(Object::take(object));
         }
+        self.hold.take().unwrap_or_else(SlotHold::none)
+    }
+
+    /// Cancels what the connection runs, from a side connection, then waits for the answer to
+    /// one more request on the connection itself: the server gives it only once the statement
+    /// has stopped, which the slot hold waits for. Some work ignores a cancel until it is done
+    /// (constant folding while planning, a function over a large value); that is waited for,
+    /// at most [`MAX_STOP_WAIT`]. Then the connection is closed.
+    async fn stop(object: Object, connector: Arc<Connector>, side: Arc<tokio::sync::Semaphore>, hold: SlotHold) {
+        let token = object.cancel_token();
+        let cancelled = async {
+            let _side = side.acquire().await;
+            connector.cancel(&token).await
+        };
+        if let Err(error) = cancelled.await {
+            tracing::warn!(%error, "could not cancel an abandoned PostgreSQL statement");
+        }
+        match tokio::time::timeout(MAX_STOP_WAIT, object.batch_execute("ROLLBACK")).await {
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                wait_s = MAX_STOP_WAIT.as_secs(),
+                "an abandoned PostgreSQL statement still runs; its quota slot is released"
+            ),
+        }
+        drop(Object::take(object));
+        drop(hold);
     }
 }
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some(object) = self.object.take() {
-            drop(Object::take(object));
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (cancel, tls) = (self.cancel.clone(), self.tls.clone());
-            runtime.spawn(async move {
-                if let Err(error) = cancel.cancel_query(tls).await {
-                    tracing::warn!(%error, "could not cancel an abandoned PostgreSQL statement");
-                }
-            });
+        let (Some(object), Some(hold)) = (self.object.take(), self.hold.take()) else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let (connector, side) = (Arc::clone(&self.connector), Arc::clone(&self.side));
+                runtime.spawn(Checkout::stop(object, connector, side, hold));
+            }
+            Err(_) => drop(Object::take(object)),
         }
     }
 }
@@ -742,23 +862,53 @@ async fn collect_rows(
         let mut out = fetched.rows.row();
         for (index, column) in row.columns().iter().enumerate() {
             let Raw(raw) = row.try_get(index).map_err(|error| Failure::Adapter(decode_failure(error)))?;
+            if let Some(raw) = raw
+                && raw.len() > LONG_VALUE_PIECE
+                && let Some(bytes) = long_kind(column.type_())
+            {
+                out.long_value(raw, bytes).await.map_err(Failure::Adapter)?;
+                continue;
+            }
+            let limit = out.limit();
+            let too_large = out.too_large();
             let text = out.value();
             match raw {
                 None => json::text::null(text),
-                Some(raw) => {
-                    let start = text.len();
-                    if !write_value(column.type_(), raw, text) {
+                Some(raw) => match write_value(column.type_(), raw, text, limit) {
+                    Ok(()) => {}
+                    Err(Unwritten::TooLarge) => return Err(Failure::Adapter(too_large)),
+                    Err(Unwritten::Undecodable) => {
                         // Held as its bytes for now; PostgreSQL prints it once the rows are in.
-                        json::text::lossy(text, raw);
+                        let start = text.len();
+                        if json::text::lossy_within(text, raw, limit).is_err() {
+                            return Err(Failure::Adapter(too_large));
+                        }
                         let at = start..text.len();
                         fetched.pending.push(Pending { at, ty: column.type_().clone(), raw: raw.to_vec() });
                     }
-                }
+                },
             }
         }
         out.end().map_err(Failure::Adapter)?;
+        if fetched.rows.should_yield() {
+            tokio::task::yield_now().await;
+        }
     }
     Ok(fetched)
+}
+
+/// For a type whose values can be long and are written as they are (text, or bytes as
+/// base64), which of the two: such a value is written a piece at a time.
+fn long_kind(ty: &Type) -> Option<bool> {
+    match *ty {
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => Some(false),
+        Type::BYTEA => Some(true),
+        _ => match ty.kind() {
+            Kind::Enum(_) => Some(false),
+            Kind::Domain(base) => long_kind(base),
+            _ => None,
+        },
+    }
 }
 
 /// Whether [`decode`] has a decoder for values of the type.
@@ -826,12 +976,33 @@ fn type_name(ty: &Type) -> String {
     }
 }
 
-/// Writes one value from PostgreSQL's binary format as JSON text; for a type decoded by the
-/// server instead (or a value this cannot read), writes nothing and returns `false`.
-fn write_value(ty: &Type, raw: &[u8], out: &mut String) -> bool {
+/// Why a value was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unwritten {
+    /// Its type has no decoder here, or its bytes cannot be read: PostgreSQL prints it.
+    Undecodable,
+    /// It would take the text past its limit.
+    TooLarge,
+}
+
+impl From<json::text::TooLarge> for Unwritten {
+    fn from(_: json::text::TooLarge) -> Self {
+        Unwritten::TooLarge
+    }
+}
+
+/// What `raw` holds, or [`Unwritten::Undecodable`].
+fn some<T>(value: Option<T>) -> Result<T, Unwritten> {
+    value.ok_or(Unwritten::Undecodable)
+}
+
+/// Writes one value from PostgreSQL's binary format as JSON text, taking `out` at most to
+/// `limit` bytes; for a type decoded by the server instead (or a value this cannot read),
+/// writes nothing and says so.
+fn write_value(ty: &Type, raw: &[u8], out: &mut String, limit: usize) -> Result<(), Unwritten> {
     let start = out.len();
-    let written = encode(ty, raw, out).is_some();
-    if !written {
+    let written = encode(ty, raw, out, limit);
+    if written == Err(Unwritten::Undecodable) {
         out.truncate(start);
     }
     written
@@ -840,48 +1011,47 @@ fn write_value(ty: &Type, raw: &[u8], out: &mut String) -> bool {
 /// One value as a JSON value, for the few rows a write returns.
 fn decode(ty: &Type, raw: &[u8]) -> Option<Value> {
     let mut text = String::new();
-    if !write_value(ty, raw, &mut text) {
-        return None;
-    }
+    write_value(ty, raw, &mut text, usize::MAX).ok()?;
     serde_json::from_str(&text).ok()
 }
 
 /// [`write_value`], which may leave part of a value behind when it fails.
-fn encode(ty: &Type, raw: &[u8], out: &mut String) -> Option<()> {
+fn encode(ty: &Type, raw: &[u8], out: &mut String, limit: usize) -> Result<(), Unwritten> {
     use json::text;
     // The built-in types first: each is simple, and asking a type its kind costs a lookup per
     // value. Digits, dates, times and base64 need no escaping: they are only put between quotes.
     match *ty {
-        Type::BOOL => text::bool(out, *raw.first()? != 0),
-        Type::INT2 => text::int(out, i64::from(i16::from_be_bytes(raw.try_into().ok()?))),
-        Type::INT4 => text::int(out, i64::from(i32::from_be_bytes(raw.try_into().ok()?))),
-        Type::INT8 => text::int(out, i64::from_be_bytes(raw.try_into().ok()?)),
-        Type::OID => text::int(out, i64::from(u32::from_be_bytes(raw.try_into().ok()?))),
-        Type::FLOAT4 => text::float(out, f64::from(f32::from_be_bytes(raw.try_into().ok()?))),
-        Type::FLOAT8 => text::float(out, f64::from_be_bytes(raw.try_into().ok()?)),
-        Type::NUMERIC => text::quoted_with(out, |out| numeric(raw, out))?,
+        Type::BOOL => text::bool(out, *some(raw.first())? != 0),
+        Type::INT2 => text::int(out, i64::from(i16::from_be_bytes(some(raw.try_into().ok())?))),
+        Type::INT4 => text::int(out, i64::from(i32::from_be_bytes(some(raw.try_into().ok())?))),
+        Type::INT8 => text::int(out, i64::from_be_bytes(some(raw.try_into().ok())?)),
+        Type::OID => text::int(out, i64::from(u32::from_be_bytes(some(raw.try_into().ok())?))),
+        Type::FLOAT4 => text::float(out, f64::from(f32::from_be_bytes(some(raw.try_into().ok())?))),
+        Type::FLOAT8 => text::float(out, f64::from_be_bytes(some(raw.try_into().ok())?)),
+        // At most 147,455 digits: small enough to write before the row's check.
+        Type::NUMERIC => some(text::quoted_with(out, |out| numeric(raw, out)))?,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => {
-            text::string(out, std::str::from_utf8(raw).ok()?);
+            text::string_within(out, some(std::str::from_utf8(raw).ok())?, limit)?;
         }
-        Type::CHAR => text::string(out, char::from(*raw.first()?).encode_utf8(&mut [0; 4])),
+        Type::CHAR => text::string(out, char::from(*some(raw.first())?).encode_utf8(&mut [0; 4])),
         Type::UUID => {
-            let value = raw.try_into().ok()?;
+            let value = some(raw.try_into().ok())?;
             text::quoted_with(out, |out| json::write_uuid(out, value));
         }
-        Type::DATE => match i32::from_be_bytes(raw.try_into().ok()?) {
+        Type::DATE => match i32::from_be_bytes(some(raw.try_into().ok())?) {
             i32::MAX => text::quoted(out, "infinity"),
             i32::MIN => text::quoted(out, "-infinity"),
             days => text::quoted_with(out, |out| json::write_date(out, i64::from(days) + POSTGRES_EPOCH_DAYS)),
         },
         Type::TIME => {
-            let micros = i64::from_be_bytes(raw.try_into().ok()?);
+            let micros = i64::from_be_bytes(some(raw.try_into().ok())?);
             text::quoted_with(out, |out| json::write_time(out, micros));
         }
         Type::TIMETZ => {
-            let (time, zone) = raw.split_at_checked(8)?;
-            let micros = i64::from_be_bytes(time.try_into().ok()?);
+            let (time, zone) = some(raw.split_at_checked(8))?;
+            let micros = i64::from_be_bytes(some(time.try_into().ok())?);
             // PostgreSQL stores the offset in seconds west of UTC.
-            let east = -i64::from(i32::from_be_bytes(zone.try_into().ok()?));
+            let east = -i64::from(i32::from_be_bytes(some(zone.try_into().ok())?));
             text::quoted_with(out, |out| {
                 json::write_time(out, micros);
                 out.push(if east < 0 { '-' } else { '+' });
@@ -895,46 +1065,44 @@ fn encode(ty: &Type, raw: &[u8], out: &mut String) -> Option<()> {
                 }
             });
         }
-        Type::TIMESTAMP | Type::TIMESTAMPTZ => match i64::from_be_bytes(raw.try_into().ok()?) {
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => match i64::from_be_bytes(some(raw.try_into().ok())?) {
             i64::MAX => text::quoted(out, "infinity"),
             i64::MIN => text::quoted(out, "-infinity"),
             micros => {
-                let micros = micros.checked_add(POSTGRES_EPOCH_MICROS)?;
+                let micros = some(micros.checked_add(POSTGRES_EPOCH_MICROS))?;
                 let utc = *ty == Type::TIMESTAMPTZ;
                 text::quoted_with(out, |out| json::write_timestamp(out, micros, utc));
             }
         },
         Type::INTERVAL => {
-            let (micros, rest) = raw.split_at_checked(8)?;
-            let (days, months) = rest.split_at_checked(4)?;
+            let (micros, rest) = some(raw.split_at_checked(8))?;
+            let (days, months) = some(rest.split_at_checked(4))?;
             text::quoted(
                 out,
                 &json::interval(
-                    i32::from_be_bytes(months.try_into().ok()?),
-                    i32::from_be_bytes(days.try_into().ok()?),
-                    i64::from_be_bytes(micros.try_into().ok()?),
+                    i32::from_be_bytes(some(months.try_into().ok())?),
+                    i32::from_be_bytes(some(days.try_into().ok())?),
+                    i64::from_be_bytes(some(micros.try_into().ok())?),
                 ),
             );
         }
-        Type::BYTEA => text::base64(out, raw),
-        Type::JSON => text::value(out, &serde_json::from_slice(raw).ok()?),
-        Type::JSONB => match raw.split_first()? {
-            (1, json) => text::value(out, &serde_json::from_slice(json).ok()?),
-            _ => return None,
+        Type::BYTEA => text::base64_within(out, raw, limit)?,
+        // JSON as the server printed it: duplicate keys, key order and digits kept.
+        Type::JSON => some(text::json_within(out, raw, limit))??,
+        Type::JSONB => match raw.split_first() {
+            Some((1, printed)) => some(text::json_within(out, printed, limit))??,
+            _ => return Err(Unwritten::Undecodable),
         },
         _ => {
             return match ty.kind() {
-                Kind::Enum(_) => {
-                    text::string(out, std::str::from_utf8(raw).ok()?);
-                    Some(())
-                }
-                Kind::Domain(base) => encode(base, raw, out),
-                Kind::Array(element) => encode_array(element, raw, out),
-                _ => None,
+                Kind::Enum(_) => Ok(text::string_within(out, some(std::str::from_utf8(raw).ok())?, limit)?),
+                Kind::Domain(base) => encode(base, raw, out, limit),
+                Kind::Array(element) => encode_array(element, raw, out, limit),
+                _ => Err(Unwritten::Undecodable),
             };
         }
     }
-    Some(())
+    Ok(())
 }
 
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
@@ -943,45 +1111,55 @@ const POSTGRES_EPOCH_MICROS: i64 = POSTGRES_EPOCH_DAYS * 86_400_000_000;
 
 /// An array in binary format: dimensions, then the elements in row-major order, written as
 /// nested JSON arrays.
-fn encode_array(element: &Type, raw: &[u8], out: &mut String) -> Option<()> {
+fn encode_array(element: &Type, raw: &[u8], out: &mut String, limit: usize) -> Result<(), Unwritten> {
     let mut input = raw;
-    let dimensions = usize::try_from(i32::from_be_bytes(take(&mut input, 4)?.try_into().ok()?)).ok()?;
-    take(&mut input, 8)?; // the has-null flag and the element type
+    let word = |input: &mut &[u8]| some(take(input, 4).and_then(|bytes| bytes.try_into().ok()).map(i32::from_be_bytes));
+    let dimensions = some(usize::try_from(word(&mut input)?).ok())?;
+    some(take(&mut input, 8))?; // the has-null flag and the element type
     let mut lengths = Vec::with_capacity(dimensions.min(raw.len()));
     for _ in 0..dimensions {
-        lengths.push(usize::try_from(i32::from_be_bytes(take(&mut input, 4)?.try_into().ok()?)).ok()?);
-        take(&mut input, 4)?; // the lower bound
+        lengths.push(some(usize::try_from(word(&mut input)?).ok())?);
+        some(take(&mut input, 4))?; // the lower bound
     }
     // PostgreSQL writes an empty array with no dimensions; an element takes 4 bytes at least.
-    let count = lengths.iter().try_fold(1usize, |total, length| total.checked_mul(*length))?;
+    let count = some(lengths.iter().try_fold(1usize, |total, length| total.checked_mul(*length)))?;
     if dimensions > 0 && (count == 0 || count > raw.len() / 4) {
-        return None;
+        return Err(Unwritten::Undecodable);
     }
-    encode_nested(element, if dimensions == 0 { &[] } else { &lengths }, &mut input, out)?;
-    input.is_empty().then_some(())
+    encode_nested(element, if dimensions == 0 { &[] } else { &lengths }, &mut input, out, limit)?;
+    if input.is_empty() { Ok(()) } else { Err(Unwritten::Undecodable) }
 }
 
 /// One level of an array: `lengths[0]` items, each an element or a level further down.
-fn encode_nested(element: &Type, lengths: &[usize], input: &mut &[u8], out: &mut String) -> Option<()> {
+fn encode_nested(
+    element: &Type,
+    lengths: &[usize],
+    input: &mut &[u8],
+    out: &mut String,
+    limit: usize,
+) -> Result<(), Unwritten> {
     out.push('[');
     if let Some((length, inner)) = lengths.split_first() {
         for index in 0..*length {
+            if out.len() > limit {
+                return Err(Unwritten::TooLarge);
+            }
             if index > 0 {
                 out.push(',');
             }
             if inner.is_empty() {
-                let length = i32::from_be_bytes(take(input, 4)?.try_into().ok()?);
+                let length = i32::from_be_bytes(some(take(input, 4).and_then(|bytes| bytes.try_into().ok()))?);
                 match usize::try_from(length) {
-                    Ok(length) => encode(element, take(input, length)?, out)?,
+                    Ok(length) => encode(element, some(take(input, length))?, out, limit)?,
                     Err(_) => json::text::null(out),
                 }
             } else {
-                encode_nested(element, inner, input, out)?;
+                encode_nested(element, inner, input, out, limit)?;
             }
         }
     }
     out.push(']');
-    Some(())
+    Ok(())
 }
 
 /// The next `n` bytes of `input`.
@@ -1128,6 +1306,8 @@ impl<'a> FromSql<'a> for Raw<'a> {
 
 /// Why work inside a transaction failed.
 enum Failure {
+    /// The connection was dead when the transaction began: nothing ran.
+    NotBegun(tokio_postgres::Error),
     Postgres(tokio_postgres::Error),
     Adapter(AdapterError),
 }
@@ -1136,7 +1316,7 @@ impl Failure {
     fn into_adapter_error(self) -> AdapterError {
         match self {
             Failure::Adapter(error) => error,
-            Failure::Postgres(error) => classify(&error),
+            Failure::Postgres(error) | Failure::NotBegun(error) => classify(&error),
         }
     }
 }
@@ -1368,7 +1548,10 @@ mod tests {
         assert_eq!(decode(&Type::INT4_ARRAY, &raw), Some(serde_json::json!([[1, null], [3, 4]])));
         assert_eq!(decode(&Type::INT4_ARRAY, &raw[..raw.len() - 1]), None, "truncated input is not decoded");
         let mut out = String::from("[1,");
-        assert!(!write_value(&Type::INT4_ARRAY, &raw[..raw.len() - 1], &mut out));
+        assert_eq!(
+            write_value(&Type::INT4_ARRAY, &raw[..raw.len() - 1], &mut out, usize::MAX),
+            Err(Unwritten::Undecodable)
+        );
         assert_eq!(out, "[1,", "a value that cannot be read leaves nothing behind");
         let empty = [0i32, 0, 23].iter().flat_map(|word| word.to_be_bytes()).collect::<Vec<u8>>();
         assert_eq!(decode(&Type::INT4_ARRAY, &empty), Some(serde_json::json!([])));
