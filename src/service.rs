@@ -106,7 +106,7 @@ impl Service {
         config: &Config,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Service, ServiceError> {
-        let validator = SqlValidator::new(config.allow.clone());
+        let validator = SqlValidator::new(config.allow.clone()).with_budget(config.limits.max_result_bytes);
         register(&mut tools, QueryRead::new(Arc::clone(&adapter), validator, config.limits))?;
         register(&mut tools, ListTables::new(Arc::clone(&adapter)))?;
         register(&mut tools, DescribeTable::new(adapter))?;

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::boundary::{Denial, DenialCode, Evidence, Read, Write};
-use crate::sql::{SqlDialect, ValidatedQuery};
+use crate::sql::{ParamValue, SqlDialect, ValidatedQuery};
 
 pub mod json;
 #[cfg(feature = "mysql")]
@@ -316,13 +316,32 @@ pub(crate) fn take_url_parameter(url: &str, name: &str) -> (String, Option<Strin
     (url, value)
 }
 
-/// Refuses a query validated for another dialect than the backend's.
-pub(crate) fn ensure_dialect(query: &ValidatedQuery, dialect: SqlDialect) -> Result<(), AdapterError> {
-    if query.dialect() == dialect {
-        Ok(())
-    } else {
-        Err(AdapterError::invalid("the query was validated for another SQL dialect"))
+/// Refuses a query validated for another dialect than the backend's, or whose size-amplifying
+/// calls would, with these parameters, make more than the result cap
+/// ([`ValidatedQuery::check_params`]). Every backend checks this before it runs a query.
+pub(crate) fn ensure_runnable(
+    query: &ValidatedQuery,
+    dialect: SqlDialect,
+    params: &[SqlValue],
+    max_bytes: usize,
+) -> Result<(), AdapterError> {
+    if query.dialect() != dialect {
+        return Err(AdapterError::invalid("the query was validated for another SQL dialect"));
     }
+    let values: Vec<ParamValue<'_>> = params
+        .iter()
+        .map(|param| match param {
+            SqlValue::Null => ParamValue::Null,
+            SqlValue::Bool(value) => ParamValue::Number(f64::from(u8::from(*value))),
+            SqlValue::Int(value) => ParamValue::Number(*value as f64),
+            SqlValue::Float(value) => ParamValue::Number(*value),
+            SqlValue::Text(value) => ParamValue::Text(value),
+            SqlValue::Bytes(value) => ParamValue::Bytes(value.len()),
+        })
+        .collect();
+    query
+        .check_params(&values, max_bytes)
+        .map_err(|denial| AdapterError::of_kind(AdapterErrorKind::Refused).with_message(denial.message().to_owned()))
 }
 
 /// A database backend.
@@ -668,6 +687,8 @@ pub enum AdapterErrorKind {
     Connection,
     /// A write tool's statements affected more rows than it declared.
     TooManyRows,
+    /// The query was refused before it ran (with these parameters, say).
+    Refused,
 }
 
 impl AdapterError {
@@ -716,6 +737,7 @@ impl AdapterError {
             AdapterErrorKind::TooManyRows => {
                 (DenialCode::QueryRejected, "the change affected more rows than the tool allows; nothing was changed")
             }
+            AdapterErrorKind::Refused => (DenialCode::QueryRejected, "the query was refused"),
         };
         Some(Denial::new(code, self.message.clone().unwrap_or(Cow::Borrowed(generic))))
     }
@@ -731,6 +753,7 @@ impl fmt::Display for AdapterError {
             AdapterErrorKind::Database => "database error",
             AdapterErrorKind::Connection => "database connection failed",
             AdapterErrorKind::TooManyRows => "too many rows affected",
+            AdapterErrorKind::Refused => "query refused",
         })?;
         match &self.message {
             Some(message) => write!(f, ": {message}"),

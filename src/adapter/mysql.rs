@@ -33,7 +33,7 @@ use super::{
     Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction,
 };
-use super::{LONG_VALUE_PIECE, RowCollector, ensure_dialect, take_url_parameter};
+use super::{LONG_VALUE_PIECE, RowCollector, ensure_runnable, take_url_parameter};
 use crate::boundary::{Evidence, Read, SlotHold, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
 
@@ -371,7 +371,7 @@ impl Adapter for MySqlAdapter {
         options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
-            ensure_dialect(query, SqlDialect::MySql)?;
+            ensure_runnable(query, SqlDialect::MySql, params, options.max_bytes)?;
             let large = AtomicBool::new(false);
             let context = ReadContext { sql: query.sql(), params, options, large: &large };
             let cap = options.limit.saturating_add(1);

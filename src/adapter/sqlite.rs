@@ -25,7 +25,7 @@ use super::json;
 use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, Posture,
     QueryResult, ReadOptions, ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary, WriteOptions,
-    WriteTransaction, ensure_dialect,
+    WriteTransaction, ensure_runnable,
 };
 use crate::boundary::{Evidence, Read, SlotHold, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
@@ -261,7 +261,7 @@ impl Adapter for SqliteAdapter {
         options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
-            ensure_dialect(query, SqlDialect::Sqlite)?;
+            ensure_runnable(query, SqlDialect::Sqlite, params, options.max_bytes)?;
             let (sql, params) = (query.sql().to_owned(), params.to_vec());
             let (hold, cap) = (evidence.hold_slot(), options.max_bytes);
             self.read_with(hold, options.timeout, cap, false, move |connection| {

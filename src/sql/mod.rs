@@ -13,8 +13,11 @@
 //! session's search path cannot change what is read. That printed text must parse back to
 //! exactly the tree that was checked. Anything the parser does not understand is rejected.
 
+mod amplify;
 mod functions;
 mod walk;
+
+pub use amplify::ParamValue;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -215,6 +218,7 @@ pub struct ValidatedQuery {
     tables: Vec<TableName>,
     fingerprint: String,
     params: usize,
+    amplification: amplify::Amplification,
 }
 
 impl ValidatedQuery {
@@ -244,6 +248,15 @@ impl ValidatedQuery {
         self.params
     }
 
+    /// The amplification guard, with the parameters' values: what the query's size-amplifying
+    /// calls (`repeat`, `lpad`, format widths …) make together may not exceed `max_bytes`, the
+    /// result cap. The validator checked the parts that are constant; parameters count too,
+    /// since the database folds them as constants (see the module documentation of `sql`).
+    /// Every adapter checks this before it runs the query.
+    pub fn check_params(&self, params: &[ParamValue<'_>], max_bytes: usize) -> Result<(), Denial> {
+        self.amplification.check(params, max_bytes).map_err(rejected)
+    }
+
     /// A copy, for the validator's memory of accepted queries only (the type is not `Clone`:
     /// a validated query comes from validation).
     fn duplicate(&self) -> Self {
@@ -253,6 +266,7 @@ impl ValidatedQuery {
             tables: self.tables.clone(),
             fingerprint: self.fingerprint.clone(),
             params: self.params,
+            amplification: self.amplification.clone(),
         }
     }
 }
@@ -262,6 +276,8 @@ impl ValidatedQuery {
 pub struct SqlValidator {
     dialect: SqlDialect,
     allow: AllowList,
+    /// What a query's size-amplifying calls may make, in bytes: the result cap.
+    budget: usize,
     accepted: std::sync::Arc<Accepted>,
 }
 
@@ -319,9 +335,23 @@ impl SqlValidator {
     const STACK_BASE: usize = 1 << 20;
     const STACK_PER_TOKEN: usize = 2 << 10;
 
+    /// What a query's size-amplifying calls may make when nothing else is set: the default
+    /// result cap.
+    pub const DEFAULT_BUDGET: usize = 8_000_000;
+
     /// A validator for `allow.dialect`.
     pub fn new(allow: AllowList) -> Self {
-        SqlValidator { dialect: allow.dialect, allow, accepted: Default::default() }
+        SqlValidator { dialect: allow.dialect, allow, budget: Self::DEFAULT_BUDGET, accepted: Default::default() }
+    }
+
+    /// Sets the amplification guard's budget: what a query's size-amplifying calls (`repeat`,
+    /// `lpad`, format widths …) may make together, in bytes. Give it the result cap
+    /// (`max_result_bytes`).
+    #[must_use]
+    pub fn with_budget(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self.accepted = Default::default();
+        self
     }
 
     /// The dialect validated for.
@@ -393,6 +423,10 @@ impl SqlValidator {
             return Err(rejected(reason));
         }
         let (mut tables, placeholders) = walker.finish();
+        let amplification = amplify::examine(&statement, self.dialect).map_err(rejected)?;
+        if !amplification.uses_params() {
+            amplification.check(&[], self.budget).map_err(rejected)?;
+        }
         let expected = placeholders.count(self.dialect).map_err(rejected)?;
         if expected != params {
             let noun = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
@@ -406,7 +440,9 @@ impl SqlValidator {
         tables.sort();
         tables.dedup();
         let text = statement.to_string();
-        Ok((ValidatedQuery { dialect: self.dialect, text, tables, fingerprint: String::new(), params }, statement))
+        let query =
+            ValidatedQuery { dialect: self.dialect, text, tables, fingerprint: String::new(), params, amplification };
+        Ok((query, statement))
     }
 }
 

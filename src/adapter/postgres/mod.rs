@@ -46,7 +46,7 @@ use super::{
     Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction,
 };
-use super::{LONG_VALUE_PIECE, RowCollector, ensure_dialect, take_url_parameter};
+use super::{LONG_VALUE_PIECE, RowCollector, ensure_runnable, take_url_parameter};
 use crate::boundary::{Evidence, Read, SlotHold, Write};
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
 
@@ -296,7 +296,7 @@ impl Adapter for PostgresAdapter {
         options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
-            ensure_dialect(query, SqlDialect::Postgres)?;
+            ensure_runnable(query, SqlDialect::Postgres, params, options.max_bytes)?;
             if query.param_count() != params.len() {
                 return Err(AdapterError::invalid(format!(
                     "the query takes {} parameters but {} were given",
