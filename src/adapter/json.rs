@@ -618,13 +618,23 @@ pub(crate) mod text {
     /// the database printed it, so duplicate keys, key order and big numbers are kept: `None`
     /// when it is not JSON, for the caller to write it another way. (It is checked without
     /// being taken apart: a value tree would take many times the text's memory.)
+    ///
+    /// Line breaks and tabs between its tokens (PostgreSQL's `json` keeps the input's) are left
+    /// out: JSON text written here holds no control character, which the stdio transport's
+    /// one-message-per-line framing and its text copy rely on. Valid JSON has them nowhere
+    /// else, since a string cannot hold one unescaped.
     pub(crate) fn json_within(out: &mut String, value: &[u8], limit: usize) -> Option<Result<(), TooLarge>> {
         let text = std::str::from_utf8(value).ok()?;
         serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
         if out.len().saturating_add(text.len()) > limit {
             return Some(Err(TooLarge));
         }
-        out.push_str(text);
+        let mut rest = text;
+        while let Some(at) = memchr::memchr3(b'\n', b'\r', b'\t', rest.as_bytes()) {
+            out.push_str(&rest[..at]);
+            rest = &rest[at + 1..];
+        }
+        out.push_str(rest);
         Some(Ok(()))
     }
 
@@ -897,9 +907,23 @@ mod tests {
         assert_eq!(text::json_within(&mut String::new(), b"\xff", 1000), None);
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(text::json_within(&mut String::new(), deep.as_bytes(), 1000), Some(Ok(())), "at any depth");
+        let mut out = String::new();
+        let spread = "{\"a\":\n\t[1,\r\n 2], \"b\\n\": \"x\\ty\"}";
+        assert_eq!(text::json_within(&mut out, spread.as_bytes(), 1000), Some(Ok(())));
+        assert_eq!(out, "{\"a\":[1, 2], \"b\\n\": \"x\\ty\"}", "line breaks and tabs between tokens are left out");
     }
 
     proptest::proptest! {
+        #[test]
+        fn json_from_the_database_is_written_without_control_characters(value in any_value()) {
+            let printed = serde_json::to_string_pretty(&value).expect("printed").replace("  ", "\t");
+            let mut out = String::new();
+            proptest::prop_assert_eq!(text::json_within(&mut out, printed.as_bytes(), usize::MAX), Some(Ok(())));
+            proptest::prop_assert!(!out.bytes().any(|byte| byte < 0x20), "{}", out);
+            let parsed = |text: &str| serde_json::from_str::<Value>(text).expect("JSON");
+            proptest::prop_assert_eq!(parsed(&out), parsed(&printed));
+        }
+
         #[test]
         fn any_value_is_written_as_serde_json_writes_it(value in any_value()) {
             proptest::prop_assert_eq!(written(|out| text::value(out, &value)), value.to_string());
