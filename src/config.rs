@@ -355,8 +355,8 @@ impl Config {
             Some(path) => AuditTarget::File(path),
             None => {
                 warnings.push(
-                    "[audit] names no path: audit records go to stderr, and a client that does not read stderr \
-                     gets its calls denied once the audit writer's queue is full; set [audit] path"
+                    "[audit] names no path: audit records go to stderr, and once a client that does not read \
+                     stderr has let its pipe fill, every call is denied (\"audit unavailable\"); set [audit] path"
                         .into(),
                 );
                 AuditTarget::Stderr

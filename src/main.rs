@@ -44,7 +44,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    keep_large_blocks_mapped();
+    start_with_memory_settings();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config),
@@ -53,28 +53,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// glibc's allocator raises its mmap threshold each time a large block is freed, so that later
-/// large blocks come from the heap and stay with the process once freed: the server would keep
-/// the memory its largest results used. A fixed threshold (1 MiB) keeps every large block
-/// mapped, and gives it back when it is freed. glibc reads the setting only when a process
-/// starts, so the server starts itself again with it, once; should that fail, it goes on as it
-/// is. (`tests/limits.rs` reads the process's memory from `/proc` after large results.)
-fn keep_large_blocks_mapped() {
+/// Two settings that keep the memory a large result used from staying with the process, read
+/// only when a process starts; so the server starts itself again with them, once (should that
+/// fail, it goes on as it is). `tests/postgres.rs` and `tests/mysql.rs` read the process's memory
+/// from `/proc` after large results.
+///
+/// - glibc's allocator raises its mmap threshold each time a large block is freed, so that later
+///   large blocks come from the heap and stay there once freed. A fixed threshold (1 MiB) keeps
+///   every large block mapped, and gives it back when it is freed.
+/// - mysql_async keeps up to 128 packet buffers for reuse, each of up to 4 MiB: 64 KiB each is
+///   plenty for the packets of ordinary rows.
+fn start_with_memory_settings() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt as _;
-        const TUNABLE: &str = "glibc.malloc.mmap_threshold=1048576";
+        const THRESHOLD: &str = "glibc.malloc.mmap_threshold=1048576";
+        const BUFFERS: (&str, &str) = ("MYSQL_ASYNC_BUFFER_SIZE_CAP", "65536");
         let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if tunables.split(':').any(|tunable| tunable.starts_with("glibc.malloc.mmap_threshold=")) {
+        let threshold_set = tunables.split(':').any(|tunable| tunable.starts_with("glibc.malloc.mmap_threshold="));
+        let buffers_set = std::env::var_os(BUFFERS.0).is_some();
+        if threshold_set && buffers_set {
             return;
         }
         let Ok(program) = std::env::current_exe() else { return };
-        let tunables = if tunables.is_empty() { TUNABLE.to_owned() } else { format!("{tunables}:{TUNABLE}") };
+        let mut again = std::process::Command::new(program);
+        again.args(std::env::args_os().skip(1));
+        if !threshold_set {
+            again.env(
+                "GLIBC_TUNABLES",
+                if tunables.is_empty() { THRESHOLD.to_owned() } else { format!("{tunables}:{THRESHOLD}") },
+            );
+        }
+        if !buffers_set {
+            again.env(BUFFERS.0, BUFFERS.1);
+        }
         // Only returns if the program could not be started again.
-        let _ = std::process::Command::new(program)
-            .args(std::env::args_os().skip(1))
-            .env("GLIBC_TUNABLES", tunables)
-            .exec();
+        let _ = again.exec();
     }
 }
 

@@ -86,3 +86,168 @@ fn a_refused_initialize_leaves_the_session_closed_but_alive() {
     assert_eq!(server.call("list_tables", json!({}))["isError"], json!(false));
     assert_eq!(server.finish(), Some(0));
 }
+
+/// The demo under huge values and wide rows, `max_concurrent` (4) at a time: the server's peak
+/// resident memory stays within 64 MiB + 2 × `max_result_bytes` × `max_concurrent`, the memory
+/// a refusal took comes back, every call is answered within its time limit and a second, and a
+/// `ping` is answered throughout. What the gate cannot bound from the text (a value grown from
+/// the rows) SQLite refuses as it would pass `max_result_bytes`.
+#[test]
+fn huge_values_and_wide_rows_stay_within_the_memory_bound_on_the_demo() {
+    use std::time::Duration;
+    let wide = (0..70).map(|n| format!("printf('%.*c', 100000, 'a') AS c{n}")).collect::<Vec<_>>().join(", ");
+    let cases = [
+        ("SELECT printf('%.*c', 70000, char(1)) FROM orders", "RESULT_TOO_LARGE"),
+        ("SELECT group_concat(printf('%.*c', 100000, 'x')) FROM orders", "RESULT_TOO_LARGE"),
+        ("SELECT printf('%.*c', 1300000, char(1))", "ok"),
+        ("SELECT printf('%.*c', 3900000, '\"')", "ok"),
+        (&format!("SELECT {wide}"), "ok"),
+        ("SELECT CAST(printf('%.*c', 5000000, 'z') AS BLOB)", "ok"),
+        (
+            "SELECT group_concat(a.email || b.email || c.email) FROM customers a, customers b, customers c",
+            "RESULT_TOO_LARGE",
+        ),
+        ("SELECT group_concat(a.email || b.email) FROM customers a, customers b, orders c WHERE c.id <= 40", "ok"),
+        ("SELECT printf('%.*c', 900000000, char(1))", "QUERY_REJECTED"),
+        ("SELECT printf('%.*c', (SELECT count(*) FROM order_items) * 100000, 'x')", "QUERY_REJECTED"),
+        ("SELECT printf('%.*c', 1000000, 'y') FROM products", "RESULT_TOO_LARGE"),
+    ];
+    let queries: Vec<String> = cases.iter().map(|(query, _)| (*query).to_owned()).collect();
+    let probe = databases::Probe::start(&[], &[], databases::Stderr::Null);
+    let refused: Vec<String> = cases
+        .iter()
+        .filter(|(_, expected)| *expected == "RESULT_TOO_LARGE")
+        .flat_map(|(query, _)| [(*query).to_owned(), (*query).to_owned()])
+        .collect();
+    let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
+    assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let baseline = probe.status_kib("VmRSS");
+    let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
+    assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let after = probe.status_kib("VmRSS");
+    eprintln!("resident memory {baseline} KiB before the refusals, {after} KiB after");
+    assert!(after <= baseline + (8 << 10), "memory came back: {baseline} KiB before, {after} KiB after");
+    for round in 0..2 {
+        let (replies, longest_ping) = probe.under_load(&queries, 4, Duration::from_secs(30));
+        for (reply, (query, expected)) in replies.iter().zip(&cases) {
+            let shown = &reply.text[..reply.text.len().min(300)];
+            assert_eq!(reply.code(), *expected, "round {round}: {query}: {shown}");
+            // The demo's time limit (5 s), and a second.
+            assert!(reply.latency() < Duration::from_secs(6), "{query}: answered after {:?}", reply.latency());
+        }
+        eprintln!("round {round}: the longest ping waited {longest_ping:?}");
+        assert!(longest_ping < databases::ping_bound(), "round {round}: a ping waited {longest_ping:?}");
+    }
+    let peak = probe.status_kib("VmHWM");
+    eprintln!("peak resident memory {peak} KiB");
+    let bound = (64 << 10) + 2 * 8_000_000 * 4 / 1024;
+    assert!(peak <= bound, "peak resident memory {peak} KiB, bound {bound} KiB");
+    assert_eq!(probe.finish(), Some(0));
+}
+
+/// A SQLite database file of the test's own, with a small table, and a config serving it with
+/// audit to `audit` (a path, or stderr when `None`) within a 100 ms audit deadline.
+fn served_file(audit: Option<&std::path::Path>) -> (std::path::PathBuf, databases::ConfigFile) {
+    let path = std::env::temp_dir().join(format!("sqlwarden-stderr-{}.db", databases::unique_suffix()));
+    let connection = rusqlite::Connection::open(&path).expect("create");
+    connection
+        .execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+                 INSERT INTO notes SELECT i, 'note ' || i FROM n;",
+        )
+        .expect("fixture");
+    let audit = audit.map_or_else(String::new, |path| format!("path = \"{}\"\n", path.display()));
+    let config = databases::ConfigFile::new(&format!(
+        "[database]\nurl = \"sqlite:{}\"\n[allowlist]\nschemas = [\"main\"]\ntables = [\"notes\"]\n\
+         [[grants]]\ntool = \"query_read\"\n[quotas]\nrate_per_minute = 100000\nburst = 1000\n\
+         [audit]\ndeadline_ms = 100\n{audit}",
+        path.display()
+    ));
+    (path, config)
+}
+
+/// A client that never reads the server's stderr, where audit goes: once the pipe is full,
+/// every call is answered or denied (`INTERNAL`, "audit unavailable") within the audit
+/// deadline, `ping` is answered throughout, and no call ran without its audit record: when
+/// stderr is read at last, every call that ran has its records there.
+#[test]
+fn a_client_that_never_reads_stderr_gets_answers_or_denials_and_no_call_runs_unaudited() {
+    use std::io::Read;
+    use std::time::Duration;
+    let (database, config) = served_file(None);
+    let mut probe = databases::Probe::start(&["--config", &config.path()], &[], databases::Stderr::Unread);
+    let (mut answered, mut denied) = (0usize, 0usize);
+    let mut longest = Duration::ZERO;
+    for n in 0..400 {
+        let (sent, answer) = probe.read(json!({"query": format!("SELECT body FROM notes WHERE id = {}", n % 100 + 1)}));
+        let reply = answer.recv_timeout(Duration::from_secs(10)).expect("every call is answered");
+        longest = longest.max(sent.elapsed());
+        match reply.code().as_str() {
+            "ok" => answered += 1,
+            "INTERNAL" => {
+                assert!(reply.text.contains("audit unavailable"), "{}", reply.text);
+                denied += 1;
+            }
+            other => panic!("call {n}: {other}: {}", reply.text),
+        }
+        if n % 50 == 0 {
+            let ping = probe.request("ping", json!({}), Duration::from_secs(10));
+            assert!(ping.latency() < databases::ping_bound(), "a ping waited {:?}", ping.latency());
+        }
+    }
+    eprintln!("{answered} calls answered, {denied} denied; the longest took {longest:?}");
+    assert!(denied > 0, "the pipe filled, and the calls after it were denied");
+    // The deadline (100 ms), and room for an unoptimized build.
+    assert!(longest < Duration::from_secs(2), "a call took {longest:?}");
+    // Read stderr at last: every call that ran has its record of having run.
+    let mut stderr = probe.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    assert_eq!(probe.finish(), Some(0));
+    let text = reader.join().expect("stderr read");
+    let ran = text
+        .lines()
+        .filter(|line| line.contains("\"stage\":\"execute\"") && line.contains("\"decision\":\"allow\""))
+        .count();
+    let admitted = text
+        .lines()
+        .filter(|line| line.contains("\"stage\":\"admit\"") && line.contains("\"decision\":\"allow\""))
+        .count();
+    eprintln!("{admitted} admissions and {ran} executions audited");
+    assert!(ran >= answered, "{answered} calls ran, {ran} have an execute record");
+    assert!(admitted >= answered, "{answered} calls ran, {admitted} have an admission record");
+    let _ = std::fs::remove_file(database);
+}
+
+/// With `[audit] path`, a client that never reads stderr, where the logs go (at their most
+/// talkative), has every call answered: logs drop lines rather than wait.
+#[test]
+fn with_an_audit_file_a_client_that_never_reads_stderr_has_every_call_answered() {
+    use std::time::Duration;
+    let audit = std::env::temp_dir().join(format!("sqlwarden-audit-{}.jsonl", databases::unique_suffix()));
+    let (database, config) = served_file(Some(&audit));
+    let probe = databases::Probe::start(
+        &["--config", &config.path()],
+        &[("SQLWARDEN_LOG", "trace")],
+        databases::Stderr::Unread,
+    );
+    for n in 0..400 {
+        let (_, answer) = probe.read(json!({"query": format!("SELECT body FROM notes WHERE id = {}", n % 100 + 1)}));
+        let reply = answer.recv_timeout(Duration::from_secs(10)).expect("every call is answered");
+        assert_eq!(reply.code(), "ok", "call {n}: {}", reply.text);
+    }
+    let ping = probe.request("ping", json!({}), Duration::from_secs(10));
+    assert!(ping.latency() < databases::ping_bound(), "a ping waited {:?}", ping.latency());
+    assert_eq!(probe.finish(), Some(0));
+    let records = std::fs::read_to_string(&audit).expect("audit file");
+    let ran = records.lines().filter(|line| line.contains("\"stage\":\"execute\"")).count();
+    assert_eq!(ran, 400, "every call's execute record is in the file");
+    let _ = std::fs::remove_file(audit);
+    let _ = std::fs::remove_file(database);
+}

@@ -527,3 +527,210 @@ fn the_write_controlled_example_adds_one_customer_only_when_mode_and_grant_allow
     let count = || runtime.block_on(db.borrow_mut().count("customers"));
     databases::check_write_controlled_example(&url, &name, count);
 }
+
+/// Large values: one of 12 MB (more than any result may hold, and than the client takes), five
+/// of 2 MB (10 MB together), one of 4 MB to compute over, and 200 rows to read many of.
+const BLOBS: &str = "
+    CREATE TABLE blobs (id INT PRIMARY KEY, body LONGTEXT NOT NULL);
+    INSERT INTO blobs VALUES (1, repeat('x', 12000000));
+    INSERT INTO blobs VALUES (2, repeat('B', 2000000)), (3, repeat('C', 2000000)), (4, repeat('D', 2000000));
+    INSERT INTO blobs VALUES (5, repeat('E', 2000000)), (6, repeat('F', 2000000)), (7, repeat('abcd', 1000000));
+    CREATE TABLE numbers (n INT PRIMARY KEY);
+    INSERT INTO numbers SELECT 1 + a.n + 10 * b.n FROM (SELECT 0 AS n UNION SELECT 1 UNION SELECT 2 UNION SELECT 3
+        UNION SELECT 4 UNION SELECT 5 UNION SELECT 6 UNION SELECT 7 UNION SELECT 8 UNION SELECT 9) AS a,
+        (SELECT 0 AS n UNION SELECT 1 UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5 UNION SELECT 6
+        UNION SELECT 7 UNION SELECT 8 UNION SELECT 9 UNION SELECT 10 UNION SELECT 11 UNION SELECT 12 UNION SELECT 13
+        UNION SELECT 14 UNION SELECT 15 UNION SELECT 16 UNION SELECT 17 UNION SELECT 18 UNION SELECT 19) AS b
+";
+
+impl TestDb {
+    fn blobs_allow(&self) -> AllowList {
+        AllowList::new(SqlDialect::MySql, &self.name).table(&self.name, "blobs").table(&self.name, "numbers")
+    }
+
+    /// Whether a thread of this database's is still working on a statement whose text holds
+    /// `text`, whatever its command (a killed one shows `Killed`).
+    async fn present(&mut self, text: &str) -> usize {
+        let own = self.admin.id();
+        let rows: Vec<(u64, Option<String>)> = self
+            .admin
+            .exec("SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE DB = ?", (&self.name,))
+            .await
+            .expect("processlist");
+        rows.into_iter()
+            .filter(|(id, info)| *id != u64::from(own) && info.as_deref().is_some_and(|i| i.contains(text)))
+            .count()
+    }
+}
+
+/// The whole process under `max_concurrent` (4) calls at a time of huge values, wide rows and
+/// many rows, with the default limits: see the PostgreSQL test of the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_values_and_wide_rows_stay_within_the_memory_bound_and_the_loop_answers() {
+    let Some(db) = TestDb::create(BLOBS).await else { return };
+    let audit = std::env::temp_dir().join(format!("sqlwarden-audit-{}.jsonl", unique_suffix()));
+    let config = databases::ConfigFile::new(&format!(
+        "[database]\nurl = \"{}\"\n[allowlist]\nschemas = [\"{}\"]\ntables = [\"blobs\", \"numbers\"]\n\
+         [[grants]]\ntool = \"query_read\"\n[audit]\npath = \"{}\"\n",
+        db.url(),
+        db.name,
+        audit.display()
+    ));
+    let wide = (0..70).map(|n| format!("repeat('a', 100000) AS c{n}")).collect::<Vec<_>>().join(", ");
+    let cases = [
+        ("SELECT body FROM blobs WHERE id = 1", "RESULT_TOO_LARGE"),
+        ("SELECT body FROM blobs WHERE id BETWEEN 2 AND 6 ORDER BY id", "RESULT_TOO_LARGE"),
+        ("SELECT repeat(unhex('01'), 1300000)", "ok"),
+        ("SELECT repeat('\"', 3900000)", "ok"),
+        (&format!("SELECT {wide}"), "ok"),
+        ("SELECT repeat('x', 70000) FROM numbers ORDER BY n", "ok"),
+        ("SELECT repeat('a', 100000000)", "QUERY_REJECTED"),
+        ("SELECT md5(body) FROM blobs ORDER BY id", "ok"),
+    ];
+    let queries: Vec<String> = cases.iter().map(|(query, _)| (*query).to_owned()).collect();
+    tokio::task::block_in_place(|| {
+        let probe = databases::Probe::start(&["--config", &config.path()], &[], databases::Stderr::Null);
+        // Refusals first: once they are answered, the memory they took is given back. (A first
+        // batch starts what the process starts once: its pool, the blocking pool's threads.)
+        let refused: Vec<String> = cases
+            .iter()
+            .filter(|(_, expected)| *expected == "RESULT_TOO_LARGE")
+            .flat_map(|(query, _)| [(*query).to_owned(), (*query).to_owned()])
+            .collect();
+        let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
+        assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
+        std::thread::sleep(Duration::from_millis(500));
+        let baseline = probe.status_kib("VmRSS");
+        let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
+        assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
+        // Connections that read large rows are closed as their transactions end, just after.
+        let mut after = probe.status_kib("VmRSS");
+        for _ in 0..30 {
+            if after <= baseline + (8 << 10) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            after = probe.status_kib("VmRSS");
+        }
+        eprintln!("resident memory {baseline} KiB before the refusals, {after} KiB after");
+        assert!(after <= baseline + (8 << 10), "memory came back: {baseline} KiB before, {after} KiB after");
+        for round in 0..2 {
+            let (replies, longest_ping) = probe.under_load(&queries, 4, Duration::from_secs(30));
+            for (reply, (query, expected)) in replies.iter().zip(&cases) {
+                let shown = &reply.text[..reply.text.len().min(300)];
+                assert_eq!(reply.code(), *expected, "round {round}: {query}: {shown}");
+                assert!(reply.latency() < Duration::from_secs(6), "{query}: answered after {:?}", reply.latency());
+            }
+            eprintln!("round {round}: the longest ping waited {longest_ping:?}");
+            assert!(longest_ping < databases::ping_bound(), "round {round}: a ping waited {longest_ping:?}");
+        }
+        let peak = probe.status_kib("VmHWM");
+        eprintln!("peak resident memory {peak} KiB");
+        let bound = (64 << 10) + 2 * 8_000_000 * 4 / 1024;
+        assert!(peak <= bound, "peak resident memory {peak} KiB, bound {bound} KiB");
+        assert_eq!(probe.finish(), Some(0));
+    });
+    let _ = std::fs::remove_file(audit);
+}
+
+/// A row larger than the client takes is `RESULT_TOO_LARGE` after one try, never retried on
+/// other connections (it once ran nine times for one call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_larger_than_any_result_is_refused_once() {
+    let Some(db) = TestDb::create(BLOBS).await else { return };
+    let url = db.url();
+    let target = databases::host_of(&url, "127.0.0.1:3306");
+    let relay = Relay::start(0, target.clone()).await;
+    let relayed = format!("{}?prefer_socket=false", url.replace(&target, &format!("127.0.0.1:{}", relay.port)));
+    let options = PoolOptions { max_result_bytes: 500_000, ..PoolOptions::default() };
+    let adapter = MySqlAdapter::connect(&relayed, db.blobs_allow(), options).expect("adapter");
+    let limits = ReadLimits { max_result_bytes: 500_000, ..ReadLimits::default() };
+    let service = Service::new(Arc::new(adapter), db.blobs_allow(), limits);
+    let (code, message) =
+        refusal(service.call("query_read", json!({"query": "SELECT body FROM blobs WHERE id = 2"})).await);
+    assert_eq!(code, DenialCode::ResultTooLarge);
+    assert!(message.starts_with("a row is larger than 1548576 bytes"), "{message}");
+    assert_eq!(relay.accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection, one try");
+    assert_eq!(service.read(json!({"query": "SELECT id FROM blobs WHERE id = 7"})).await["rows"], json!([[7]]));
+}
+
+/// A statement MariaDB does not stop at its time limit (hundreds of hashes of a 4 MB value in
+/// one row: a kill is noticed only between rows) keeps its caller's quota slot after the caller
+/// has its `TIMEOUT`, until the server has let go of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_outlives_its_timeout_keeps_its_quota_slot_until_it_ends() {
+    let Some(mut db) = TestDb::create(BLOBS).await else { return };
+    let adapter = MySqlAdapter::connect(&db.url(), db.blobs_allow(), PoolOptions::default()).expect("adapter");
+    let service = Service::new(Arc::new(adapter), db.blobs_allow(), ReadLimits::default());
+    let tag = format!("slow-{}", unique_suffix());
+    let hashes = vec!["md5(body)"; 600].join(", ");
+    let query = format!("SELECT '{tag}' AS tag, length(concat({hashes})) FROM blobs WHERE id = 7");
+    let started = Instant::now();
+    let (code, _) = refusal(service.call("query_read", json!({"query": query, "timeout_ms": 300})).await);
+    assert_eq!(code, DenialCode::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at its deadline: {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    if db.present(&tag).await > 0 {
+        assert_eq!(service.reads_in_flight(), 1, "still running on the server: the slot is held");
+        let start = Instant::now();
+        while db.present(&tag).await > 0 {
+            assert!(start.elapsed() < Duration::from_secs(120), "the statement ends");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert_eq!(service.reads_in_flight(), 0, "released once the statement ended");
+}
+
+/// A read whose connection an operator kills is an error at once, saying it was not run
+/// again; and it is not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_ended_by_the_database_is_an_error_at_once_and_is_not_run_again() {
+    let Some(mut db) = TestDb::create(BLOBS).await else { return };
+    let adapter = MySqlAdapter::connect(&db.url(), db.blobs_allow(), PoolOptions::default()).expect("adapter");
+    let service = Arc::new(Service::new(Arc::new(adapter), db.blobs_allow(), ReadLimits::default()));
+    let tag = format!("killed-{}", unique_suffix());
+    let endless = format!("SELECT '{tag}' AS tag, count(*) FROM numbers a, numbers b, numbers c, numbers d, numbers e");
+    let call = {
+        let service = Arc::clone(&service);
+        tokio::spawn(async move { service.call("query_read", json!({"query": endless, "timeout_ms": 30000})).await })
+    };
+    let start = Instant::now();
+    let id = loop {
+        let own = db.admin.id();
+        let rows: Vec<(u64, Option<String>)> = db
+            .admin
+            .exec("SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE DB = ?", (&db.name,))
+            .await
+            .expect("processlist");
+        if let Some((id, _)) = rows
+            .into_iter()
+            .find(|(id, info)| *id != u64::from(own) && info.as_deref().is_some_and(|i| i.contains(&tag)))
+        {
+            break id;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the read started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    db.admin.query_drop(format!("KILL {id}")).await.expect("kill");
+    let killed_at = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(5), call).await.expect("answered promptly").expect("joined");
+    assert!(killed_at.elapsed() < Duration::from_secs(2), "answered {:?} after the kill", killed_at.elapsed());
+    let (code, message) = refusal(result);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(message.contains("it was not run again"), "{message}");
+    // The killed thread may linger a moment; no other may take the statement up.
+    for _ in 0..20 {
+        let own = db.admin.id();
+        let rows: Vec<(u64, Option<String>)> = db
+            .admin
+            .exec("SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE DB = ?", (&db.name,))
+            .await
+            .expect("processlist");
+        let again = rows.into_iter().filter(|(other, info)| {
+            *other != id && *other != u64::from(own) && info.as_deref().is_some_and(|i| i.contains(&tag))
+        });
+        assert_eq!(again.count(), 0, "not run again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

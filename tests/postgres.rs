@@ -653,6 +653,12 @@ async fn the_stdio_server_serves_a_configured_database() {
     assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(1), "only the granted tool is listed");
     let rows = server.call("query_read", json!({"query": "SELECT name FROM customers WHERE id = $1", "params": [1]}));
     assert_eq!(rows["structuredContent"]["rows"], json!([["Ada"]]));
+    // `json` keeps the line breaks it was given; the answer is still one line of JSON.
+    let spread = server.call("query_read", json!({"query": "SELECT '{\"a\":\n\t[1,\r\n 2]}'::json AS j"}));
+    assert_eq!(spread["structuredContent"]["rows"], json!([[{"a": [1, 2]}]]));
+    let text: serde_json::Value =
+        serde_json::from_str(spread["content"][0]["text"].as_str().expect("text")).expect("the text copy is JSON");
+    assert_eq!(text, spread["structuredContent"]);
     let hidden = server.call("query_read", json!({"query": "SELECT * FROM secrets"}));
     assert_eq!(hidden["structuredContent"]["code"], json!("QUERY_REJECTED"));
     let ungranted = server.call("describe_table", json!({"table": "customers"}));
@@ -809,4 +815,188 @@ fn the_introspection_example_reports_indexes_of_allowed_tables_only() {
     let unknown_field = server.call("index_usage", json!({"schema": "pg_catalog"}));
     assert_eq!(unknown_field["structuredContent"]["code"], json!("INVALID_INPUT"));
     assert_eq!(server.finish(), Some(0));
+}
+
+/// Large values: one of 12 MB (more than any result may hold), five of 2 MB (10 MB together),
+/// and one of 4 MB to compute over.
+const BLOBS: &str = "
+    CREATE TABLE blobs (id int PRIMARY KEY, body text NOT NULL);
+    ALTER TABLE blobs ALTER COLUMN body SET STORAGE EXTERNAL;
+    INSERT INTO blobs SELECT 1, repeat('x', 12000000);
+    INSERT INTO blobs SELECT n, repeat(chr(64 + n), 2000000) FROM generate_series(2, 6) AS n;
+    INSERT INTO blobs SELECT 7, repeat('abcd', 1000000);
+";
+
+fn blobs_allow() -> AllowList {
+    AllowList::new(SqlDialect::Postgres, "public").table("public", "blobs")
+}
+
+/// The whole process, under `max_concurrent` (4) calls at a time of huge values, wide rows and
+/// many rows, with the default limits: its peak memory stays within 64 MiB + 2 ×
+/// `max_result_bytes` × `max_concurrent`, every call is answered within its time limit and a
+/// second, `ping` is answered throughout, and its memory comes back once the calls are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_values_and_wide_rows_stay_within_the_memory_bound_and_the_loop_answers() {
+    let Some(db) = TestDb::create(BLOBS).await else { return };
+    let audit = std::env::temp_dir().join(format!("sqlwarden-audit-{}.jsonl", unique_suffix()));
+    let config = databases::ConfigFile::new(&format!(
+        "[database]\nurl = \"{}\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"blobs\"]\n\
+         [[grants]]\ntool = \"query_read\"\n[audit]\npath = \"{}\"\n",
+        db.url(),
+        audit.display()
+    ));
+    let wide = (0..70).map(|n| format!("repeat('a', 100000) AS c{n}")).collect::<Vec<_>>().join(", ");
+    let cases = [
+        ("SELECT body FROM blobs WHERE id = 1", "RESULT_TOO_LARGE"),
+        ("SELECT body FROM blobs WHERE id BETWEEN 2 AND 6 ORDER BY id", "RESULT_TOO_LARGE"),
+        ("SELECT repeat(chr(1), 1300000)", "ok"),
+        ("SELECT repeat(chr(34), 3900000)", "ok"),
+        (&format!("SELECT {wide}"), "ok"),
+        ("SELECT repeat('x', 70000) FROM generate_series(1, 110)", "ok"),
+        ("SELECT repeat(chr(1), 100000000)", "QUERY_REJECTED"),
+        ("SELECT md5(body) FROM blobs ORDER BY id", "ok"),
+    ];
+    let queries: Vec<String> = cases.iter().map(|(query, _)| (*query).to_owned()).collect();
+    tokio::task::block_in_place(|| {
+        let probe = databases::Probe::start(&["--config", &config.path()], &[], databases::Stderr::Null);
+        // Refusals first: once they are answered, the memory they took is given back. (A first
+        // batch starts what the process starts once: its pool, the blocking pool's threads.)
+        let refused: Vec<String> = cases
+            .iter()
+            .filter(|(_, expected)| *expected == "RESULT_TOO_LARGE")
+            .flat_map(|(query, _)| [(*query).to_owned(), (*query).to_owned()])
+            .collect();
+        let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
+        assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
+        std::thread::sleep(Duration::from_millis(500));
+        let baseline = probe.status_kib("VmRSS");
+        let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
+        assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
+        // Connections that read large rows are closed as their transactions end, just after.
+        let mut after = probe.status_kib("VmRSS");
+        for _ in 0..30 {
+            if after <= baseline + (8 << 10) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            after = probe.status_kib("VmRSS");
+        }
+        eprintln!("resident memory {baseline} KiB before the refusals, {after} KiB after");
+        assert!(after <= baseline + (8 << 10), "memory came back: {baseline} KiB before, {after} KiB after");
+        for round in 0..2 {
+            let (replies, longest_ping) = probe.under_load(&queries, 4, Duration::from_secs(30));
+            for (reply, (query, expected)) in replies.iter().zip(&cases) {
+                let shown = &reply.text[..reply.text.len().min(300)];
+                assert_eq!(reply.code(), *expected, "round {round}: {query}: {shown}");
+                assert!(reply.latency() < Duration::from_secs(6), "{query}: answered after {:?}", reply.latency());
+            }
+            eprintln!("round {round}: the longest ping waited {longest_ping:?}");
+            assert!(longest_ping < databases::ping_bound(), "round {round}: a ping waited {longest_ping:?}");
+        }
+        let peak = probe.status_kib("VmHWM");
+        eprintln!("peak resident memory {peak} KiB");
+        let bound = (64 << 10) + 2 * 8_000_000 * 4 / 1024;
+        assert!(peak <= bound, "peak resident memory {peak} KiB, bound {bound} KiB");
+        assert_eq!(probe.finish(), Some(0));
+    });
+    let _ = std::fs::remove_file(audit);
+}
+
+/// A row larger than any result may hold is refused as the server announces it, before it is
+/// read, and the read is not tried again on another connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_larger_than_any_result_is_refused_before_it_is_read_and_once() {
+    let Some(db) = TestDb::create(BLOBS).await else { return };
+    let target = databases::host_of(&admin_url(), "127.0.0.1:5432");
+    let relay = Relay::start(0, target.clone()).await;
+    let url = db.url().replace(&target, &format!("127.0.0.1:{}", relay.port));
+    let options = PoolOptions { max_result_bytes: 500_000, ..PoolOptions::default() };
+    let adapter = Arc::new(PostgresAdapter::connect(&url, blobs_allow(), options).expect("adapter"));
+    let limits = ReadLimits { max_result_bytes: 500_000, ..ReadLimits::default() };
+    let service = Service::new(adapter, blobs_allow(), limits);
+    let (code, message) =
+        refusal(service.call("query_read", json!({"query": "SELECT body FROM blobs WHERE id = 2"})).await);
+    assert_eq!(code, DenialCode::ResultTooLarge);
+    assert!(message.starts_with("a row is larger than 1548576 bytes"), "{message}");
+    assert_eq!(relay.accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection, one try");
+    // The pool carries on.
+    assert_eq!(service.read(json!({"query": "SELECT id FROM blobs WHERE id = 7"})).await["rows"], json!([[7]]));
+}
+
+/// A statement PostgreSQL does not stop at its time limit (a long step: here, hundreds of
+/// hashes of a 4 MB value in one row, which no cancel interrupts) keeps its caller's quota
+/// slot after the caller has its `TIMEOUT`, until the database has really stopped it; then the
+/// slot is free at once. A statement the database does stop is gone within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_outlives_its_timeout_keeps_its_quota_slot_until_it_ends() {
+    let Some(db) = TestDb::create(BLOBS).await else { return };
+    let service = Service::new(db.adapter(blobs_allow()), blobs_allow(), ReadLimits::default());
+    let tag = format!("slow-{}", unique_suffix());
+    let hashes = vec!["md5(body)"; 600].join(" || ");
+    let query = format!("SELECT '{tag}' AS tag, length({hashes}) FROM blobs WHERE id = 7");
+    let started = Instant::now();
+    let (code, _) = refusal(service.call("query_read", json!({"query": query, "timeout_ms": 300})).await);
+    assert_eq!(code, DenialCode::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at its deadline: {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    if db.running(&tag).await > 0 {
+        assert_eq!(service.reads_in_flight(), 1, "still running on the database: the slot is held");
+        let gone = db.gone_within(&tag, Duration::from_secs(120)).await.expect("the statement ends");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(service.reads_in_flight(), 0, "released once the statement ended ({gone:?})");
+    } else {
+        assert_eq!(service.reads_in_flight(), 0);
+    }
+    // An interruptible statement past its time limit is gone within a second, slot and all.
+    let counted = format!("counted-{}", unique_suffix());
+    let endless = format!(
+        "SELECT '{counted}' AS tag, count(*) FROM generate_series(1, 100000) AS a, generate_series(1, 100000) AS b"
+    );
+    let (code, _) = refusal(service.call("query_read", json!({"query": endless, "timeout_ms": 300})).await);
+    assert_eq!(code, DenialCode::Timeout);
+    assert!(db.gone_within(&counted, Duration::from_secs(1)).await.is_some(), "stopped within a second");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(service.reads_in_flight(), 0);
+}
+
+/// A read whose backend an operator terminates is an error at once, saying it was not run
+/// again; and it is not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_ended_by_the_database_is_an_error_at_once_and_is_not_run_again() {
+    let Some(db) = TestDb::create(BLOBS).await else { return };
+    let service = Arc::new(Service::new(db.adapter(blobs_allow()), blobs_allow(), ReadLimits::default()));
+    let tag = format!("killed-{}", unique_suffix());
+    let endless = format!(
+        "SELECT '{tag}' AS tag, count(*) FROM generate_series(1, 100000) AS a, generate_series(1, 100000) AS b"
+    );
+    let call = {
+        let service = Arc::clone(&service);
+        tokio::spawn(async move { service.call("query_read", json!({"query": endless, "timeout_ms": 30000})).await })
+    };
+    let start = Instant::now();
+    while db.running(&tag).await == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the read started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed: i64 = db
+        .admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 \
+             AND query LIKE '%' || $2 || '%' AND pid <> pg_backend_pid()",
+            &[&db.name, &tag],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert_eq!(killed, 1);
+    let killed_at = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(5), call).await.expect("answered promptly").expect("joined");
+    assert!(killed_at.elapsed() < Duration::from_secs(2), "answered {:?} after the kill", killed_at.elapsed());
+    let (code, message) = refusal(result);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(message.contains("it was not run again"), "{message}");
+    for _ in 0..20 {
+        assert_eq!(db.running(&tag).await, 0, "not run again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

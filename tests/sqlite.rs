@@ -225,3 +225,30 @@ async fn write_tools_commit_exactly_what_they_declare_and_nothing_else() {
         SqliteAdapter::open(&file.url(), AllowList::new(SqlDialect::Sqlite, "main"), 2).expect("opens the file");
     databases::exercise_write_tools(Arc::new(adapter), &mut file).await;
 }
+
+/// Every value a read makes or reads is capped at `max_result_bytes` by SQLite itself
+/// (`SQLITE_LIMIT_LENGTH`): a stored value or a built one over the cap is refused as it is
+/// made, even when what the query returns of it is small; a value under it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_byte_cap_is_refused_by_the_engine_even_when_the_result_is_small() {
+    let file = TestFile::create(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, score REAL);
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, total NUMERIC);
+         CREATE TABLE types (i INTEGER, b BLOB);
+         CREATE VIEW big_spenders AS SELECT 1 AS name;
+         INSERT INTO customers VALUES (1, printf('%.*c', 600000, 'a'), NULL, 0), (2, 'Grace', NULL, 0);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+             INSERT INTO orders SELECT i, 2, printf('%.*c', 100, 'x') FROM n;",
+    );
+    let service = service(&file, ReadLimits { max_result_bytes: 500_000, ..ReadLimits::default() });
+    for query in
+        ["SELECT substr(name, 1, 3) FROM customers WHERE id = 1", "SELECT length(group_concat(total)) FROM orders"]
+    {
+        let (code, message) = refusal(service.call("query_read", json!({"query": query})).await);
+        assert_eq!(code, DenialCode::ResultTooLarge, "{query}: {message}");
+    }
+    let read = service.read(json!({"query": "SELECT substr(name, 1, 3) FROM customers WHERE id = 2"})).await;
+    assert_eq!(read["rows"], json!([["Gra"]]));
+    let under = service.read(json!({"query": "SELECT length(group_concat(total)) FROM orders WHERE id <= 4000"})).await;
+    assert_eq!(under["rows"], json!([[4000 * 101 - 1]]));
+}

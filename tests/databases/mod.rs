@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlwarden::ToolError;
 use sqlwarden::adapter::{Adapter, SqlValue};
 use sqlwarden::audit::JsonLinesSink;
-use sqlwarden::policy::{Capabilities, Grant, Mode, SessionContext, ToolRegistry};
+use sqlwarden::policy::{Capabilities, Grant, Mode, QuotaEngine, QuotaKey, QuotaPolicy, SessionContext, ToolRegistry};
 use sqlwarden::sql::{AllowList, SqlValidator};
 use sqlwarden::tools::reference::{DescribeTable, ListTables, QueryRead, ReadLimits};
 use sqlwarden::tools::{WriteTool, WriteTx};
@@ -79,6 +79,8 @@ pub fn unique_suffix() -> String {
 pub struct Service {
     pub boundary: Boundary,
     pub session: Arc<SessionContext>,
+    /// The boundary's quotas (the default policy), to see the calls in flight.
+    pub quotas: Arc<QuotaEngine>,
 }
 
 impl Service {
@@ -89,12 +91,19 @@ impl Service {
         tools.register(DescribeTable::new(adapter)).expect("registers");
         let grants = ["query_read", "list_tables", "describe_table"]
             .map(|tool| Grant::new(IDENTITY, TENANT, tool).expect("valid grant"));
+        let quotas = Arc::new(QuotaEngine::new(QuotaPolicy::default()));
         let boundary = Boundary::builder(tools)
             .authorizer(Capabilities::from_grants(grants))
+            .quotas(Arc::clone(&quotas))
             .audit(JsonLinesSink::new(std::io::sink()))
             .build();
         let session = Arc::new(SessionContext::builder().identity(IDENTITY).tenant(TENANT).bind().expect("valid"));
-        Service { boundary, session }
+        Service { boundary, session, quotas }
+    }
+
+    /// The `query_read` calls in flight: admitted, and not yet let go of their quota slot.
+    pub fn reads_in_flight(&self) -> usize {
+        self.quotas.in_flight(&QuotaKey { tenant: TENANT, identity: IDENTITY, tool: "query_read" })
     }
 
     pub async fn call(&self, tool: &str, args: Value) -> Result<Value, Denial> {
@@ -118,6 +127,8 @@ pub struct Relay {
     pub port: u16,
     accept: Option<tokio::task::JoinHandle<()>>,
     connections: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
+    /// How many connections it has accepted.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Relay {
@@ -126,8 +137,11 @@ impl Relay {
         let port = listener.local_addr().expect("address").port();
         let connections = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
         let relayed = Arc::clone(&connections);
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let target = target.clone();
                 relayed.lock().await.spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
@@ -136,7 +150,7 @@ impl Relay {
                 });
             }
         });
-        Relay { port, accept: Some(accept), connections }
+        Relay { port, accept: Some(accept), connections, accepted }
     }
 
     /// Stops listening and closes every relayed connection before returning.
@@ -379,13 +393,15 @@ pub fn ledger_service(adapter: &Arc<dyn Adapter>, mode: Mode, granted: &[&str]) 
     tools.register(LedgerAdd(Arc::clone(adapter))).expect("registers");
     tools.register(LedgerRelabelAll(Arc::clone(adapter))).expect("registers");
     let grants = granted.iter().map(|tool| Grant::new(IDENTITY, TENANT, tool).expect("valid grant"));
+    let quotas = Arc::new(QuotaEngine::new(QuotaPolicy::default()));
     let boundary = Boundary::builder(tools)
         .mode(mode)
         .authorizer(Capabilities::from_grants(grants))
+        .quotas(Arc::clone(&quotas))
         .audit(JsonLinesSink::new(std::io::sink()))
         .build();
     let session = Arc::new(SessionContext::builder().identity(IDENTITY).tenant(TENANT).bind().expect("valid"));
-    Service { boundary, session }
+    Service { boundary, session, quotas }
 }
 
 /// The database's view of the ledger: the number of rows and of notes changed by
@@ -533,4 +549,248 @@ pub fn check_write_controlled_example(url: &str, schema: &str, count: impl Fn() 
     assert_eq!(code(&duplicate).as_deref(), Some("DB_ERROR"), "the unique email is the database's to enforce");
     assert_eq!(server.finish(), Some(0));
     assert_eq!(count(), 2, "refused and failed calls change nothing");
+}
+
+/// The `sqlwarden` binary driven as a fast MCP client drives it: many requests in flight, each
+/// answer matched to its request by id as it arrives, and a large answer never parsed (a client
+/// that parsed it would measure its own parsing). For limits that belong to the whole process:
+/// its memory from `/proc`, and how long a `ping` waits while other calls run.
+pub struct Probe {
+    child: std::process::Child,
+    stdin: std::sync::Mutex<Option<std::process::ChildStdin>>,
+    pending: Arc<std::sync::Mutex<std::collections::HashMap<u64, std::sync::mpsc::Sender<Reply>>>>,
+    next_id: std::sync::atomic::AtomicU64,
+    /// The unread end of stderr, kept open, when the server's stderr is not drained.
+    pub stderr: Option<std::process::ChildStderr>,
+}
+
+/// An answer: when it came, how long its line was, and its text (cut at 64 KiB).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub sent: std::time::Instant,
+    pub came: std::time::Instant,
+    pub bytes: usize,
+    pub text: String,
+}
+
+impl Reply {
+    /// How long the answer took.
+    pub fn latency(&self) -> std::time::Duration {
+        self.came - self.sent
+    }
+
+    /// The denial code of a tool's refusal, or `"ok"`.
+    pub fn code(&self) -> String {
+        self.text
+            .split("\"code\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .filter(|_| self.text.contains("\"isError\":true"))
+            .unwrap_or("ok")
+            .to_owned()
+    }
+}
+
+/// What the server's stderr is connected to.
+pub enum Stderr {
+    Null,
+    /// A pipe nobody reads until the test says so.
+    Unread,
+}
+
+/// The binary the process-wide tests run: `SQLWARDEN_TEST_BINARY` (a release build, say), or
+/// this build's.
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("SQLWARDEN_TEST_BINARY")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_sqlwarden")), std::path::PathBuf::from)
+}
+
+/// How long a `ping` may wait while large calls run. The design's figure is 100 ms, for an
+/// optimized build (`SQLWARDEN_TEST_BINARY=target/release/sqlwarden`); an unoptimized build
+/// does the same work many times slower, so it is given ten times as long.
+pub fn ping_bound() -> std::time::Duration {
+    if std::env::var_os("SQLWARDEN_TEST_BINARY").is_some() || !cfg!(debug_assertions) {
+        std::time::Duration::from_millis(100)
+    } else {
+        std::time::Duration::from_millis(1000)
+    }
+}
+
+impl Probe {
+    /// Starts the server with these arguments and environment, and initializes the session.
+    pub fn start(args: &[&str], env: &[(&str, &str)], stderr: Stderr) -> Probe {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(binary())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(match stderr {
+                Stderr::Null => Stdio::null(),
+                Stderr::Unread => Stdio::piped(),
+            })
+            .spawn()
+            .expect("starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let pending: Arc<std::sync::Mutex<std::collections::HashMap<u64, std::sync::mpsc::Sender<Reply>>>> =
+            Arc::default();
+        let waiting = Arc::clone(&pending);
+        std::thread::spawn(move || read_replies(stdout, &waiting));
+        let probe = Probe {
+            stdin: std::sync::Mutex::new(child.stdin.take()),
+            stderr: child.stderr.take(),
+            child,
+            pending,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        };
+        let initialized = probe.request(
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                               "clientInfo": {"name": "sqlwarden-tests", "version": "1"}}),
+            std::time::Duration::from_secs(30),
+        );
+        assert!(initialized.text.contains("\"result\""), "initialized: {}", initialized.text);
+        probe.write(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        probe
+    }
+
+    fn write(&self, line: &str) {
+        use std::io::Write;
+        let mut stdin = self.stdin.lock().expect("stdin");
+        let stdin = stdin.as_mut().expect("open");
+        stdin.write_all(line.as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    /// Sends a request; its answer comes on the returned channel.
+    pub fn send(&self, method: &str, params: Value) -> std::sync::mpsc::Receiver<Reply> {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        self.pending.lock().expect("pending").insert(id, sender);
+        self.write(&serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string());
+        receiver
+    }
+
+    /// Sends a request and waits for its answer.
+    pub fn request(&self, method: &str, params: Value, within: std::time::Duration) -> Reply {
+        let sent = std::time::Instant::now();
+        let reply = self.send(method, params).recv_timeout(within);
+        let mut reply = reply.unwrap_or_else(|_| panic!("{method}: no answer within {within:?}"));
+        reply.sent = sent;
+        reply
+    }
+
+    /// `query_read` with these arguments, sent now.
+    pub fn read(&self, arguments: Value) -> (std::time::Instant, std::sync::mpsc::Receiver<Reply>) {
+        (
+            std::time::Instant::now(),
+            self.send("tools/call", serde_json::json!({"name": "query_read", "arguments": arguments})),
+        )
+    }
+
+    /// A field of `/proc/<pid>/status`, in KiB (`VmHWM`: the peak resident memory; `VmRSS`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Runs the `query_read` calls, `at_once` at a time (each waited for at most `within`),
+    /// while a `ping` goes out every 10 ms; returns the answers and the longest ping.
+    pub fn under_load(
+        &self,
+        queries: &[String],
+        at_once: usize,
+        within: std::time::Duration,
+    ) -> (Vec<Reply>, std::time::Duration) {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let pinger = scope.spawn(|| {
+                let mut longest = std::time::Duration::ZERO;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let reply = self.request("ping", serde_json::json!({}), std::time::Duration::from_secs(30));
+                    longest = longest.max(reply.latency());
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                longest
+            });
+            let mut replies = Vec::new();
+            for batch in queries.chunks(at_once) {
+                let sent: Vec<_> = batch.iter().map(|query| self.read(serde_json::json!({"query": query}))).collect();
+                for ((at, answer), query) in sent.into_iter().zip(batch) {
+                    let mut reply =
+                        answer.recv_timeout(within).unwrap_or_else(|_| panic!("{query}: no answer within {within:?}"));
+                    reply.sent = at;
+                    replies.push(reply);
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            (replies, pinger.join().expect("pinger"))
+        })
+    }
+
+    /// Closes stdin and waits up to 10 s for the server to exit; its exit code.
+    pub fn finish(mut self) -> Option<i32> {
+        drop(self.stdin.lock().expect("stdin").take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the server's answers, large reads at a time, and hands each to whoever waits for its
+/// id, reading the id from the line's start (the server writes `{"jsonrpc":"2.0","id":…`).
+fn read_replies(
+    mut stdout: std::process::ChildStdout,
+    pending: &std::sync::Mutex<std::collections::HashMap<u64, std::sync::mpsc::Sender<Reply>>>,
+) {
+    use std::io::Read;
+    let mut buffer = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut line_start = 0;
+    loop {
+        let read = match stdout.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        let came = std::time::Instant::now();
+        let scan_from = buffer.len();
+        buffer.extend_from_slice(&chunk[..read]);
+        let mut from = scan_from;
+        while let Some(at) = memchr::memchr(b'\n', &buffer[from..]) {
+            let end = from + at;
+            let line = &buffer[line_start..end];
+            let head = String::from_utf8_lossy(&line[..line.len().min(64 << 10)]).into_owned();
+            let id = head
+                .split("\"id\":")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|digits| digits.parse::<u64>().ok());
+            if let Some(sender) = id.and_then(|id| pending.lock().ok()?.remove(&id)) {
+                let _ = sender.send(Reply { sent: came, came, bytes: line.len(), text: head });
+            }
+            line_start = end + 1;
+            from = end + 1;
+        }
+        buffer.drain(..line_start);
+        line_start = 0;
+    }
 }
