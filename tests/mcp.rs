@@ -94,7 +94,6 @@ fn a_refused_initialize_leaves_the_session_closed_but_alive() {
 /// the rows) SQLite refuses as it would pass `max_result_bytes`.
 #[test]
 fn huge_values_and_wide_rows_stay_within_the_memory_bound_on_the_demo() {
-    use std::time::Duration;
     let wide = (0..70).map(|n| format!("printf('%.*c', 100000, 'a') AS c{n}")).collect::<Vec<_>>().join(", ");
     let cases = [
         ("SELECT printf('%.*c', 70000, char(1)) FROM orders", "RESULT_TOO_LARGE"),
@@ -112,39 +111,7 @@ fn huge_values_and_wide_rows_stay_within_the_memory_bound_on_the_demo() {
         ("SELECT printf('%.*c', (SELECT count(*) FROM order_items) * 100000, 'x')", "QUERY_REJECTED"),
         ("SELECT printf('%.*c', 1000000, 'y') FROM products", "RESULT_TOO_LARGE"),
     ];
-    let queries: Vec<String> = cases.iter().map(|(query, _)| (*query).to_owned()).collect();
-    let probe = databases::Probe::start(&[], &[], databases::Stderr::Null);
-    let refused: Vec<String> = cases
-        .iter()
-        .filter(|(_, expected)| *expected == "RESULT_TOO_LARGE")
-        .flat_map(|(query, _)| [(*query).to_owned(), (*query).to_owned()])
-        .collect();
-    let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
-    assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
-    std::thread::sleep(Duration::from_millis(300));
-    let baseline = probe.status_kib("VmRSS");
-    let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
-    assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
-    std::thread::sleep(Duration::from_millis(300));
-    let after = probe.status_kib("VmRSS");
-    eprintln!("resident memory {baseline} KiB before the refusals, {after} KiB after");
-    assert!(after <= baseline + (8 << 10), "memory came back: {baseline} KiB before, {after} KiB after");
-    for round in 0..2 {
-        let (replies, longest_ping) = probe.under_load(&queries, 4, Duration::from_secs(30));
-        for (reply, (query, expected)) in replies.iter().zip(&cases) {
-            let shown = &reply.text[..reply.text.len().min(300)];
-            assert_eq!(reply.code(), *expected, "round {round}: {query}: {shown}");
-            // The demo's time limit (5 s), and a second.
-            assert!(reply.latency() < Duration::from_secs(6), "{query}: answered after {:?}", reply.latency());
-        }
-        eprintln!("round {round}: the longest ping waited {longest_ping:?}");
-        assert!(longest_ping < databases::ping_bound(), "round {round}: a ping waited {longest_ping:?}");
-    }
-    let peak = probe.status_kib("VmHWM");
-    eprintln!("peak resident memory {peak} KiB");
-    let bound = (64 << 10) + 2 * 8_000_000 * 4 / 1024;
-    assert!(peak <= bound, "peak resident memory {peak} KiB, bound {bound} KiB");
-    assert_eq!(probe.finish(), Some(0));
+    databases::Probe::start(&[], &[], databases::Stderr::Null).hold_the_memory_bound(&cases);
 }
 
 /// A SQLite database file of the test's own, with a small table, and a config serving it with

@@ -548,9 +548,15 @@ impl TestDb {
         AllowList::new(SqlDialect::MySql, &self.name).table(&self.name, "blobs").table(&self.name, "numbers")
     }
 
-    /// Whether a thread of this database's is still working on a statement whose text holds
-    /// `text`, whatever its command (a killed one shows `Killed`).
+    /// How many threads of this database's are still working on a statement whose text holds
+    /// `text`, whatever their command (a killed one shows `Killed`).
     async fn present(&mut self, text: &str) -> usize {
+        self.working_on(text).await.len()
+    }
+
+    /// The threads of this database's (other than the test's own) working on a statement whose
+    /// text holds `text`.
+    async fn working_on(&mut self, text: &str) -> Vec<u64> {
         let own = self.admin.id();
         let rows: Vec<(u64, Option<String>)> = self
             .admin
@@ -559,7 +565,8 @@ impl TestDb {
             .expect("processlist");
         rows.into_iter()
             .filter(|(id, info)| *id != u64::from(own) && info.as_deref().is_some_and(|i| i.contains(text)))
-            .count()
+            .map(|(id, _)| id)
+            .collect()
     }
 }
 
@@ -587,48 +594,9 @@ async fn huge_values_and_wide_rows_stay_within_the_memory_bound_and_the_loop_ans
         ("SELECT repeat('a', 100000000)", "QUERY_REJECTED"),
         ("SELECT md5(body) FROM blobs ORDER BY id", "ok"),
     ];
-    let queries: Vec<String> = cases.iter().map(|(query, _)| (*query).to_owned()).collect();
     tokio::task::block_in_place(|| {
-        let probe = databases::Probe::start(&["--config", &config.path()], &[], databases::Stderr::Null);
-        // Refusals first: once they are answered, the memory they took is given back. (A first
-        // batch starts what the process starts once: its pool, the blocking pool's threads.)
-        let refused: Vec<String> = cases
-            .iter()
-            .filter(|(_, expected)| *expected == "RESULT_TOO_LARGE")
-            .flat_map(|(query, _)| [(*query).to_owned(), (*query).to_owned()])
-            .collect();
-        let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
-        assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
-        std::thread::sleep(Duration::from_millis(500));
-        let baseline = probe.status_kib("VmRSS");
-        let (replies, _) = probe.under_load(&refused, 4, Duration::from_secs(30));
-        assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
-        // Connections that read large rows are closed as their transactions end, just after.
-        let mut after = probe.status_kib("VmRSS");
-        for _ in 0..30 {
-            if after <= baseline + (8 << 10) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            after = probe.status_kib("VmRSS");
-        }
-        eprintln!("resident memory {baseline} KiB before the refusals, {after} KiB after");
-        assert!(after <= baseline + (8 << 10), "memory came back: {baseline} KiB before, {after} KiB after");
-        for round in 0..2 {
-            let (replies, longest_ping) = probe.under_load(&queries, 4, Duration::from_secs(30));
-            for (reply, (query, expected)) in replies.iter().zip(&cases) {
-                let shown = &reply.text[..reply.text.len().min(300)];
-                assert_eq!(reply.code(), *expected, "round {round}: {query}: {shown}");
-                assert!(reply.latency() < Duration::from_secs(6), "{query}: answered after {:?}", reply.latency());
-            }
-            eprintln!("round {round}: the longest ping waited {longest_ping:?}");
-            assert!(longest_ping < databases::ping_bound(), "round {round}: a ping waited {longest_ping:?}");
-        }
-        let peak = probe.status_kib("VmHWM");
-        eprintln!("peak resident memory {peak} KiB");
-        let bound = (64 << 10) + 2 * 8_000_000 * 4 / 1024;
-        assert!(peak <= bound, "peak resident memory {peak} KiB, bound {bound} KiB");
-        assert_eq!(probe.finish(), Some(0));
+        databases::Probe::start(&["--config", &config.path()], &[], databases::Stderr::Null)
+            .hold_the_memory_bound(&cases);
     });
     let _ = std::fs::remove_file(audit);
 }
@@ -697,16 +665,7 @@ async fn a_read_ended_by_the_database_is_an_error_at_once_and_is_not_run_again()
     };
     let start = Instant::now();
     let id = loop {
-        let own = db.admin.id();
-        let rows: Vec<(u64, Option<String>)> = db
-            .admin
-            .exec("SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE DB = ?", (&db.name,))
-            .await
-            .expect("processlist");
-        if let Some((id, _)) = rows
-            .into_iter()
-            .find(|(id, info)| *id != u64::from(own) && info.as_deref().is_some_and(|i| i.contains(&tag)))
-        {
+        if let Some(&id) = db.working_on(&tag).await.first() {
             break id;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "the read started");

@@ -733,6 +733,57 @@ impl Probe {
         })
     }
 
+    /// The memory-and-time check of one server under its default limits (`max_result_bytes`
+    /// 8,000,000, `max_concurrent` 4), given queries and the code each must give (`"ok"` for a
+    /// result): the refusals (`RESULT_TOO_LARGE`) first, twice, and the memory they took must
+    /// come back (within 8 MiB of what the process held before); then every query, four at a
+    /// time, twice over, each answered as expected within its time limit (5 s) and a second,
+    /// with a `ping` answered within [`ping_bound`] throughout; and the peak resident memory
+    /// within 64 MiB + 2 × `max_result_bytes` × `max_concurrent`. The server ends cleanly.
+    pub fn hold_the_memory_bound(self, cases: &[(&str, &str)]) {
+        use std::time::Duration;
+        let queries: Vec<String> = cases.iter().map(|(query, _)| (*query).to_owned()).collect();
+        // A first batch starts what the process starts once: its pool, the blocking pool's
+        // threads.
+        let refused: Vec<String> = cases
+            .iter()
+            .filter(|(_, expected)| *expected == "RESULT_TOO_LARGE")
+            .flat_map(|(query, _)| [(*query).to_owned(), (*query).to_owned()])
+            .collect();
+        let (replies, _) = self.under_load(&refused, 4, Duration::from_secs(30));
+        assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
+        std::thread::sleep(Duration::from_millis(500));
+        let baseline = self.status_kib("VmRSS");
+        let (replies, _) = self.under_load(&refused, 4, Duration::from_secs(30));
+        assert!(replies.iter().all(|reply| reply.code() == "RESULT_TOO_LARGE"), "{replies:?}");
+        // Connections that read large rows are closed as their transactions end, just after.
+        let mut after = self.status_kib("VmRSS");
+        for _ in 0..30 {
+            if after <= baseline + (8 << 10) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            after = self.status_kib("VmRSS");
+        }
+        eprintln!("resident memory {baseline} KiB before the refusals, {after} KiB after");
+        assert!(after <= baseline + (8 << 10), "memory came back: {baseline} KiB before, {after} KiB after");
+        for round in 0..2 {
+            let (replies, longest_ping) = self.under_load(&queries, 4, Duration::from_secs(30));
+            for (reply, (query, expected)) in replies.iter().zip(cases) {
+                let shown = &reply.text[..reply.text.len().min(300)];
+                assert_eq!(reply.code(), *expected, "round {round}: {query}: {shown}");
+                assert!(reply.latency() < Duration::from_secs(6), "{query}: answered after {:?}", reply.latency());
+            }
+            eprintln!("round {round}: the longest ping waited {longest_ping:?}");
+            assert!(longest_ping < ping_bound(), "round {round}: a ping waited {longest_ping:?}");
+        }
+        let peak = self.status_kib("VmHWM");
+        eprintln!("peak resident memory {peak} KiB");
+        let bound = (64 << 10) + 2 * 8_000_000 * 4 / 1024;
+        assert!(peak <= bound, "peak resident memory {peak} KiB, bound {bound} KiB");
+        assert_eq!(self.finish(), Some(0));
+    }
+
     /// Closes stdin and waits up to 10 s for the server to exit; its exit code.
     pub fn finish(mut self) -> Option<i32> {
         drop(self.stdin.lock().expect("stdin").take());
