@@ -60,14 +60,16 @@ fn main() -> ExitCode {
 ///
 /// - glibc's allocator raises its mmap threshold each time a large block is freed, so that later
 ///   large blocks come from the heap and stay there once freed. A fixed threshold (1 MiB) keeps
-///   every large block mapped, and gives it back when it is freed.
+///   every large block mapped, and gives it back when it is freed. Fixing it also fixes the
+///   heap's trim threshold at 128 KiB, which would give back and take again the top of the heap
+///   with every answer of a few hundred KiB (two `brk` calls per call): 4 MiB instead.
 /// - mysql_async keeps up to 128 packet buffers for reuse, each of up to 4 MiB: 64 KiB each is
 ///   plenty for the packets of ordinary rows.
 fn start_with_memory_settings() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt as _;
-        const THRESHOLD: &str = "glibc.malloc.mmap_threshold=1048576";
+        const THRESHOLD: &str = "glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=4194304";
         const BUFFERS: (&str, &str) = ("MYSQL_ASYNC_BUFFER_SIZE_CAP", "65536");
         let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
         let threshold_set = tunables.split(':').any(|tunable| tunable.starts_with("glibc.malloc.mmap_threshold="));

@@ -190,6 +190,16 @@ async fn write_result<W: AsyncWrite + Unpin + ?Sized>(
     json: &str,
     middle: &[u8],
 ) -> std::io::Result<()> {
+    if json.len() <= PIECE {
+        // The usual case: the whole line in one write.
+        let mut line = Vec::with_capacity(head.len() + json.len() / 4 * 9 + middle.len() + 3);
+        line.extend_from_slice(head);
+        crate::adapter::json::text::escape_json_text(&mut line, json);
+        line.extend_from_slice(middle);
+        line.extend_from_slice(json.as_bytes());
+        line.extend_from_slice(b"}}\n");
+        return writer.write_all(&line).await;
+    }
     writer.write_all(head).await?;
     let mut escaped = Vec::with_capacity(PIECE + PIECE / 4);
     let mut rest = json;

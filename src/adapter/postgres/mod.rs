@@ -870,23 +870,28 @@ async fn collect_rows(
                 continue;
             }
             let limit = out.limit();
-            let too_large = out.too_large();
             let text = out.value();
-            match raw {
-                None => json::text::null(text),
+            let written = match raw {
+                None => {
+                    json::text::null(text);
+                    Ok(())
+                }
                 Some(raw) => match write_value(column.type_(), raw, text, limit) {
-                    Ok(()) => {}
-                    Err(Unwritten::TooLarge) => return Err(Failure::Adapter(too_large)),
+                    Ok(()) => Ok(()),
+                    Err(Unwritten::TooLarge) => Err(json::text::TooLarge),
                     Err(Unwritten::Undecodable) => {
                         // Held as its bytes for now; PostgreSQL prints it once the rows are in.
                         let start = text.len();
-                        if json::text::lossy_within(text, raw, limit).is_err() {
-                            return Err(Failure::Adapter(too_large));
-                        }
-                        let at = start..text.len();
-                        fetched.pending.push(Pending { at, ty: column.type_().clone(), raw: raw.to_vec() });
+                        json::text::lossy_within(text, raw, limit).map(|()| {
+                            let at = start..text.len();
+                            fetched.pending.push(Pending { at, ty: column.type_().clone(), raw: raw.to_vec() });
+                        })
                     }
                 },
+            };
+            // The refusal is made only when needed: its message is formatted.
+            if written.is_err() {
+                return Err(Failure::Adapter(out.too_large()));
             }
         }
         out.end().map_err(Failure::Adapter)?;
