@@ -143,7 +143,7 @@ const SHOP: &str = "
     INSERT INTO customers (id, name, email) VALUES (1, 'Ada', 'ada@example.com'), (2, 'Grace', NULL), (3, 'secret-value', 'x@example.com');
     INSERT INTO orders SELECT n, 1 + n % 3, (n % 1000) / 7.0 FROM generate_series(1, 100000) AS n;
     INSERT INTO secrets VALUES (1, 'hunter2');
-    CREATE FUNCTION write_event() RETURNS integer LANGUAGE sql AS 'INSERT INTO events (note) VALUES (''written'') RETURNING id';
+    CREATE FUNCTION write_event() RETURNS integer LANGUAGE sql AS 'INSERT INTO public.events (note) VALUES (''written'') RETURNING id';
     CREATE VIEW sneaky AS SELECT write_event() AS id;
     CREATE VIEW tx_state AS SELECT current_setting('transaction_read_only') AS read_only,
         current_setting('statement_timeout') AS statement_timeout, current_setting('search_path') AS search_path;
@@ -182,7 +182,7 @@ async fn reads_run_in_a_read_only_transaction_with_our_settings() {
     // Twice: a repeated read goes out in one message, and must run just the same.
     for _ in 0..2 {
         let result = service.read(json!({"query": "SELECT * FROM tx_state", "timeout_ms": 1500})).await;
-        assert_eq!(result["rows"], json!([["on", "1500ms", "pg_catalog, public"]]));
+        assert_eq!(result["rows"], json!([["on", "1500ms", "pg_catalog, pg_temp"]]));
         assert_eq!(result["columns"][0], json!({"name": "read_only", "type": "text"}));
     }
 }
@@ -593,6 +593,90 @@ impl Drop for TestRole {
     fn drop(&mut self) {
         admin_statement(format!("DROP ROLE IF EXISTS {}", self.0));
     }
+}
+
+/// A second role that may create objects in the default schema plants functions, operators and
+/// an aggregate there that shadow built-ins for the exact argument types a query uses (the
+/// CVE-2018-1058 mechanism: an exact match beats an implicit cast, whatever the search path's
+/// order). Each raises an error if it ever runs. No read runs any of them, no result changes,
+/// introspection still works, and naming them with their schema is refused by the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_planted_in_the_default_schema_never_run_in_a_read() {
+    let planter = TestRole(format!("sqlwarden_planter_{}", unique_suffix()));
+    let Some((db, service)) = shop().await else { return };
+    let queries = [
+        "SELECT lower(email) FROM customers WHERE id = 1",
+        "SELECT upper(email::varchar), length(email) FROM customers WHERE id = 1",
+        "SELECT id FROM customers WHERE email = 'ada@example.com'::varchar",
+        "SELECT email || email::varchar AS twice FROM customers WHERE id = 1",
+        "SELECT max(email) AS most, count(*) FROM customers",
+        "SELECT abs(id::smallint), substr(email, 1, 3) FROM customers WHERE id = 1",
+        "SELECT id FROM customers WHERE email LIKE 'ada%' ORDER BY id",
+        "SELECT trim(name::varchar), md5(email) FROM customers WHERE id = 1",
+    ];
+    let mut before = Vec::new();
+    for query in queries {
+        before.push(service.read(json!({"query": query})).await["rows"].clone());
+    }
+    db.admin.batch_execute(&format!("CREATE ROLE {} LOGIN", planter.0)).await.expect("role");
+    let planted = |signature: &str, returns: &str| {
+        format!(
+            "CREATE FUNCTION public.{signature} RETURNS {returns} LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'planted code ran'; END $$;"
+        )
+    };
+    let plant = [
+        format!("GRANT CREATE, USAGE ON SCHEMA public TO {0}; SET ROLE {0};", planter.0),
+        planted("lower(varchar)", "text"),
+        planted("upper(varchar)", "text"),
+        planted("length(varchar)", "integer"),
+        planted("abs(smallint)", "smallint"),
+        planted("substr(varchar, integer, integer)", "text"),
+        planted("trim(varchar)", "text"),
+        planted("btrim(varchar)", "text"),
+        planted("md5(varchar)", "text"),
+        planted("planted_eq(varchar, varchar)", "boolean"),
+        planted("planted_concat(varchar, varchar)", "text"),
+        planted("planted_like(varchar, text)", "boolean"),
+        planted("planted_max(varchar, varchar)", "varchar"),
+        "CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.planted_eq);".into(),
+        "CREATE OPERATOR public.|| (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.planted_concat);".into(),
+        "CREATE OPERATOR public.~~ (LEFTARG = varchar, RIGHTARG = text, FUNCTION = public.planted_like);".into(),
+        "CREATE AGGREGATE public.max(varchar) (SFUNC = public.planted_max, STYPE = varchar);".into(),
+        "RESET ROLE;".into(),
+    ];
+    db.client.batch_execute(&plant.concat()).await.expect("planted");
+    // Planted, they would run: the exact match wins with the default schema on the path.
+    let shadowed = db
+        .client
+        .batch_execute("SET search_path = pg_catalog, public; SELECT lower(email) FROM customers WHERE id = 1");
+    let error = shadowed.await.expect_err("the planted function runs with the schema on the path");
+    assert!(format!("{error:?}").contains("planted code ran"), "{error:?}");
+    db.client.batch_execute("RESET search_path").await.expect("reset");
+    for (query, expected) in queries.iter().zip(&before) {
+        let result = service.call("query_read", json!({"query": query})).await;
+        assert_eq!(&result.unwrap_or_else(|denial| panic!("{query}: {denial:?}"))["rows"], expected, "{query}");
+    }
+    assert!(service.call("list_tables", json!({})).await.is_ok());
+    assert!(service.call("describe_table", json!({"table": "customers"})).await.is_ok());
+    for named in [
+        "SELECT public.lower(email) FROM customers",
+        "SELECT email OPERATOR(public.=) email FROM customers",
+        "SELECT public.max(email) FROM customers",
+    ] {
+        let (code, message) = refusal(service.call("query_read", json!({"query": named})).await);
+        assert_eq!(code, DenialCode::QueryRejected, "{named}: {message}");
+    }
+    // `sqlwarden check` names who besides the owner may create in an allow-listed schema.
+    let text = format!(
+        "[database]\nurl = \"{}\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"customers\"]\n\
+         [audit]\npath = \"/dev/null\"\n",
+        db.url()
+    );
+    let config = sqlwarden::config::Config::parse(&text, "test.toml", |_| None).expect("valid");
+    let checked = sqlwarden::service::check(config).await.expect("checked");
+    let finding = format!("{} can create objects in schema public", planter.0);
+    assert!(checked.posture.findings.contains(&finding), "{:?}", checked.posture.findings);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -381,6 +381,12 @@ impl SqlValidator {
         if significant > Self::MAX_TOKENS {
             return Err(rejected(format!("the query has more than {} tokens", Self::MAX_TOKENS)));
         }
+        if let Some(word) = self.misread_word(&tokens) {
+            return Err(rejected(format!(
+                "the name {} holds an @, which MySQL reads as the start of a variable; quote the name",
+                walk::bounded(&word)
+            )));
+        }
         let stack = Self::STACK_BASE + significant * Self::STACK_PER_TOKEN;
         stacker::maybe_grow(stack, stack, || {
             let (query, checked) = self.check(tokens, params)?;
@@ -391,6 +397,24 @@ impl SqlValidator {
                 return Err(rejected("the query does not have a stable form; simplify it"));
             }
             Ok(ValidatedQuery { fingerprint: fingerprint(reparsed), ..query })
+        })
+    }
+
+    /// An unquoted word the database would lex differently from sqlparser: in MySQL and
+    /// MariaDB, an `@` inside one (`DISTINCT@@version`, `INTO@x`) is one name to sqlparser but
+    /// a keyword and a variable to the server. (A word that starts with `@` is a variable to
+    /// both, and the walk refuses it.)
+    fn misread_word(&self, tokens: &[TokenWithSpan]) -> Option<String> {
+        if self.dialect != SqlDialect::MySql {
+            return None;
+        }
+        tokens.iter().find_map(|token| match &token.token {
+            Token::Word(word)
+                if word.quote_style.is_none() && !word.value.starts_with('@') && word.value.contains('@') =>
+            {
+                Some(word.value.clone())
+            }
+            _ => None,
         })
     }
 
@@ -536,6 +560,27 @@ mod tests {
         }
         assert!(validator.accepted.len() < Accepted::CAPACITY, "it was cleared once full");
         same(&validator.validate(sql, 1).expect("accepted after clearing"));
+    }
+
+    #[test]
+    fn a_mysql_name_with_an_at_inside_is_refused_and_a_quoted_one_is_not() {
+        let allow = AllowList::new(SqlDialect::MySql, "app").table("app", "customers");
+        let validator = SqlValidator::new(allow);
+        for sql in [
+            "SELECT max(email) FROM customers INTO@x",
+            "SELECT DISTINCT@@version",
+            "SELECT BINARY@@datadir FROM customers",
+            "SELECT id FROM customers WHERE id = 1 OR@@port",
+        ] {
+            let denial = validator.validate(sql, 0).expect_err(sql);
+            assert!(denial.message().contains("holds an @"), "{sql}: {}", denial.message());
+        }
+        assert!(validator.validate("SELECT id AS `a@b`, 'x@y' FROM customers", 0).is_ok());
+        let denial = validator.validate("SELECT @@version", 0).expect_err("a variable");
+        assert_eq!(denial.message(), "session variables are not allowed");
+        // Elsewhere `@` is an operator, which sqlparser reads as such.
+        let pg = SqlValidator::new(AllowList::new(SqlDialect::Postgres, "public").table("public", "customers"));
+        assert!(pg.validate("SELECT @ -5 FROM customers", 0).is_ok());
     }
 
     fn name(schema: &str, table: &str) -> TableName {

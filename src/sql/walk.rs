@@ -238,9 +238,26 @@ impl VisitorMut for Walker<'_> {
         match expr {
             Expr::Function(function) => self.check_function(&function.name, false),
             Expr::Identifier(ident) if is_variable(ident) => variable(),
+            Expr::Identifier(ident) if is_session_value(self.dialect, ident) => ControlFlow::Break(format!(
+                "{} is not allowed: it tells who the database session is",
+                ident.value.to_ascii_lowercase()
+            )),
+            Expr::Cast { data_type, .. } | Expr::TypedString(sqlparser::ast::TypedString { data_type, .. })
+                if self.dialect == SqlDialect::Postgres && is_catalog_lookup(data_type) =>
+            {
+                ControlFlow::Break(format!(
+                    "casts to {} are not allowed: they look names up in the system catalogs",
+                    data_type.to_string().to_ascii_lowercase()
+                ))
+            }
             Expr::CompoundIdentifier(idents) if idents.first().is_some_and(is_variable) => variable(),
             Expr::BinaryOp { op: BinaryOperator::Assignment, .. } => {
                 ControlFlow::Break("assignments (:=) are not allowed".into())
+            }
+            // `OPERATOR(schema.op)` names an operator by its schema, where anyone who may
+            // create objects could have put one; the operators a read needs are written plainly.
+            Expr::BinaryOp { op: BinaryOperator::PGCustomBinaryOperator(_), .. } => {
+                ControlFlow::Break("OPERATOR(…) is not allowed; write the operator itself".into())
             }
             Expr::Lambda(_) | Expr::OuterJoin(_) | Expr::Prior(_) => {
                 ControlFlow::Break("this expression is not supported".into())
@@ -284,6 +301,43 @@ fn check_body(body: &SetExpr) -> Flow {
     }
 }
 
+/// SQL's value functions that describe the session and are written without parentheses, so
+/// that sqlparser reads them as names (PostgreSQL's `current_user`, `session_user`, `user` and
+/// `current_catalog` it reads as functions, which the function allow-list decides).
+fn is_session_value(dialect: SqlDialect, ident: &Ident) -> bool {
+    const POSTGRES: [&str; 7] =
+        ["current_role", "current_schema", "current_user", "session_user", "user", "current_catalog", "system_user"];
+    const MYSQL: [&str; 2] = ["current_user", "current_role"];
+    let names: &[&str] = match dialect {
+        SqlDialect::Postgres => &POSTGRES,
+        SqlDialect::MySql => &MYSQL,
+        SqlDialect::Sqlite => &[],
+    };
+    ident.quote_style.is_none() && names.iter().any(|name| ident.value.eq_ignore_ascii_case(name))
+}
+
+/// PostgreSQL's object identifier types, whose input looks a name up in the catalogs (and
+/// whose output prints one): `'secrets'::regclass` says whether a table exists, and a cast of
+/// numbers lists every relation, role or function.
+fn is_catalog_lookup(data_type: &sqlparser::ast::DataType) -> bool {
+    const LOOKUPS: [&str; 11] = [
+        "regclass",
+        "regcollation",
+        "regconfig",
+        "regdictionary",
+        "regnamespace",
+        "regoper",
+        "regoperator",
+        "regproc",
+        "regprocedure",
+        "regrole",
+        "regtype",
+    ];
+    let printed = data_type.to_string().to_ascii_lowercase();
+    let base = printed.trim_end_matches("[]").rsplit('.').next().unwrap_or_default().trim_matches('"');
+    LOOKUPS.contains(&base)
+}
+
 /// MySQL user and system variables (`@x`, `@@version`) are session state, not data.
 fn is_variable(ident: &Ident) -> bool {
     ident.quote_style.is_none() && ident.value.starts_with('@')
@@ -293,7 +347,7 @@ fn variable() -> Flow {
     ControlFlow::Break("session variables are not allowed".into())
 }
 
-fn bounded(text: &str) -> String {
+pub(super) fn bounded(text: &str) -> String {
     text.chars().take(32).collect()
 }
 

@@ -3,7 +3,7 @@
 //! result cap before it is read.
 //!
 //! Every read runs in `START TRANSACTION READ ONLY` with `SET LOCAL statement_timeout` and
-//! `SET LOCAL search_path = pg_catalog, <default schema>`, through the extended protocol only
+//! `SET LOCAL search_path = pg_catalog, pg_temp`, through the extended protocol only
 //! (bound parameters, never caller text in a simple query), from a cursor that returns at most
 //! `limit + 1` rows, and the transaction is always rolled back. A read costs two round trips:
 //! the begin, the query's description and the cursor's declaration leave in one write; the
@@ -84,6 +84,16 @@ const SIDE_CONNECTIONS: usize = 4;
 /// How long an abandoned statement is waited for before its slot is released anyway.
 const MAX_STOP_WAIT: Duration = Duration::from_secs(600);
 
+/// The settings of every read, ending with the statement timeout's `=`.
+///
+/// The search path holds only the system catalog, and the temporary schema last: every table
+/// a read names is written out with its schema by the gate, and no function, operator or type
+/// can be found anywhere else. With a user schema on the path, whoever may create objects in
+/// it could plant `public.lower(varchar)`, which PostgreSQL prefers to `pg_catalog.lower(text)`
+/// for a `varchar` argument (an exact match beats an implicit cast, whatever the path's order:
+/// CVE-2018-1058), and run code of their own in every read that calls `lower`.
+const READ_SETTINGS: &str = "SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL statement_timeout = ";
+
 /// How long the client waits past the server's own statement timeout before it cancels.
 const CLIENT_GRACE: Duration = Duration::from_millis(250);
 /// The time limit for introspection queries.
@@ -93,8 +103,8 @@ const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PostgresAdapter {
     pool: Pool,
     allow: AllowList,
-    /// `SET LOCAL …` for every transaction, built once (the default schema is quoted here),
-    /// ending with the statement timeout's `=`.
+    /// `SET LOCAL …` for every write transaction, built once (the default schema is quoted
+    /// here), ending with the statement timeout's `=`.
     settings_prefix: String,
     max_connections: usize,
     /// Also used for cancel requests, which open a connection of their own.
@@ -180,7 +190,7 @@ impl PostgresAdapter {
         work: for<'t> fn(&'t ReadTx<'t>, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
     ) -> Result<R, AdapterError> {
         let deadline = Instant::now() + timeout + CLIENT_GRACE;
-        let begin = format!("START TRANSACTION READ ONLY; {}{}", self.settings_prefix, timeout.as_millis().max(1));
+        let begin = format!("START TRANSACTION READ ONLY; {READ_SETTINGS}{}", timeout.as_millis().max(1));
         let mut hold = hold;
         let mut attempt = 0;
         loop {
@@ -449,6 +459,10 @@ impl Adapter for PostgresAdapter {
                 let (schema, name, privilege): (String, String, String) = (text(row, 0)?, text(row, 1)?, text(row, 2)?);
                 if privilege == "CREATE" {
                     findings.push(format!("it can create objects in schema {schema}"));
+                } else if privilege == "SHARED" {
+                    // Reads never find what is planted there by name (their search path holds
+                    // only pg_catalog), but write tools and other clients of the schema may.
+                    findings.push(format!("{name} can create objects in schema {schema}"));
                 } else if self.allow.permits(&schema, &name) {
                     findings.push(format!("it can change table {schema}.{name}"));
                 }
@@ -1454,9 +1468,14 @@ const POSTURE_ROLE: &str = "SELECT current_user::text, r.rolsuper, r.rolcreatero
      OR pg_catalog.pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') \
      FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
-/// Allow-listed schemas the role can create in, and tables it can change.
+/// Allow-listed schemas the role can create in, schemas where others than their owner can
+/// (PUBLIC included, as before PostgreSQL 15), and tables the role can change.
 const POSTURE_WRITABLE: &str = "SELECT n.nspname::text, '', 'CREATE' FROM pg_catalog.pg_namespace n \
      WHERE n.nspname = ANY($1) AND pg_catalog.has_schema_privilege(n.oid, 'CREATE') \
+     UNION ALL SELECT n.nspname::text, CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
+     ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END, 'SHARED' FROM pg_catalog.pg_namespace n \
+     CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a \
+     WHERE n.nspname = ANY($1) AND a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner \
      UNION ALL SELECT n.nspname::text, c.relname::text, 'WRITE' FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1) \
