@@ -680,15 +680,7 @@ async fn a_read_ended_by_the_database_is_an_error_at_once_and_is_not_run_again()
     assert!(message.contains("it was not run again"), "{message}");
     // The killed thread may linger a moment; no other may take the statement up.
     for _ in 0..20 {
-        let own = db.admin.id();
-        let rows: Vec<(u64, Option<String>)> = db
-            .admin
-            .exec("SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE DB = ?", (&db.name,))
-            .await
-            .expect("processlist");
-        let again = rows.into_iter().filter(|(other, info)| {
-            *other != id && *other != u64::from(own) && info.as_deref().is_some_and(|i| i.contains(&tag))
-        });
+        let again = db.working_on(&tag).await.into_iter().filter(|other| *other != id);
         assert_eq!(again.count(), 0, "not run again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -268,17 +268,25 @@ impl McpProcess {
 
     /// Waits up to 10 s for the server to exit and returns its exit code.
     pub fn wait(&mut self) -> Option<i32> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        let code = exit_within_10s(&mut self.child);
+        if code.is_none() {
+            let _ = self.child.kill();
         }
+        code
+    }
+}
+
+/// The child's exit code once it has exited, waiting at most 10 s; `None` if it has not.
+fn exit_within_10s(child: &mut std::process::Child) -> Option<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -787,16 +795,7 @@ impl Probe {
     /// Closes stdin and waits up to 10 s for the server to exit; its exit code.
     pub fn finish(mut self) -> Option<i32> {
         drop(self.stdin.lock().expect("stdin").take());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if std::time::Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        exit_within_10s(&mut self.child)
     }
 }
 
