@@ -19,6 +19,12 @@ mod walk;
 
 pub use amplify::ParamValue;
 
+/// Whether the gate lets `name` be called as a table in FROM (SQLite's `json_each`, say), so
+/// that an engine-side check can let the same through.
+pub fn is_table_function(dialect: SqlDialect, name: &str) -> bool {
+    functions::is_allowed_in_from(dialect, name)
+}
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -381,11 +387,8 @@ impl SqlValidator {
         if significant > Self::MAX_TOKENS {
             return Err(rejected(format!("the query has more than {} tokens", Self::MAX_TOKENS)));
         }
-        if let Some(word) = self.misread_word(&tokens) {
-            return Err(rejected(format!(
-                "the name {} holds an @, which MySQL reads as the start of a variable; quote the name",
-                walk::bounded(&word)
-            )));
+        if let Some(refusal) = self.misread_word(&tokens) {
+            return Err(rejected(refusal));
         }
         let stack = Self::STACK_BASE + significant * Self::STACK_PER_TOKEN;
         stacker::maybe_grow(stack, stack, || {
@@ -400,26 +403,48 @@ impl SqlValidator {
         })
     }
 
-    /// An unquoted word the database would lex differently from sqlparser: in MySQL and
-    /// MariaDB, an `@` inside one (`DISTINCT@@version`, `INTO@x`) is one name to sqlparser but
-    /// a keyword and a variable to the server. (A word that starts with `@` is a variable to
-    /// both, and the walk refuses it.)
+    /// An unquoted word the database would lex differently from sqlparser, and why: in MySQL
+    /// and MariaDB, an `@` inside one (`DISTINCT@@version`, `INTO@x`) is one name to sqlparser
+    /// but a keyword and a variable to the server (a word that starts with `@` is a variable to
+    /// both, and the walk refuses it); and `0b101` is a name to sqlparser but a bit literal to
+    /// the server. The differential test (`tests/differential.rs`) looks for more.
     fn misread_word(&self, tokens: &[TokenWithSpan]) -> Option<String> {
         if self.dialect != SqlDialect::MySql {
             return None;
         }
         tokens.iter().find_map(|token| match &token.token {
-            Token::Word(word)
-                if word.quote_style.is_none() && !word.value.starts_with('@') && word.value.contains('@') =>
-            {
-                Some(word.value.clone())
+            Token::Word(word) if word.quote_style.is_none() => {
+                let value = word.value.as_str();
+                if !value.starts_with('@') && value.contains('@') {
+                    Some(format!(
+                        "the name {} holds an @, which MySQL reads as the start of a variable; quote the name",
+                        walk::bounded(value)
+                    ))
+                } else if value
+                    .strip_prefix("0b")
+                    .is_some_and(|bits| !bits.is_empty() && bits.bytes().all(|b| b == b'0' || b == b'1'))
+                {
+                    Some(format!(
+                        "{} is a bit literal to MySQL but a name to this gate; write b'…' (or quote a name)",
+                        walk::bounded(value)
+                    ))
+                } else {
+                    None
+                }
             }
             _ => None,
         })
     }
 
+    /// MySQL strings are kept as written, escapes included (`'a\\b'`, `'it\'s'`): sqlparser
+    /// prints a string it has unescaped with its quotes doubled but its backslashes bare, so
+    /// `'\\'` would come out as `'\'`, which MySQL reads as an unterminated string. Kept as
+    /// written, a string prints back as it came in.
     fn tokenize(&self, sql: &str) -> Result<Vec<TokenWithSpan>, Denial> {
-        Tokenizer::new(self.dialect.parser(), sql).tokenize_with_location().map_err(|error| unparsable(&error))
+        Tokenizer::new(self.dialect.parser(), sql)
+            .with_unescape(self.dialect != SqlDialect::MySql)
+            .tokenize_with_location()
+            .map_err(|error| unparsable(&error))
     }
 
     /// Parses tokens as exactly one statement, within the nesting bound.
@@ -576,6 +601,11 @@ mod tests {
             assert!(denial.message().contains("holds an @"), "{sql}: {}", denial.message());
         }
         assert!(validator.validate("SELECT id AS `a@b`, 'x@y' FROM customers", 0).is_ok());
+        for sql in ["SELECT 0b1", "SELECT id FROM customers WHERE id = 0b101"] {
+            let denial = validator.validate(sql, 0).expect_err(sql);
+            assert!(denial.message().contains("bit literal"), "{sql}: {}", denial.message());
+        }
+        assert!(validator.validate("SELECT b'101', `0b1` FROM customers AS `0b1`", 0).is_ok());
         let denial = validator.validate("SELECT @@version", 0).expect_err("a variable");
         assert_eq!(denial.message(), "session variables are not allowed");
         // Elsewhere `@` is an operator, which sqlparser reads as such.
@@ -736,9 +766,9 @@ mod tests {
     }
 
     /// sqlparser reads `SELECT NOT EXISTS` as column `not` aliased `exists` and prints it as
-    /// `SELECT NOT AS EXISTS`, which it reads as something else; MySQL's adjacent literals
-    /// `'\'' '\''` join to two quotes that print as one. In both the printed text is not the
-    /// checked query, so it is refused.
+    /// `SELECT NOT AS EXISTS`, which it reads as something else: the printed text is not the
+    /// checked query, so it is refused. MySQL strings are kept as written, escapes included,
+    /// so adjacent literals (`'\'' '\''`, two quotes) join and print as the server reads them.
     #[test]
     fn a_query_whose_printed_form_parses_differently_is_refused() {
         for dialect in [SqlDialect::Postgres, SqlDialect::MySql, SqlDialect::Sqlite] {
@@ -747,8 +777,13 @@ mod tests {
             assert_eq!(denial.message(), "the query does not have a stable form; simplify it", "{dialect}");
         }
         let mysql = SqlValidator::new(AllowList::new(SqlDialect::MySql, "app"));
-        let denial = mysql.validate(r"SELECT '\'' '\''", 0).expect_err("refused");
-        assert_eq!(denial.message(), "the query does not have a stable form; simplify it");
+        let joined = mysql.validate(r"SELECT '\'' '\''", 0).expect("accepted");
+        assert_eq!(joined.sql(), r"SELECT '\'\''");
+        for (written, printed) in
+            [(r"SELECT '\\'", r"SELECT '\\'"), (r"SELECT 'a''b', 'c\'d'", r"SELECT 'a''b', 'c\'d'")]
+        {
+            assert_eq!(mysql.validate(written, 0).expect("accepted").sql(), printed);
+        }
     }
 
     #[test]

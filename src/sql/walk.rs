@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor, Value,
-    ValueWithSpan, VisitorMut,
+    BinaryOperator, Expr, Function, FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr,
+    Statement, TableFactor, Value, ValueWithSpan, VisitorMut,
 };
 
 use super::{AllowList, SqlDialect, TableName, functions};
@@ -215,6 +215,15 @@ impl VisitorMut for Walker<'_> {
         {
             return ControlFlow::Continue(());
         }
+        // MySQL's `FROM DUAL` names no table: `DUAL` is a reserved word there (a table of that
+        // name must be quoted), and the server reads nothing for it.
+        if let [only] = idents.as_slice()
+            && self.dialect == SqlDialect::MySql
+            && only.quote_style.is_none()
+            && only.value.eq_ignore_ascii_case("dual")
+        {
+            return ControlFlow::Continue(());
+        }
         let mut parts: Vec<String> = idents.into_iter().map(|ident| self.dialect.fold(ident)).collect();
         let resolved = match parts.as_mut_slice() {
             [table] => TableName { schema: self.allow.default_schema().to_owned(), table: std::mem::take(table) },
@@ -236,6 +245,7 @@ impl VisitorMut for Walker<'_> {
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> Flow {
         match expr {
+            Expr::Function(function) if is_constructor(self.dialect, function) => ControlFlow::Continue(()),
             Expr::Function(function) => self.check_function(&function.name, false),
             Expr::Identifier(ident) if is_variable(ident) => variable(),
             Expr::Identifier(ident) if is_session_value(self.dialect, ident) => ControlFlow::Break(format!(
@@ -299,6 +309,26 @@ fn check_body(body: &SetExpr) -> Flow {
             ControlFlow::Break("data-modifying statements are not allowed inside a query".into())
         }
     }
+}
+
+/// `ARRAY(subquery)` (PostgreSQL) and `ROW(…)` (PostgreSQL, MySQL): syntax that builds an
+/// array or a row from what is inside, read as a call by sqlparser. The subquery and the
+/// values inside are walked like any other. Quoted (`"row"(…)`), the name is a function's.
+fn is_constructor(dialect: SqlDialect, function: &Function) -> bool {
+    let [ObjectNamePart::Identifier(ident)] = function.name.0.as_slice() else { return false };
+    let plain = ident.quote_style.is_none()
+        && function.filter.is_none()
+        && function.over.is_none()
+        && function.within_group.is_empty()
+        && matches!(function.parameters, FunctionArguments::None);
+    plain
+        && match (dialect, &function.args) {
+            (SqlDialect::Postgres, FunctionArguments::Subquery(_)) => ident.value.eq_ignore_ascii_case("array"),
+            (SqlDialect::Postgres | SqlDialect::MySql, FunctionArguments::List(list)) => {
+                ident.value.eq_ignore_ascii_case("row") && list.duplicate_treatment.is_none() && list.clauses.is_empty()
+            }
+            _ => false,
+        }
 }
 
 /// SQL's value functions that describe the session and are written without parentheses, so
