@@ -10,7 +10,9 @@
 //! Grant it like any tool (`[[grants]] tool = "index_usage"`). How it stays safe:
 //! 1. its one query is fixed and validated at start-up by the same SQL gate as `query_read`,
 //!    against an allow-list of its own that names the two catalog relations it reads;
-//! 2. it runs through the adapter's read path: a read-only transaction, a statement time
+//! 2. it runs on a connection pool of its own, made with that same allow-list (a backend runs
+//!    only queries whose tables its own allow-list permits, so the operator's pool could not
+//!    run it), through the adapter's read path: a read-only transaction, a statement time
 //!    limit, row and byte caps — it holds `Evidence<Read>`, which cannot open a write;
 //! 3. it reports only tables the configuration's allow-list permits, so it shows nothing
 //!    `list_tables` would not;
@@ -25,7 +27,7 @@ use clap::Parser;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlwarden::adapter::{Adapter, ReadOptions, SqlValue};
+use sqlwarden::adapter::{Adapter, PoolOptions, ReadOptions, SqlValue};
 use sqlwarden::config::Config;
 use sqlwarden::service::Service;
 use sqlwarden::sql::{AllowList, SqlDialect, SqlValidator, ValidatedQuery};
@@ -76,12 +78,17 @@ struct Report {
 
 impl IndexUsage {
     /// Validates the tool's query once, against an allow-list naming the two catalog
-    /// relations it reads. A query the gate refuses stops the server from starting.
-    fn new(db: Arc<dyn Adapter>, allow: AllowList) -> Result<IndexUsage, Denial> {
+    /// relations it reads, and makes a pool with that allow-list to run it on. A query the
+    /// gate refuses stops the server from starting.
+    fn new(url: &str, pool: PoolOptions, allow: AllowList) -> Result<IndexUsage, String> {
         let own = AllowList::new(SqlDialect::Postgres, allow.default_schema())
             .table("pg_catalog", "pg_stat_user_indexes")
             .table("pg_catalog", "pg_class");
-        let query = SqlValidator::new(own).validate(QUERY, 2)?;
+        let query = SqlValidator::new(own.clone())
+            .validate(QUERY, 2)
+            .map_err(|denial| format!("its own query was refused: {}", denial.message()))?;
+        let pool = PoolOptions { max_connections: 1, ..pool };
+        let db = sqlwarden::adapter::connect(url, own, pool).map_err(|error| error.denial().message().to_owned())?;
         Ok(IndexUsage { db, allow, query })
     }
 }
@@ -157,10 +164,9 @@ fn main() -> ExitCode {
             if config.database.dialect != SqlDialect::Postgres {
                 return Err("this example needs a PostgreSQL database".to_owned());
             }
-            let allow = config.allow.clone();
-            Service::from_config_with(config, |db, tools| {
-                let tool = IndexUsage::new(Arc::clone(db), allow)
-                    .map_err(|denial| format!("index_usage: its own query was refused: {}", denial.message()))?;
+            let (url, pool, allow) = (config.database.url.clone(), config.database.pool, config.allow.clone());
+            Service::from_config_with(config, |_, tools| {
+                let tool = IndexUsage::new(&url, pool, allow).map_err(|error| format!("index_usage: {error}"))?;
                 Ok(tools.register(tool)?)
             })
             .map_err(|error| error.to_string())

@@ -255,7 +255,7 @@ pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
 /// The adapter the configuration's URL names.
 fn connect(config: &Config) -> Result<Arc<dyn Adapter>, ServiceError> {
     adapter::connect(&config.database.url, config.allow.clone(), config.database.pool).map_err(|error| {
-        let reason = error.denial().map_or_else(|| error.to_string(), |denial| denial.message().to_owned());
+        let reason = error.denial().message().to_owned();
         ServiceError(format!("[database] {reason}"))
     })
 }

@@ -21,12 +21,11 @@ async fn invariant_1_fail_closed_on_missing_or_invalid_session_context() {
     let denied = h.boundary.invoke(None, "list", json!({})).await.expect_err("no session");
     assert_eq!(denied.code(), DenialCode::SessionContextInvalid);
 
-    // Invalid: claims that cannot be bound never become a session, so the call carries none.
+    // Invalid: claims that cannot be bound never become a session (no value of the type holds
+    // them), so the only call they could make is the one without a session, above.
     for (identity, tenant) in [("", TENANT), ("   ", TENANT), (IDENTITY, "ac\nme"), (IDENTITY, "\u{202E}acme")] {
         let claim = SessionContext::builder().identity(identity).tenant(tenant).bind();
         assert!(claim.is_err(), "{identity:?}/{tenant:?} must not bind");
-        let denied = h.boundary.invoke(claim.ok().map(Arc::new), "list", json!({})).await.expect_err("invalid");
-        assert_eq!(denied.code(), DenialCode::SessionContextInvalid);
     }
 
     // Expired: valid strictly before its expiry, invalid from it on.
@@ -47,7 +46,7 @@ async fn invariant_1_fail_closed_on_missing_or_invalid_session_context() {
             .iter()
             .all(|s| *s == (Stage::Resolve, AuditDecision::Deny, Some(DenialCode::SessionContextInvalid)))
     );
-    assert_eq!(h.audit.events().len(), 7, "one audit record per denied call");
+    assert_eq!(h.audit.events().len(), 3, "one audit record per denied call");
 
     // The same session one nanosecond earlier is valid: the denials above were for expiry.
     let h = Harness::granting(&["list"]);

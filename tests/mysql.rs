@@ -243,6 +243,39 @@ async fn the_session_is_read_only_and_fixed() {
     assert_eq!(db.count("events").await, 0, "nothing was written");
 }
 
+/// What one call leaves on its connection is gone before the next call gets it: here views
+/// an operator allow-listed call functions that set a user variable and a session variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_sees_session_state_an_earlier_call_left() {
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    for statement in [
+        "CREATE FUNCTION plant() RETURNS INT NO SQL BEGIN SET @planted = 'left behind'; \
+         SET SESSION div_precision_increment = 9; RETURN 1; END",
+        "CREATE VIEW plant AS SELECT plant() AS planted",
+        "CREATE FUNCTION peek() RETURNS TEXT NO SQL RETURN CONCAT_WS('|', COALESCE(@planted, 'none'), \
+         @@session.div_precision_increment, @@session.sql_mode, @@session.time_zone)",
+        "CREATE VIEW peek AS SELECT peek() AS seen",
+    ] {
+        db.admin.query_drop(statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
+    let allow = db.allow().table(&db.name, "plant").table(&db.name, "peek");
+    // One connection: the next call gets the very connection the planting call used.
+    let one = PoolOptions { max_connections: 1, ..PoolOptions::default() };
+    let adapter = MySqlAdapter::connect(&db.url(), allow.clone(), one).expect("adapter");
+    let service = Service::new(Arc::new(adapter), allow, ReadLimits::default());
+    let peek = json!({"query": "SELECT seen FROM peek"});
+    let before = service.read(peek.clone()).await["rows"][0][0].as_str().expect("seen").to_owned();
+    assert!(before.starts_with("none|4|"), "{before}");
+    for _ in 0..3 {
+        let planted = service.read(json!({"query": "SELECT planted FROM plant"})).await;
+        assert_eq!(planted["rows"], json!([[1]]));
+        let seen = service.read(peek.clone()).await["rows"][0][0].as_str().expect("seen").to_owned();
+        assert_eq!(seen, before, "the next call saw what the planting call left");
+    }
+    // (A stored function runs in the sql_mode it was created with; the time zone is the session's.)
+    assert_eq!(before.split('|').nth(3), Some("+00:00"), "the session is set again after each reset: {before}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_query_is_refused_and_gone_from_the_server() {
     let Some(mut db) = TestDb::create(SHOP).await else { return };
@@ -304,6 +337,46 @@ async fn values_come_back_as_faithful_json() {
         ]),
         "MariaDB keeps JSON as text and reports it as text"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimals_from_expressions_aggregates_and_literals_are_exact_digits() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    // The server marks a decimal it computed as binary: it is still a number, never base64.
+    let result = service
+        .read(json!({"query": "SELECT sum(d), avg(d), max(d) * 2, 1.5, CAST(2 AS DECIMAL(5,2)), 0.1 + 0.2, -0.0 FROM types"}))
+        .await;
+    assert_eq!(
+        result["rows"],
+        json!([[
+            "-1234567890123456789012345678.000000000001",
+            "-1234567890123456789012345678.0000000000010000",
+            "-2469135780246913578024691356.000000000002",
+            "1.5",
+            "2.00",
+            "0.3",
+            "0.0"
+        ]])
+    );
+    let types: Vec<&str> =
+        result["columns"].as_array().expect("columns").iter().map(|c| c["type"].as_str().expect("type")).collect();
+    assert_eq!(types, ["decimal"; 7]);
+    let total = service.read(json!({"query": "SELECT sum(total) FROM orders WHERE id <= 10"})).await;
+    assert_eq!(total["rows"], json!([["7.86"]]));
+}
+
+/// Valid MySQL the gate once refused: strings with backslashes, `FROM DUAL`, `ROW(…)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backslash_strings_dual_and_row_values_run_as_written() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    let strings = service
+        .read(json!({"query": r"SELECT '\\' AS a, 'it\'s' AS b, 'it''s' AS c, 'x\' UNION SELECT value FROM secrets -- ' AS d FROM DUAL"}))
+        .await;
+    assert_eq!(strings["rows"], json!([["\\", "it's", "it's", "x' UNION SELECT value FROM secrets -- "]]));
+    let row = service.read(json!({"query": "SELECT name FROM customers WHERE ROW(id, name) = ROW(1, 'Ada')"})).await;
+    assert_eq!(row["rows"], json!([["Ada"]]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,23 +459,60 @@ async fn tls_is_never_downgraded_nor_unverified() {
         let error = MySqlAdapter::connect(url, allow.clone(), PoolOptions::default()).expect_err("refused");
         assert!(error.to_string().contains("verification cannot be turned off"), "{error}");
     }
-    let error = MySqlAdapter::connect("mysql://u@h/app?sslrootcert=/ca.pem", allow, PoolOptions::default())
-        .expect_err("refused");
-    assert!(error.to_string().contains("sslrootcert needs require_ssl=true"), "{error}");
-
-    // A server without TLS (as on this project's CI machine) is refused, not used in plain text.
-    let Some(mut db) = TestDb::create(SHOP).await else { return };
-    let have_ssl: Option<(String, String)> =
-        db.admin.query_first("SHOW VARIABLES LIKE 'have_ssl'").await.expect("have_ssl");
-    if have_ssl.is_some_and(|(_, value)| value == "YES") {
-        eprintln!("skipped: this server offers TLS; the downgrade check needs one that does not");
-        return;
+    for url in [
+        "mysql://u@127.0.0.1/app?sslrootcert=/ca.pem",
+        "mysql://u@db.example/app?sslrootcert=/ca.pem&require_ssl=false",
+    ] {
+        let error = MySqlAdapter::connect(url, allow.clone(), PoolOptions::default()).expect_err("refused");
+        assert!(error.to_string().contains("sslrootcert needs TLS"), "{url}: {error}");
     }
+
+    // Required TLS is never given up: a server without TLS (as on this project's CI machine),
+    // or one whose certificate does not name 127.0.0.1, is refused, not used in plain text.
+    let Some(db) = TestDb::create(SHOP).await else { return };
     let url = format!("{}?require_ssl=true", db.url());
     let adapter = MySqlAdapter::connect(&url, db.allow(), PoolOptions::default()).expect("adapter");
     let service = Service::new(Arc::new(adapter), db.allow(), ReadLimits::default());
     let (code, _) = refusal(service.call("query_read", json!({"query": "SELECT count(*) FROM customers"})).await);
     assert_eq!(code, DenialCode::DbError);
+}
+
+/// A database on another machine (here, this machine's own non-loopback address, relayed to
+/// the server) is reached only over verified TLS unless the URL says `require_ssl=false`; then
+/// it works, and `sqlwarden check` reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_on_another_machine_is_not_reached_in_plain_text_unless_asked() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let Some(address) = databases::another_machine() else { return };
+    let target = databases::host_of(&db.url(), "127.0.0.1:3306");
+    let relay = Relay::start_on(address, 0, target.clone()).await;
+    let remote = db.url().replace(&target, &format!("{address}:{}", relay.port));
+    let query = json!({"query": "SELECT count(*) FROM customers"});
+    let connect = |url: String| {
+        let adapter = MySqlAdapter::connect(&url, db.allow(), PoolOptions::default()).expect("adapter");
+        Service::new(Arc::new(adapter), db.allow(), ReadLimits::default())
+    };
+    // The server offers no TLS (or a certificate that does not name this address): refused.
+    let (code, _) = refusal(connect(remote.clone()).call("query_read", query.clone()).await);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(relay.accepted.load(std::sync::atomic::Ordering::SeqCst) > 0, "it did try the server");
+    // Plain text asked for by name: it works, and check says so.
+    let plain = format!("{remote}?require_ssl=false");
+    assert_eq!(connect(plain.clone()).read(query.clone()).await["rows"], json!([[3]]));
+    let config = format!(
+        "[database]\nurl = \"{plain}\"\n[allowlist]\nschemas = [\"{}\"]\ntables = [\"customers\"]\n\
+         [audit]\npath = \"/dev/null\"\n",
+        db.name
+    );
+    let config = sqlwarden::config::Config::parse(&config, "test.toml", |_| None).expect("valid");
+    let checked = sqlwarden::service::check(config).await.expect("checked");
+    assert!(
+        checked.posture.findings.iter().any(|finding| finding.contains("unencrypted")),
+        "{:?}",
+        checked.posture.findings
+    );
+    // On this machine, plain text stays the default.
+    assert_eq!(connect(db.url()).read(query).await["rows"], json!([[3]]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

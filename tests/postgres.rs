@@ -219,7 +219,7 @@ async fn connections_go_back_to_the_pool_outside_any_transaction() {
         assert_eq!(busy, 0, "{tool} {args} ({outcome:?}) left its connection inside a transaction");
     }
     let printed = service.read(json!({"query": "SELECT CAST('10.0.0.1' AS inet) AS ip"})).await;
-    assert_eq!(printed["rows"], json!([["10.0.0.1/32"]]), "as PostgreSQL prints it");
+    assert_eq!(printed["rows"], json!([["10.0.0.1"]]), "as PostgreSQL prints it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +249,7 @@ async fn a_repeated_read_sees_a_table_altered_since() {
     let altered = service.read(one.clone()).await;
     assert_eq!(names(&altered), ["id", "full_name", "email", "created_at"]);
     assert_eq!(altered["columns"][2], json!({"name": "email", "type": "inet"}));
-    assert_eq!(altered["rows"][0][2], json!("10.1.2.3/32"));
+    assert_eq!(altered["rows"][0][2], json!("10.1.2.3"));
     // An empty result's description is at most a second old.
     let none = json!({"query": "SELECT * FROM orders WHERE id = $1", "params": [-1]});
     assert_eq!(names(&service.read(none.clone()).await), ["id", "customer_id", "total"]);
@@ -396,10 +396,40 @@ async fn values_come_back_as_faithful_json() {
     assert_eq!(value("p"), json!("(1,x)"));
     assert_eq!(value("r"), json!("[1,5)"));
     assert_eq!(value("nothing"), Value::Null);
+    // As the server prints them: an address alone has no `/32` (a cast to text would add it).
+    let addresses = service
+        .read(json!({"query": "SELECT CAST('10.1.2.3' AS inet) AS a, CAST('10.0.0.0/8' AS cidr) AS b, \
+                               CAST('::1' AS inet) AS c, ARRAY[CAST('10.1.2.3' AS inet)] AS d"}))
+        .await;
+    assert_eq!(addresses["rows"], json!([["10.1.2.3", "10.0.0.0/8", "::1", "{10.1.2.3}"]]));
+    // `json` is the server's text: duplicate keys and digits beyond a double are kept.
+    let text = service
+        .read_text(json!({"query": "SELECT CAST('{\"a\": 1, \"a\": 123456789012345678901234567890.5}' AS json) AS j"}))
+        .await;
+    assert!(text.contains(r#"[{"a": 1, "a": 123456789012345678901234567890.5}]"#), "{text}");
     let types: Vec<&str> =
         result["columns"].as_array().expect("columns").iter().map(|c| c["type"].as_str().expect("type")).collect();
     assert_eq!(types[columns.iter().position(|c| *c == "arr").expect("arr")], "int4[]");
     assert_eq!(types[columns.iter().position(|c| *c == "m").expect("m")], "mood");
+}
+
+/// Valid PostgreSQL the gate once refused: `ARRAY(subquery)` and `ROW(…)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_subqueries_and_row_constructors_run() {
+    let Some((_db, service)) = shop().await else { return };
+    let result = service
+        .read(json!({"query": "SELECT ARRAY(SELECT c.id FROM customers c ORDER BY c.id) AS ids, \
+                               ROW(1, 'a') AS pair, ROW(1, 'a') = ROW(1, 'a') AS same"}))
+        .await;
+    assert_eq!(result["rows"], json!([[[1, 2, 3], [1, "a"], true]]), "an anonymous row is an array of its fields");
+    let nested =
+        service.read(json!({"query": "SELECT ROW(1, ROW(NULL, ARRAY[2.5]), CAST('2024-02-29' AS date))"})).await;
+    assert_eq!(nested["rows"], json!([[[1, [null, ["2.5"]], "2024-02-29"]]]));
+    // A field only the server can print: refused with a message that says what to do.
+    let (code, message) =
+        refusal(service.call("query_read", json!({"query": "SELECT ROW(1, CAST('10.0.0.1' AS inet))"})).await);
+    assert_eq!(code, DenialCode::InvalidInput, "{message}");
+    assert!(message.contains("select that field as a column"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -542,6 +572,9 @@ async fn server_certificate(db: &TestDb) -> Option<&'static str> {
     if ssl == "on" && file == SNAKEOIL && std::path::Path::new(SNAKEOIL).exists() {
         Some(SNAKEOIL)
     } else {
+        // `.ci/run` gives the server this certificate: with the databases required, a server
+        // without it is a failure, never a skip.
+        assert!(!databases::required(), "the PostgreSQL server has no TLS with {SNAKEOIL}");
         eprintln!("skipped: the server has no TLS with {SNAKEOIL}");
         None
     }
@@ -555,6 +588,7 @@ async fn tls_certificates_are_verified() {
     };
     let Some(certificate) = server_certificate(&db).await else { return };
     if !std::path::Path::new("/etc/ssl/certs/ISRG_Root_X1.pem").exists() {
+        assert!(!databases::required(), "no unrelated CA certificate (ca-certificates) to test against");
         eprintln!("skipped: no unrelated CA certificate to test against");
         return;
     }
@@ -584,6 +618,116 @@ async fn tls_certificates_are_verified() {
     }
     let plain = connect(format!("{localhost}?sslmode=disable"));
     assert_eq!(plain.read(query).await["rows"], json!([[false]]));
+}
+
+/// A database on another machine (here, this machine's own non-loopback address) is reached
+/// only over verified TLS unless the URL names another `sslmode`: a server that answers "no
+/// TLS" is refused before anything is sent in plain text. With `sslmode=disable` it works
+/// (relayed to the real server), and `sqlwarden check` reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_on_another_machine_is_not_reached_in_plain_text_unless_asked() {
+    let Some(db) = TestDb::create("CREATE TABLE t (id int); INSERT INTO t VALUES (1);").await else { return };
+    let Some(address) = databases::another_machine() else { return };
+    let allow = AllowList::new(SqlDialect::Postgres, "public").table("public", "t");
+    let connect = |url: String| {
+        let adapter = PostgresAdapter::connect(&url, allow.clone(), PoolOptions::default()).expect("adapter");
+        Service::new(Arc::new(adapter), allow.clone(), ReadLimits::default())
+    };
+    let query = json!({"query": "SELECT id FROM t"});
+    // A server without TLS: it answers the TLS request with "N", and records what follows.
+    let listener = tokio::net::TcpListener::bind((address, 0)).await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let plain_text_seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&plain_text_seen);
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 8];
+            if stream.read_exact(&mut request).await.is_err() {
+                continue;
+            }
+            let _ = stream.write_all(b"N").await;
+            let mut more = [0u8; 64];
+            if matches!(stream.read(&mut more).await, Ok(n) if n > 0) {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let fake = format!("postgres://postgres@{address}:{port}/{}", db.name);
+    let (code, message) = refusal(connect(fake.clone()).call("query_read", query.clone()).await);
+    assert_eq!(code, DenialCode::DbError);
+    assert!(message.contains("TLS"), "{message}");
+    assert_eq!(plain_text_seen.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing went out in plain text");
+    // The explicit opt-out does go in plain text (the fake then hangs up).
+    let _ = connect(format!("{fake}?sslmode=disable")).call("query_read", query.clone()).await;
+    assert!(plain_text_seen.load(std::sync::atomic::Ordering::SeqCst) > 0, "sslmode=disable is plain text");
+    server.abort();
+
+    let target = databases::host_of(&TestDb::url_of(&db.name), "127.0.0.1:5432");
+    let relay = Relay::start_on(address, 0, target.clone()).await;
+    let relayed = TestDb::url_of(&db.name).replace(&target, &format!("{address}:{}", relay.port));
+    let plain = format!("{relayed}?sslmode=disable");
+    assert_eq!(connect(plain.clone()).read(query.clone()).await["rows"], json!([[1]]));
+    let config =
+        format!("[database]\nurl = \"{plain}\"\n[allowlist]\ntables = [\"t\"]\n[audit]\npath = \"/dev/null\"\n");
+    let config = sqlwarden::config::Config::parse(&config, "test.toml", |_| None).expect("valid");
+    let checked = sqlwarden::service::check(config).await.expect("checked");
+    assert!(checked.posture.findings.iter().any(|f| f.contains("unencrypted")), "{:?}", checked.posture.findings);
+    // Through the same relay with no sslmode, TLS is required (and this certificate does not
+    // name the address): refused.
+    let (code, _) = refusal(connect(relayed).call("query_read", query).await);
+    assert_eq!(code, DenialCode::DbError);
+}
+
+/// Log lines written while a test runs, on this thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An operator can see why the database failed: the cause of a database error is logged once
+/// at warn, with the tool and the session, free of the values involved (a parameter the
+/// server quoted is not in it); an unreachable database says why.
+#[tokio::test(flavor = "current_thread")]
+async fn the_cause_of_a_database_error_is_logged_once_without_values() {
+    let Some((_db, service)) = shop().await else { return };
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let secret = "secret-parameter-value";
+    let (code, _) = refusal(
+        service.call("query_read", json!({"query": "SELECT CAST($1 AS integer) AS n", "params": [secret]})).await,
+    );
+    assert_eq!(code, DenialCode::InvalidInput);
+    let unreachable = PostgresAdapter::connect(
+        "postgres://postgres@127.0.0.1:1/nothing?connect_timeout=2",
+        shop_allow(),
+        PoolOptions { connect_timeout: Duration::from_secs(2), ..PoolOptions::default() },
+    )
+    .expect("adapter");
+    let down = Service::new(Arc::new(unreachable), shop_allow(), ReadLimits::default());
+    let (code, _) = refusal(down.call("query_read", json!({"query": "SELECT id FROM customers"})).await);
+    assert_eq!(code, DenialCode::DbError);
+    let log = String::from_utf8(captured.0.lock().expect("log lock").clone()).expect("utf-8");
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains("the database call failed")).collect();
+    assert_eq!(lines.len(), 2, "one line per failure: {log}");
+    assert!(lines[0].contains("WARN") && lines[0].contains("query_read") && lines[0].contains("session="), "{log}");
+    assert!(lines[0].contains("SQLSTATE 22P02"), "the cause, by its code: {log}");
+    assert!(lines[1].contains("refused"), "why the database is unreachable: {log}");
+    assert!(!log.contains(secret), "no value in the log: {log}");
 }
 
 /// A login role of the test's own, dropped after the databases that mention it.

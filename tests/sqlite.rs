@@ -97,18 +97,6 @@ async fn values_come_back_as_faithful_json() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_engine_refuses_a_table_the_gate_let_through() {
-    let file = TestFile::create(SHOP);
-    // The gate above believes secrets is allowed; the adapter's own allow-list does not.
-    let adapter = SqliteAdapter::open(&file.url(), allow(), 2).expect("opens");
-    let service = Service::new(Arc::new(adapter), allow().table("main", "secrets"), ReadLimits::default());
-    let (code, message) = refusal(service.call("query_read", json!({"query": "SELECT * FROM secrets"})).await);
-    assert_eq!(code, DenialCode::DbError);
-    assert!(message.contains("allow-listed"), "{message}");
-    assert!(!message.contains("hunter2"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_past_its_timeout_is_stopped() {
     let file = TestFile::create(SHOP);
     let service = service(&file, ReadLimits::default());
@@ -251,4 +239,34 @@ async fn a_value_over_the_byte_cap_is_refused_by_the_engine_even_when_the_result
     assert_eq!(read["rows"], json!([["Gra"]]));
     let under = service.read(json!({"query": "SELECT length(group_concat(total)) FROM orders WHERE id <= 4000"})).await;
     assert_eq!(under["rows"], json!([[4000 * 101 - 1]]));
+}
+
+/// SQLite's table-valued JSON functions, which the gate lets into FROM, run end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_valued_json_functions_run_end_to_end() {
+    let file = TestFile::create(SHOP);
+    let service = service(&file, ReadLimits::default());
+    let each = service.read(json!({"query": "SELECT key, value FROM json_each('[10, 20]') ORDER BY key"})).await;
+    assert_eq!(each["rows"], json!([[0, 10], [1, 20]]));
+    let joined = service
+        .read(json!({"query": "SELECT c.id, j.value FROM customers AS c, json_each(json_array(c.id, c.name)) AS j \
+                               WHERE c.id = 1 ORDER BY j.key"}))
+        .await;
+    assert_eq!(joined["rows"], json!([[1, 1], [1, "Ada"]]));
+    let tree = service.read(json!({"query": "SELECT count(*) FROM json_tree('{\"a\": [1, 2]}')"})).await;
+    assert_eq!(tree["rows"], json!([[4]]));
+}
+
+/// An adapter runs only queries whose tables its own allow-list permits, whatever allow-list
+/// the validator that accepted them was built with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_refuses_a_query_validated_under_a_wider_allow_list() {
+    let file = TestFile::create(SHOP);
+    let adapter = SqliteAdapter::open(&file.url(), allow(), 2).expect("opens");
+    let wider = allow().table("main", "secrets");
+    let service = Service::new(Arc::new(adapter), wider, ReadLimits::default());
+    let (code, message) = refusal(service.call("query_read", json!({"query": "SELECT value FROM secrets"})).await);
+    assert_eq!(code, DenialCode::QueryRejected, "{message}");
+    assert!(message.contains("main.secrets is not in this database's allow-list"), "{message}");
+    assert_eq!(service.read(json!({"query": "SELECT count(*) FROM customers"})).await["rows"], json!([[3]]));
 }

@@ -146,4 +146,31 @@ async fn a_commit_that_loses_its_connection_says_the_outcome_is_unknown() {
     let denied = h.call(&session(), "add_customer", json!({"name": "lost"})).await.expect_err("commit failed");
     assert_eq!(denied.code(), DenialCode::DbError);
     assert!(denied.message().contains("may or may not have been saved"), "{}", denied.message());
+    // The execute record went out before the commit; the commit's failure follows it.
+    let stages = h.audit.stages();
+    assert_eq!(
+        stages[stages.len() - 2..],
+        [(Stage::Execute, AuditDecision::Allow, None), (Stage::Commit, AuditDecision::Deny, Some(DenialCode::DbError))]
+    );
+}
+
+/// A write's execute record (its decision and the rows it affected) is written before it
+/// commits: should it not be written, the transaction rolls back and the call is denied.
+#[tokio::test]
+async fn a_write_commits_only_once_its_execute_record_is_written() {
+    let h = writer(&["add_customer"]);
+    h.call(&session(), "add_customer", json!({"name": "Eve", "rows": 2})).await.expect("written");
+    let stages = h.audit.stages();
+    assert_eq!(
+        stages.last(),
+        Some(&(Stage::Execute, AuditDecision::Allow, None)),
+        "nothing after a commit that worked"
+    );
+    assert_eq!(execute_event(&h).rows_affected, Some(2));
+    // From the next call's second batch on (its execute record), the audit fails.
+    let batches_so_far = h.audit.batches.load(std::sync::atomic::Ordering::SeqCst);
+    h.audit.fail_from.store(batches_so_far + 1, std::sync::atomic::Ordering::SeqCst);
+    let denied = h.call(&session(), "add_customer", json!({"name": "Eve", "rows": 2})).await.expect_err("unaudited");
+    assert_eq!((denied.code(), denied.message()), (DenialCode::Internal, "audit unavailable"));
+    assert_eq!((h.effects.rows_written(), h.effects.rollbacks()), (2, 1), "rolled back, never committed");
 }

@@ -6,7 +6,7 @@
 //! | boolean | `true` / `false` |
 //! | integer within ±(2^53 − 1) | a number |
 //! | integer beyond that | a string of its digits, so no JSON reader rounds it |
-//! | numeric / decimal | a string, digit for digit |
+//! | numeric / decimal (from a column, an expression, an aggregate or a literal) | a string, digit for digit |
 //! | float | a number; NaN and the infinities as the strings `"NaN"`, `"Infinity"`, `"-Infinity"` |
 //! | text, enum label | a string |
 //! | uuid | a lower-case hyphenated string |
@@ -17,7 +17,8 @@
 //! | bytes | standard base64 with padding |
 //! | json | the JSON itself, as the database printed it |
 //! | array | a JSON array |
-//! | any other type | the database's text form of the value |
+//! | anonymous row (PostgreSQL `ROW(…)`) | a JSON array of its fields |
+//! | any other type (`inet`, a named composite, a range…) | the database's text form of the value, as its output function prints it |
 //!
 //! Years outside 0001–9999 are written with a sign and at least four digits (`"-0001-12-31"`,
 //! `"+10000-01-01"`), year 0 being 1 BC, as ISO 8601 does.

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::boundary::{Denial, DenialCode, Evidence, Read, Write};
-use crate::sql::{ParamValue, SqlDialect, ValidatedQuery};
+use crate::sql::{AllowList, ParamValue, SqlDialect, ValidatedQuery};
 
 pub mod json;
 #[cfg(feature = "mysql")]
@@ -278,7 +278,7 @@ impl RowWriter<'_> {
             (text, written)
         });
         let (text, written) =
-            task.await.map_err(|join| AdapterError::new(AdapterErrorKind::Database, join.to_string()))?;
+            task.await.map_err(|join| AdapterError::new(AdapterErrorKind::Internal, join.to_string()))?;
         *self.collector_text() = text;
         written.map_err(|_| result_too_large(max_bytes))
     }
@@ -294,6 +294,26 @@ impl RowWriter<'_> {
         self.collector.ended_row()
     }
 }
+
+/// Whether `host`, as written in a database URL, is this machine: a loopback address
+/// (`127.0.0.0/8`, `::1`, also IPv4-mapped), `localhost`, or a Unix socket's path. Anything
+/// else (another name, another address, `db.localhost` included) is reached over a network,
+/// where the connection is encrypted unless plain text is asked for by name
+/// ([`PLAINTEXT_FINDING`]).
+pub fn is_local_host(host: &str) -> bool {
+    if host.starts_with('/') {
+        return true;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|inner| inner.strip_suffix(']')).unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|address| address.to_canonical().is_loopback())
+}
+
+/// What `sqlwarden check` reports, and the server warns at startup, when a database on
+/// another machine is reached with plain text asked for by name.
+pub(crate) const PLAINTEXT_FINDING: &str = "its connection may travel unencrypted: the database is on another \
+     machine and the URL asks for plain text (sslmode=disable or prefer, require_ssl=false)";
 
 /// Removes `name=value` from a URL's query string (drivers refuse parameters they do not
 /// know), returning the URL without it and the value.
@@ -316,17 +336,23 @@ pub(crate) fn take_url_parameter(url: &str, name: &str) -> (String, Option<Strin
     (url, value)
 }
 
-/// Refuses a query validated for another dialect than the backend's, or whose size-amplifying
-/// calls would, with these parameters, make more than the result cap
-/// ([`ValidatedQuery::check_params`]). Every backend checks this before it runs a query.
+/// Refuses a query validated for another dialect than the backend's, or under an allow-list
+/// that let it name a table the backend's own allow-list does not (a validator built with a
+/// wider list than the adapter's), or whose size-amplifying calls would, with these
+/// parameters, make more than the result cap ([`ValidatedQuery::check_params`]). Every backend
+/// checks this before it runs a query.
 pub(crate) fn ensure_runnable(
     query: &ValidatedQuery,
-    dialect: SqlDialect,
+    allow: &AllowList,
     params: &[SqlValue],
     max_bytes: usize,
 ) -> Result<(), AdapterError> {
-    if query.dialect() != dialect {
+    if query.dialect() != allow.dialect() {
         return Err(AdapterError::invalid("the query was validated for another SQL dialect"));
+    }
+    if let Some(table) = query.tables().iter().find(|table| !allow.allows(table)) {
+        return Err(AdapterError::of_kind(AdapterErrorKind::Refused)
+            .with_message(format!("table {table} is not in this database's allow-list")));
     }
     let values: Vec<ParamValue<'_>> = params
         .iter()
@@ -689,6 +715,9 @@ pub enum AdapterErrorKind {
     TooManyRows,
     /// The query was refused before it ran (with these parameters, say).
     Refused,
+    /// A fault of ours: the database's answer could not be read (a value that does not
+    /// decode, say). Answered `INTERNAL`.
+    Internal,
 }
 
 impl AdapterError {
@@ -725,8 +754,9 @@ impl AdapterError {
         self.kind
     }
 
-    /// The denial a caller sees, or `None` for a fault to be logged and answered generically.
-    pub fn denial(&self) -> Option<Denial> {
+    /// The denial a caller sees: the message set for it, or the kind's generic one. The cause
+    /// is not in it (the boundary logs it).
+    pub fn denial(&self) -> Denial {
         let (code, generic) = match self.kind {
             AdapterErrorKind::Timeout => (DenialCode::Timeout, "the statement exceeded its time limit"),
             AdapterErrorKind::ResultTooLarge => (DenialCode::ResultTooLarge, "the result exceeds the size limit"),
@@ -738,8 +768,9 @@ impl AdapterError {
                 (DenialCode::QueryRejected, "the change affected more rows than the tool allows; nothing was changed")
             }
             AdapterErrorKind::Refused => (DenialCode::QueryRejected, "the query was refused"),
+            AdapterErrorKind::Internal => (DenialCode::Internal, "internal error"),
         };
-        Some(Denial::new(code, self.message.clone().unwrap_or(Cow::Borrowed(generic))))
+        Denial::new(code, self.message.clone().unwrap_or(Cow::Borrowed(generic)))
     }
 }
 
@@ -754,6 +785,7 @@ impl fmt::Display for AdapterError {
             AdapterErrorKind::Connection => "database connection failed",
             AdapterErrorKind::TooManyRows => "too many rows affected",
             AdapterErrorKind::Refused => "query refused",
+            AdapterErrorKind::Internal => "internal error",
         })?;
         match &self.message {
             Some(message) => write!(f, ": {message}"),
@@ -771,6 +803,42 @@ impl StdError for AdapterError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_localhost_and_sockets_are_this_machine() {
+        for local in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]",
+            "localhost",
+            "LocalHost",
+            "localhost.",
+            "/var/run/postgresql",
+            "/tmp/mysql.sock",
+        ] {
+            assert!(is_local_host(local), "{local}");
+        }
+        for remote in [
+            "db.example.com",
+            "db.localhost",
+            "localhost.example.com",
+            "localhost6",
+            "10.0.0.5",
+            "192.0.2.2",
+            "0.0.0.0",
+            "::",
+            "[fd00::2]",
+            "::ffff:10.0.0.1",
+            "128.0.0.1",
+            "",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!is_local_host(remote), "{remote}");
+        }
+    }
     use crate::sql::AllowList;
 
     fn options(limit: usize, max_bytes: usize) -> ReadOptions {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, Value as MyValue};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts, Value as MyValue};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -39,8 +39,9 @@ use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
 
 const CLIENT_GRACE: Duration = Duration::from_millis(250);
 const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// The session every connection starts with.
-const SETUP: &str = "SET SESSION sql_mode = 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
+/// The session every connection starts with, set again after every reset (see
+/// [`MySqlAdapter::connect`]).
+const SESSION: &str = "SET SESSION sql_mode = 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
     ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00', NAMES utf8mb4";
 
 /// The MySQL and MariaDB adapter.
@@ -57,6 +58,9 @@ pub struct MySqlAdapter {
     mariadb: tokio::sync::OnceCell<bool>,
     /// The budget of side connections that stop abandoned statements.
     side: Arc<tokio::sync::Semaphore>,
+    /// The database is on another machine and the URL asks for plain text (see
+    /// [`super::PLAINTEXT_FINDING`]).
+    plaintext: bool,
 }
 
 impl std::fmt::Debug for MySqlAdapter {
@@ -79,16 +83,31 @@ impl MySqlAdapter {
         let (url, root_certificates) = take_url_parameter(&url, "sslrootcert");
         let parsed = Opts::from_url(&url)
             .map_err(|_| AdapterError::invalid("the MySQL URL is not valid (the URL itself is not shown)"))?;
-        let ssl = match (parsed.ssl_opts().cloned(), root_certificates) {
+        // On another machine, TLS is required unless the URL says `require_ssl=false`.
+        let remote = parsed.socket().is_none() && !super::is_local_host(parsed.ip_or_hostname());
+        let named = take_url_parameter(&url, "require_ssl").1.is_some();
+        let asked = match parsed.ssl_opts().cloned() {
+            None if remote && !named => Some(SslOpts::default()),
+            asked => asked,
+        };
+        let ssl = match (asked, root_certificates) {
             (Some(ssl), _) if ssl.accept_invalid_certs() || ssl.skip_domain_validation() => {
                 return Err(AdapterError::invalid(
                     "TLS certificate verification cannot be turned off (verify_ca, verify_identity)",
                 ));
             }
             (Some(ssl), Some(path)) => Some(ssl.with_root_certs(vec![PathBuf::from(path).into()])),
-            (None, Some(_)) => return Err(AdapterError::invalid("sslrootcert needs require_ssl=true")),
+            (None, Some(_)) => {
+                return Err(AdapterError::invalid(
+                    "sslrootcert needs TLS: require_ssl=true, or a host on another machine",
+                ));
+            }
             (ssl, None) => ssl,
         };
+        let plaintext = remote && ssl.is_none();
+        if plaintext {
+            tracing::warn!("{}", super::PLAINTEXT_FINDING);
+        }
         if parsed.db_name().is_none() {
             return Err(AdapterError::invalid("the MySQL URL must name a database"));
         }
@@ -96,18 +115,22 @@ impl MySqlAdapter {
             .ok_or_else(|| AdapterError::invalid("the pool size is not valid"))?;
         let opts: Opts = OptsBuilder::from_opts(parsed)
             .ssl_opts(ssl)
-            .setup(vec![SETUP])
+            .setup(vec![SESSION])
             // The client refuses a packet (a row) larger than a result may be, before reading it
             // whole: one value cannot take the process's memory past the limits.
             .max_allowed_packet(Some(options.max_message_bytes()))
-            // Every read sets what it needs and every write resets it, so the pool need not
-            // reset connections (a round trip each time).
             // Idle connections are kept for a while (with no time to live, mysql_async would
             // close every connection above the minimum as soon as it is returned).
             .pool_opts(
                 PoolOpts::default()
                     .with_constraints(constraints)
-                    .with_reset_connection(false)
+                    // A connection is reset (`COM_RESET_CONNECTION`) whenever it goes back to
+                    // the pool, off the answer's path: whatever one call left on it (a user
+                    // variable, a session setting, a temporary table, an open transaction) is
+                    // gone before the next call gets it. The gate lets no statement that leaves
+                    // such state through; this holds should it ever miss one. The price: each
+                    // read prepares its statement again.
+                    .with_reset_connection(true)
                     .with_inactive_connection_ttl(Duration::from_secs(300)),
             )
             .into();
@@ -120,6 +143,7 @@ impl MySqlAdapter {
             mariadb: tokio::sync::OnceCell::new(),
             side: Arc::new(tokio::sync::Semaphore::new(SIDE_CONNECTIONS)),
             max_message_bytes: options.max_message_bytes(),
+            plaintext,
         })
     }
 
@@ -146,8 +170,7 @@ impl MySqlAdapter {
         &self,
         hold: SlotHold,
         timeout: Duration,
-        row_cap: usize,
-        large: &AtomicBool,
+        run: &ReadRun<'_>,
         context: &C,
         work: for<'t> fn(&'t mut Conn, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
     ) -> Result<R, AdapterError> {
@@ -159,15 +182,17 @@ impl MySqlAdapter {
             let mut conn = self.checkout(deadline).await?;
             let settings = if self.is_mariadb(&mut conn).await {
                 format!(
-                    "SET SESSION max_statement_time = {:.3}, SESSION sql_select_limit = {row_cap}; \
+                    "SET SESSION max_statement_time = {:.3}, SESSION sql_select_limit = {}; \
                      START TRANSACTION READ ONLY",
-                    timeout.as_secs_f64().max(0.001)
+                    timeout.as_secs_f64().max(0.001),
+                    run.row_cap
                 )
             } else {
                 format!(
-                    "SET SESSION max_execution_time = {}, SESSION sql_select_limit = {row_cap}; \
+                    "SET SESSION max_execution_time = {}, SESSION sql_select_limit = {}; \
                      START TRANSACTION READ ONLY",
-                    timeout.as_millis().max(1)
+                    timeout.as_millis().max(1),
+                    run.row_cap
                 )
             };
             let mut running = self.running(conn, hold);
@@ -196,9 +221,10 @@ impl MySqlAdapter {
             let (conn, _ended) = running.finish();
             // The transaction ends whatever the work's outcome, without holding up the answer:
             // see `end_read`. A packet too large for the client broke the connection anyway.
-            let keep = !large.load(Ordering::Relaxed)
+            let keep = !run.large.load(Ordering::Relaxed)
                 && !matches!(&result, Err(Failure::MySql(error)) if is_packet_too_large(error));
-            tokio::spawn(end_read(self.running(conn, SlotHold::none()), self.connect_timeout, keep));
+            let repeat = run.repeat.map(str::to_owned);
+            tokio::spawn(end_read(self.running(conn, SlotHold::none()), self.connect_timeout, keep, repeat));
             return result.map_err(|failure| match failure {
                 Failure::MySql(error) if is_connection_failure(&error) && !is_packet_too_large(&error) => {
                     lost_while_running(scrub(&error))
@@ -235,22 +261,46 @@ fn lost_while_running(cause: String) -> AdapterError {
 }
 
 /// Ends a read's transaction, on a task of its own so that the answer does not wait for the
-/// round trip. mysql_async knows nothing of a transaction begun by a query and would pool the
-/// connection with it open, keeping its snapshot and its tables' metadata locks (which hold up
-/// any DDL on them) until the connection's next use; so the connection goes back to the pool
-/// only once the rollback has worked, and only if `keep` (it read no large packet). Otherwise
-/// it is gone already (a connection failure), or is closed here, or, if closing does not finish,
-/// stopped from another connection.
-async fn end_read(mut running: Running, limit: Duration, keep: bool) {
-    let outcome = tokio::time::timeout(limit, running.conn().query_drop("ROLLBACK")).await;
-    match outcome {
-        Ok(Ok(())) if keep => drop(running.finish()),
-        Ok(Err(error)) if is_connection_failure(&error) => drop(running.finish()),
-        _ => {
-            if let Ok(Ok(())) = tokio::time::timeout(limit, running.take().disconnect()).await {
-                running.stopper = None;
+/// round trips. mysql_async knows nothing of a transaction begun by a query. If `keep` (the
+/// connection read no large packet), the connection is reset here, which ends the transaction
+/// and clears the session, and `sql`, the statement just read, is prepared again on it (with
+/// the session's settings, set again by the reset): a repeated read finds it prepared. Only a
+/// connection that answered goes back to the pool; otherwise it is gone already (a connection
+/// failure), or is closed here, or, if closing does not finish, stopped from another connection.
+async fn end_read(mut running: Running, limit: Duration, keep: bool, sql: Option<String>) {
+    if keep {
+        let conn = running.conn();
+        let reset = tokio::time::timeout(limit, async {
+            let supported = conn.reset().await?;
+            if supported && let Some(sql) = &sql {
+                // A statement that does not prepare is prepared, and refused, by its next call.
+                let _ = conn.prep(sql.as_str()).await;
             }
+            Ok::<bool, mysql_async::Error>(supported)
+        })
+        .await;
+        match reset {
+            Ok(Ok(supported)) => {
+                // Reset here already; a server without `COM_RESET_CONNECTION` is reset by the
+                // pool, its own way.
+                running.conn().reset_connection(!supported);
+                drop(running.finish());
+                return;
+            }
+            Ok(Err(error)) if is_connection_failure(&error) => {
+                drop(running.finish());
+                return;
+            }
+            _ => {}
         }
+    } else if let Ok(Err(error)) = tokio::time::timeout(limit, running.conn().query_drop("ROLLBACK")).await
+        && is_connection_failure(&error)
+    {
+        drop(running.finish());
+        return;
+    }
+    if let Ok(Ok(())) = tokio::time::timeout(limit, running.take().disconnect()).await {
+        running.stopper = None;
     }
 }
 
@@ -371,11 +421,14 @@ impl Adapter for MySqlAdapter {
         options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
-            ensure_runnable(query, SqlDialect::MySql, params, options.max_bytes)?;
-            let large = AtomicBool::new(false);
-            let context = ReadContext { sql: query.sql(), params, options, large: &large };
-            let cap = options.limit.saturating_add(1);
-            self.in_read_transaction(evidence.hold_slot(), options.timeout, cap, &large, &context, |conn, context| {
+            ensure_runnable(query, &self.allow, params, options.max_bytes)?;
+            let run = ReadRun {
+                row_cap: options.limit.saturating_add(1),
+                large: AtomicBool::new(false),
+                repeat: Some(query.sql()),
+            };
+            let context = ReadContext { sql: query.sql(), params, options, large: &run.large };
+            self.in_read_transaction(evidence.hold_slot(), options.timeout, &run, &context, |conn, context| {
                 Box::pin(read(conn, context))
             })
             .await
@@ -400,8 +453,7 @@ impl Adapter for MySqlAdapter {
                     .in_read_transaction(
                         hold.share(),
                         INTROSPECTION_TIMEOUT,
-                        usize::MAX,
-                        &AtomicBool::new(false),
+                        &ReadRun::introspection(),
                         schema.as_str(),
                         |conn, schema| {
                             Box::pin(async move { conn.exec(LIST_TABLES, (schema,)).await.map_err(Failure::MySql) })
@@ -435,8 +487,7 @@ impl Adapter for MySqlAdapter {
                 .in_read_transaction(
                     evidence.hold_slot(),
                     INTROSPECTION_TIMEOUT,
-                    usize::MAX,
-                    &AtomicBool::new(false),
+                    &ReadRun::introspection(),
                     &key,
                     |conn, (schema, table)| {
                         Box::pin(async move {
@@ -519,8 +570,7 @@ impl Adapter for MySqlAdapter {
                 .in_read_transaction(
                     evidence.hold_slot(),
                     INTROSPECTION_TIMEOUT,
-                    usize::MAX,
-                    &AtomicBool::new(false),
+                    &ReadRun::introspection(),
                     &(),
                     |conn, ()| {
                         Box::pin(async move {
@@ -532,7 +582,11 @@ impl Adapter for MySqlAdapter {
                     },
                 )
                 .await?;
-            Ok(Posture { role, findings: grants.iter().filter_map(|grant| grant_finding(grant)).collect() })
+            let plaintext = self.plaintext.then(|| super::PLAINTEXT_FINDING.to_owned());
+            Ok(Posture {
+                role,
+                findings: plaintext.into_iter().chain(grants.iter().filter_map(|grant| grant_finding(grant))).collect(),
+            })
         })
     }
 
@@ -547,21 +601,18 @@ impl Adapter for MySqlAdapter {
             loop {
                 attempt += 1;
                 let mut conn = self.checkout(Instant::now() + options.timeout()).await?;
-                // Undo what reads set on this connection; MariaDB's statement time limit covers
-                // writes too (MySQL's covers SELECT only: there the client's deadline and KILL
-                // stop a write).
-                let settings = if self.is_mariadb(&mut conn).await {
+                // The connection comes reset from the pool (see `connect`). MariaDB's statement
+                // time limit covers writes too (MySQL's covers SELECT only: there the client's
+                // deadline and KILL stop a write).
+                let begin = if self.is_mariadb(&mut conn).await {
                     format!(
-                        "SET SESSION sql_select_limit = DEFAULT, SESSION max_statement_time = {:.3}",
+                        "SET SESSION max_statement_time = {:.3}; START TRANSACTION READ WRITE",
                         options.timeout().as_secs_f64().max(0.001)
                     )
                 } else {
-                    "SET SESSION sql_select_limit = DEFAULT, SESSION max_execution_time = DEFAULT".to_owned()
+                    "START TRANSACTION READ WRITE".to_owned()
                 };
-                let begun = async {
-                    conn.query_drop(settings).await?;
-                    conn.query_drop("START TRANSACTION READ WRITE").await
-                };
+                let begun = conn.query_drop(begin);
                 match begun.await {
                     Ok(()) => {
                         let write = MySqlWrite { running: Some(self.running(conn, hold)) };
@@ -654,6 +705,23 @@ impl<'a> WriteTransaction<'a> for MySqlWrite {
 
     fn rollback(self: Box<Self>) -> BoxFuture<'a, Result<(), AdapterError>> {
         Box::pin(self.finish("ROLLBACK"))
+    }
+}
+
+/// How a read runs, besides its statement.
+struct ReadRun<'s> {
+    /// At most this many rows are sent.
+    row_cap: usize,
+    /// Set when the read met a large value (see [`LARGE_PACKET`]).
+    large: AtomicBool,
+    /// The statement to prepare again once the connection is reset, for the next call.
+    repeat: Option<&'s str>,
+}
+
+impl ReadRun<'static> {
+    /// A catalog read: no row cap, nothing prepared again.
+    fn introspection() -> Self {
+        ReadRun { row_cap: usize::MAX, large: AtomicBool::new(false), repeat: None }
     }
 }
 
@@ -823,10 +891,14 @@ fn write_value(
                     Ok(())
                 }
                 ColumnType::MYSQL_TYPE_GEOMETRY => text::base64_within(out, bytes, limit),
+                // Digits, as the server wrote them, whatever the character set: a decimal from an
+                // expression, an aggregate or a literal is marked binary, and is no less a number.
+                ColumnType::MYSQL_TYPE_NEWDECIMAL | ColumnType::MYSQL_TYPE_DECIMAL => {
+                    text::lossy_within(out, bytes, limit)
+                }
                 _ if column.character_set() == BINARY && column.flags().contains(ColumnFlags::BINARY_FLAG) => {
                     text::base64_within(out, bytes, limit)
                 }
-                // Decimals included: their digits, as the server wrote them.
                 _ => text::lossy_within(out, bytes, limit),
             };
         }
@@ -841,6 +913,7 @@ fn long_kind(column: &mysql_async::Column) -> Option<bool> {
     match column.column_type() {
         ColumnType::MYSQL_TYPE_JSON | ColumnType::MYSQL_TYPE_BIT => None,
         ColumnType::MYSQL_TYPE_GEOMETRY => Some(true),
+        ColumnType::MYSQL_TYPE_NEWDECIMAL | ColumnType::MYSQL_TYPE_DECIMAL => Some(false),
         _ => Some(column.character_set() == BINARY && column.flags().contains(ColumnFlags::BINARY_FLAG)),
     }
 }
@@ -981,7 +1054,7 @@ fn text(row: &Row, index: usize) -> Result<String, AdapterError> {
         Some(MyValue::Bytes(bytes)) => Ok(String::from_utf8_lossy(bytes).into_owned()),
         Some(MyValue::Int(value)) => Ok(value.to_string()),
         Some(MyValue::UInt(value)) => Ok(value.to_string()),
-        _ => Err(AdapterError::of_kind(AdapterErrorKind::Database).with_message("the catalog answered unexpectedly")),
+        _ => Err(AdapterError::of_kind(AdapterErrorKind::Internal).with_message("the catalog answered unexpectedly")),
     }
 }
 
@@ -1027,6 +1100,28 @@ const DESCRIBE_INDEXES: &str = "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// TLS is required for every form of a host on another machine unless the URL says
+    /// `require_ssl=false`; loopback, `localhost` and a Unix socket keep plain text.
+    #[test]
+    fn tls_is_required_for_another_machine_unless_plain_text_is_asked_for() {
+        let allow = || AllowList::new(SqlDialect::MySql, "app");
+        for (url, tls, plaintext) in [
+            ("mysql://u@localhost/app", false, false),
+            ("mysql://u@127.0.0.1:3307/app", false, false),
+            ("mysql://u@[::1]/app", false, false),
+            ("mysql://u@db.example/app?socket=/run/mysqld/mysqld.sock", false, false),
+            ("mysql://u@localhost/app?require_ssl=true", true, false),
+            ("mysql://u@db.example/app", true, false),
+            ("mariadb://u@10.0.0.5/app", true, false),
+            ("mysql://u@[fd00::2]:3306/app", true, false),
+            ("mysql://u@db.example/app?require_ssl=true", true, false),
+            ("mysql://u@db.example/app?require_ssl=false", false, true),
+        ] {
+            let adapter = MySqlAdapter::connect(url, allow(), PoolOptions::default()).expect(url);
+            assert_eq!((adapter.opts.ssl_opts().is_some(), adapter.plaintext), (tls, plaintext), "{url}");
+        }
+    }
 
     #[test]
     fn grants_beyond_reading_are_findings() {

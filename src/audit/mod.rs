@@ -41,8 +41,11 @@ pub enum Stage {
     Authorize,
     /// Quota admission.
     Admit,
-    /// The tool ran (or its input was refused).
+    /// The tool ran (or its input was refused). A write tool's record is written before its
+    /// transaction commits.
     Execute,
+    /// A write whose execute record was written, but whose commit then failed.
+    Commit,
 }
 
 impl Stage {
@@ -54,6 +57,7 @@ impl Stage {
             Stage::Authorize => "authorize",
             Stage::Admit => "admit",
             Stage::Execute => "execute",
+            Stage::Commit => "commit",
         }
     }
 }

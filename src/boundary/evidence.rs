@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::{Denial, DenialCode};
 use crate::policy::{Access, Mode, QuotaPermit, SessionContext, ToolName};
 
 /// An access class at the type level: [`Read`] or [`Write`]. Sealed.
@@ -61,9 +62,30 @@ pub(crate) struct AdmittedCall {
     /// The call's quota slot, shared with whatever must keep it after the call returns
     /// ([`Evidence::hold_slot`]); the boundary lets go of its own share when the tool returns.
     pub(crate) slot: Option<Arc<QuotaPermit>>,
+    /// Where a write asks for its execute record to be written before it commits (see
+    /// [`AdmittedCall::record_before_commit`]).
+    pub(crate) before_commit: Option<tokio::sync::mpsc::Sender<BeforeCommit>>,
+}
+
+/// A write's request to the boundary: write the call's execute record (allowed, `rows`
+/// affected) now, and answer once it is on record.
+pub(crate) struct BeforeCommit {
+    pub(crate) rows: u64,
+    pub(crate) answer: tokio::sync::oneshot::Sender<Result<(), Denial>>,
 }
 
 impl AdmittedCall {
+    /// Writes the call's execute record before its transaction commits, and waits until it
+    /// is on record. An error (the audit cannot be written, or no boundary listens) means the
+    /// write must not commit: fail closed.
+    pub(crate) async fn record_before_commit(&self, rows: u64) -> Result<(), Denial> {
+        let unavailable = || Denial::new(DenialCode::Internal, "audit unavailable");
+        let ask = self.before_commit.as_ref().ok_or_else(unavailable)?;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        ask.send(BeforeCommit { rows, answer }).await.map_err(|_| unavailable())?;
+        answered.await.unwrap_or_else(|_| Err(unavailable()))
+    }
+
     /// For a write tool, the rows its statements affected; `None` for a read tool.
     pub(crate) fn rows_written(&self) -> Option<u64> {
         (self.access == Access::Write).then(|| self.rows_affected.load(Ordering::Relaxed))
@@ -145,7 +167,21 @@ mod tests {
             mode,
             rows_affected: AtomicU64::new(0),
             slot: None,
+            before_commit: None,
         }
+    }
+
+    /// With no boundary listening, a write cannot have its record written, so it may not
+    /// commit: fail closed.
+    #[tokio::test]
+    async fn a_record_before_commit_with_no_boundary_listening_is_refused() {
+        let call = call(Access::Write, Mode::ReadWrite);
+        let refused = call.record_before_commit(1).await.expect_err("nothing listens");
+        assert_eq!((refused.code(), refused.message()), (DenialCode::Internal, "audit unavailable"));
+        let (ask, asked) = tokio::sync::mpsc::channel(1);
+        drop(asked);
+        let call = AdmittedCall { before_commit: Some(ask), ..call };
+        assert!(call.record_before_commit(1).await.is_err(), "the boundary stopped listening");
     }
 
     #[test]

@@ -37,11 +37,11 @@ pub use state::{Admitted, Authorized, ModeChecked, Resolved, State, Unvalidated}
 use crate::audit::{AuditBatch, AuditDecision, AuditError, AuditRecord, AuditSink, AuditWriter, Stage, Submitted};
 use crate::policy::registry::MAX_TOOL_NAME_LEN;
 use crate::policy::{
-    Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, Mode, QuotaDenied,
+    Access, Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, Mode, QuotaDenied,
     QuotaEngine, QuotaKey, QuotaPolicy, SessionContext, SystemClock, ToolInfo, ToolRegistry,
 };
 use crate::tools::ToolOutput;
-use evidence::AdmittedCall;
+use evidence::{AdmittedCall, BeforeCommit};
 use state::sealed::{Admission, Claim, Resolution, Sealed};
 
 /// The configured boundary: registry, mode, authorizer, quotas, audit sink and clock.
@@ -380,6 +380,7 @@ impl Invocation<'_, Admitted> {
             let _already_denied = call.submit(boundary, Some(&session));
             return Err(denial);
         }
+        let (ask, mut asked) = tokio::sync::mpsc::channel::<BeforeCommit>(1);
         let mut admitted = AdmittedCall {
             session,
             tool: name,
@@ -387,10 +388,33 @@ impl Invocation<'_, Admitted> {
             mode: boundary.mode,
             rows_affected: AtomicU64::new(0),
             slot: Some(Arc::new(permit)),
+            before_commit: (tool.access() == Access::Write).then_some(ask),
         };
         let args = std::mem::take(&mut call.args);
         let mut cancelled = CancelRecorder { boundary, call: &admitted, started: call.mark, armed: true };
-        let outcome = AssertUnwindSafe(tool.call(&admitted, args)).catch_unwind().await;
+        // While the tool runs, a write may ask for its execute record to be written before it
+        // commits (see `AdmittedCall::record_before_commit`); it commits only once it is.
+        let execute_recorded = std::sync::atomic::AtomicBool::new(false);
+        let outcome = {
+            let running = AssertUnwindSafe(tool.call(&admitted, args)).catch_unwind();
+            let records = async {
+                while let Some(BeforeCommit { rows, answer }) = asked.recv().await {
+                    call.note(Stage::Execute, None);
+                    call.trail.count_rows(Some(rows));
+                    let submitted = call.submit(boundary, Some(&admitted.session));
+                    let written = boundary.audit_written(admitted.tool.as_str(), submitted).await;
+                    execute_recorded.store(written.is_ok(), Ordering::Relaxed);
+                    let _ = answer.send(written);
+                }
+                std::future::pending::<()>().await;
+            };
+            tokio::pin!(running, records);
+            tokio::select! {
+                biased;
+                outcome = &mut running => outcome,
+                () = &mut records => unreachable!("waits forever once the tool has no more to ask"),
+            }
+        };
         cancelled.armed = false;
         drop(cancelled);
         // The call's own share of its quota slot. An adapter whose statement outlives the call
@@ -399,14 +423,22 @@ impl Invocation<'_, Admitted> {
 
         let result = match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(error.into_denial(admitted.tool.as_str())),
+            Ok(Err(error)) => Err(error.into_denial(admitted.tool.as_str(), &admitted.session)),
             Err(_panic) => {
                 tracing::error!(tool = admitted.tool.as_str(), "tool panicked; denying");
                 Err(Denial::internal())
             }
         };
         let code = result.as_ref().err().map(Denial::code);
-        call.note(Stage::Execute, code);
+        if execute_recorded.load(Ordering::Relaxed) {
+            // The execute record is written; only a commit that then failed has more to say.
+            if code.is_none() {
+                return result;
+            }
+            call.note(Stage::Commit, code);
+        } else {
+            call.note(Stage::Execute, code);
+        }
         call.trail.count_rows(admitted.rows_written());
         // A result is only returned once it is on record.
         let recorded = call.submit(boundary, Some(&admitted.session));

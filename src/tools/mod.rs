@@ -24,6 +24,7 @@ use crate::adapter::AdapterError;
 use crate::boundary::evidence::AdmittedCall;
 use crate::boundary::{AccessClass, Denial, DenialCode, Evidence};
 use crate::policy::Access;
+use crate::policy::SessionContext;
 
 /// A tool callable through the boundary.
 ///
@@ -180,6 +181,8 @@ pub struct ToolError(Repr);
 enum Repr {
     Denied(Denial),
     Internal(Box<dyn StdError + Send + Sync>),
+    /// A database failure: its denial for the caller, its cause for the operator's log.
+    Adapter(AdapterError),
 }
 
 impl ToolError {
@@ -193,10 +196,23 @@ impl ToolError {
         ToolError(Repr::Internal(error.into()))
     }
 
-    /// What the caller is told. Internal faults are logged here, once.
-    pub(crate) fn into_denial(self, tool: &str) -> Denial {
+    /// What the caller is told. Internal faults and database failures are logged here,
+    /// once, with the session and the tool (a database failure's cause is kept free of
+    /// values by the adapter: an SQLSTATE or error number, a connection's or TLS's reason).
+    pub(crate) fn into_denial(self, tool: &str, session: &SessionContext) -> Denial {
         match self.0 {
             Repr::Denied(denial) => denial,
+            Repr::Adapter(error) => {
+                let denial = error.denial();
+                tracing::warn!(
+                    tool,
+                    session = %session.id(),
+                    code = denial.code().as_str(),
+                    error = %DisplayChain(&error),
+                    "the database call failed"
+                );
+                denial
+            }
             Repr::Internal(error) => {
                 tracing::error!(tool, error = %DisplayChain(&*error), "tool failed");
                 Denial::internal()
@@ -213,10 +229,7 @@ impl From<Denial> for ToolError {
 
 impl From<AdapterError> for ToolError {
     fn from(error: AdapterError) -> Self {
-        match error.denial() {
-            Some(denial) => ToolError::denied(denial),
-            None => ToolError::internal(error),
-        }
+        ToolError(Repr::Adapter(error))
     }
 }
 
@@ -225,6 +238,7 @@ impl fmt::Debug for ToolError {
         match &self.0 {
             Repr::Denied(denial) => f.debug_tuple("ToolError::Denied").field(denial).finish(),
             Repr::Internal(error) => f.debug_tuple("ToolError::Internal").field(error).finish(),
+            Repr::Adapter(error) => f.debug_tuple("ToolError::Adapter").field(error).finish(),
         }
     }
 }

@@ -137,6 +137,11 @@ impl<T: WriteTool> Tool for T {
                     AdapterError::timed_out().with_message("the write exceeded its time limit; nothing was changed"),
                 )
             })??;
+        // The change is on record before it is made: no record, no commit.
+        if let Err(denial) = tx.call.record_before_commit(tx.rows_affected).await {
+            tx.rollback().await;
+            return Err(denial.into());
+        }
         match tokio::time::timeout(timeout, tx.commit()).await {
             Ok(committed) => committed.map(|()| output),
             Err(_elapsed) => Err(Denial::new(DenialCode::Timeout, UNKNOWN_OUTCOME).into()),

@@ -113,6 +113,14 @@ impl Service {
             .map(|output| output.to_value().expect("the output is JSON"))
     }
 
+    /// `query_read` that must succeed, as the JSON text the tool answered.
+    pub async fn read_text(&self, args: Value) -> String {
+        match self.boundary.invoke(Some(Arc::clone(&self.session)), "query_read", args.clone()).await {
+            Ok(output) => output.into_json(),
+            Err(denial) => panic!("{args} was refused: {denial:?}"),
+        }
+    }
+
     /// `query_read` that must succeed.
     pub async fn read(&self, args: Value) -> Value {
         match self.call("query_read", args.clone()).await {
@@ -131,9 +139,30 @@ pub struct Relay {
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// An address of this machine that is not a loopback address, standing in for another
+/// machine (nothing is sent off this one): the address a UDP socket would send from towards
+/// a documentation-range address (no packet is sent). `None` (and the test fails when the
+/// databases are required) on a machine with no such address.
+pub fn another_machine() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let address = socket.local_addr().ok()?.ip();
+    if address.is_loopback() || address.is_unspecified() {
+        assert!(!required(), "this machine has no address besides loopback to stand in for another machine");
+        eprintln!("skipped: this machine has no address besides loopback");
+        return None;
+    }
+    Some(address)
+}
+
 impl Relay {
     pub async fn start(port: u16, target: String) -> Relay {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), port, target).await
+    }
+
+    /// A relay listening on `address` (see [`another_machine`]).
+    pub async fn start_on(address: std::net::IpAddr, port: u16, target: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind((address, port)).await.expect("bind");
         let port = listener.local_addr().expect("address").port();
         let connections = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
         let relayed = Arc::clone(&connections);
@@ -395,8 +424,31 @@ impl WriteTool for LedgerRelabelAll {
     }
 }
 
+/// An audit sink that refuses every batch holding an execute record, and records the rest
+/// nowhere.
+struct NoExecuteRecords;
+
+impl sqlwarden::audit::AuditSink for NoExecuteRecords {
+    fn record(&self, batch: &sqlwarden::audit::AuditBatch<'_>) -> Result<(), sqlwarden::audit::AuditError> {
+        if batch.records.iter().any(|record| record.stage == sqlwarden::audit::Stage::Execute) {
+            return Err(sqlwarden::audit::AuditError::Io(std::io::Error::other("disk full")));
+        }
+        Ok(())
+    }
+}
+
 /// The ledger tools over `adapter` in `mode`, with grants for `granted` only.
 pub fn ledger_service(adapter: &Arc<dyn Adapter>, mode: Mode, granted: &[&str]) -> Service {
+    ledger_service_auditing(adapter, mode, granted, JsonLinesSink::new(std::io::sink()))
+}
+
+/// [`ledger_service`] with its audit going to `audit`.
+fn ledger_service_auditing(
+    adapter: &Arc<dyn Adapter>,
+    mode: Mode,
+    granted: &[&str],
+    audit: impl sqlwarden::audit::AuditSink + 'static,
+) -> Service {
     let mut tools = ToolRegistry::new();
     tools.register(LedgerAdd(Arc::clone(adapter))).expect("registers");
     tools.register(LedgerRelabelAll(Arc::clone(adapter))).expect("registers");
@@ -406,7 +458,7 @@ pub fn ledger_service(adapter: &Arc<dyn Adapter>, mode: Mode, granted: &[&str]) 
         .mode(mode)
         .authorizer(Capabilities::from_grants(grants))
         .quotas(Arc::clone(&quotas))
-        .audit(JsonLinesSink::new(std::io::sink()))
+        .audit(audit)
         .build();
     let session = Arc::new(SessionContext::builder().identity(IDENTITY).tenant(TENANT).bind().expect("valid"));
     Service { boundary, session, quotas }
@@ -451,6 +503,11 @@ pub async fn exercise_write_tools(adapter: Arc<dyn Adapter>, probe: &mut impl Le
         tokio::time::timeout(std::time::Duration::from_millis(300), service.call("ledger_add", entry("hang")));
     assert!(cancelled.await.is_err(), "the client gave up on the call");
     assert_eq!(probe.state().await, (4, 0), "rolled back: no row changed, none added");
+    // A write whose execute record cannot be written is not committed.
+    let unaudited = ledger_service_auditing(&adapter, Mode::ReadWrite, &["ledger_add"], NoExecuteRecords);
+    let refused = unaudited.call("ledger_add", entry("ok")).await.expect_err("no record, no commit");
+    assert_eq!((refused.code(), refused.message()), (DenialCode::Internal, "audit unavailable"));
+    assert_eq!(probe.state().await, (4, 0), "the unaudited insert was rolled back");
 
     // Each call takes a pooled connection; none may carry an abandoned transaction along.
     for _ in 0..3 {

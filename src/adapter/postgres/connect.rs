@@ -118,6 +118,12 @@ impl std::error::Error for ConnectError {
 impl Connector {
     /// A connector for `config`, verifying certificates with `tls`, failing any connection on
     /// a message longer than `max_message` bytes.
+    /// The TLS mode connections are made with.
+    #[cfg(test)]
+    pub(super) fn ssl_mode(&self) -> SslMode {
+        self.config.get_ssl_mode()
+    }
+
     pub(super) fn new(config: tokio_postgres::Config, tls: rustls::ClientConfig, max_message: usize) -> Self {
         let mut raw = config.clone();
         raw.ssl_mode(SslMode::Disable);

@@ -22,7 +22,8 @@
 //! Parameters are sent in PostgreSQL's text format, so the server parses each into whatever
 //! type the statement needs, as it does for `psql`. Results are decoded from the binary
 //! format (see [`super::json`]); a type without a decoder here is turned into its text form
-//! by PostgreSQL itself, with `SELECT $1::text` in a read-only transaction.
+//! by PostgreSQL itself, through the type's output function (see [`PRINT`]) in a read-only
+//! transaction.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -36,6 +37,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::time::Instant;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Row, Statement};
@@ -92,6 +94,11 @@ const MAX_STOP_WAIT: Duration = Duration::from_secs(600);
 /// it could plant `public.lower(varchar)`, which PostgreSQL prefers to `pg_catalog.lower(text)`
 /// for a `varchar` argument (an exact match beats an implicit cast, whatever the path's order:
 /// CVE-2018-1058), and run code of their own in every read that calls `lower`.
+/// Prints a value of a type with no decoder here as the server prints it: `format('%s', …)`
+/// calls the type's output function, as `psql` shows it. A cast to text would not do: for
+/// `inet` it is a function of its own, which adds the `/32` the output leaves out.
+const PRINT: &str = "SELECT pg_catalog.format('%s', $1)";
+
 const READ_SETTINGS: &str = "SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL statement_timeout = ";
 
 /// How long the client waits past the server's own statement timeout before it cancels.
@@ -114,6 +121,9 @@ pub struct PostgresAdapter {
     /// The largest message a connection takes from the server.
     max_message_bytes: usize,
     shapes: Shapes,
+    /// The database is on another machine and the URL asks for plain text (see
+    /// [`super::PLAINTEXT_FINDING`]).
+    plaintext: bool,
 }
 
 impl fmt::Debug for PostgresAdapter {
@@ -132,16 +142,27 @@ impl PostgresAdapter {
         let (url, root_certificates) = take_url_parameter(url, "sslrootcert");
         // Certificates are always verified in full, so libpq's verify-ca and verify-full are
         // what require means here.
-        let url = match take_url_parameter(&url, "sslmode") {
+        let (url, named_mode) = match take_url_parameter(&url, "sslmode") {
             (base, Some(mode)) => {
                 let mode = if matches!(mode.as_str(), "verify-ca" | "verify-full") { "require" } else { mode.as_str() };
-                format!("{base}{}sslmode={mode}", if base.contains('?') { '&' } else { '?' })
+                (format!("{base}{}sslmode={mode}", if base.contains('?') { '&' } else { '?' }), true)
             }
-            (base, None) => base,
+            (base, None) => (base, false),
         };
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| AdapterError::invalid("the PostgreSQL URL is not valid (the URL itself is not shown)"))?;
+        // On another machine, TLS is required unless the URL names another mode (libpq's
+        // default, `prefer`, lets an active attacker answer "no TLS" and read everything).
+        let remote = reaches_another_machine(&config);
+        let named_mode = named_mode || config.get_ssl_mode() != SslMode::Prefer;
+        if remote && !named_mode {
+            config.ssl_mode(SslMode::Require);
+        }
+        let plaintext = remote && matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer);
+        if plaintext {
+            tracing::warn!("{}", super::PLAINTEXT_FINDING);
+        }
         let tls = tls_config(root_certificates.as_deref())?;
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
@@ -169,6 +190,7 @@ impl PostgresAdapter {
             side: Arc::new(tokio::sync::Semaphore::new(SIDE_CONNECTIONS)),
             max_message_bytes: options.max_message_bytes(),
             shapes: Shapes::default(),
+            plaintext,
         })
     }
 
@@ -258,6 +280,17 @@ impl PostgresAdapter {
     }
 }
 
+/// Whether any host the configuration names is on another machine (see
+/// [`super::is_local_host`]); `hostaddr`, when given, is where the connection goes.
+fn reaches_another_machine(config: &tokio_postgres::Config) -> bool {
+    let (hosts, addresses) = (config.get_hosts(), config.get_hostaddrs());
+    (0..hosts.len().max(addresses.len())).any(|index| match (addresses.get(index), hosts.get(index)) {
+        (Some(address), _) => !address.to_canonical().is_loopback(),
+        (None, Some(Host::Tcp(name))) => !super::is_local_host(name),
+        (None, Some(Host::Unix(_)) | None) => false,
+    })
+}
+
 /// A read-only transaction on one connection, begun by the work inside it so that the begin
 /// can share a message with the work's first requests. It knows whether it may be open, so
 /// that it is always ended before its connection is reused.
@@ -306,7 +339,7 @@ impl Adapter for PostgresAdapter {
         options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
-            ensure_runnable(query, SqlDialect::Postgres, params, options.max_bytes)?;
+            ensure_runnable(query, &self.allow, params, options.max_bytes)?;
             if query.param_count() != params.len() {
                 return Err(AdapterError::invalid(format!(
                     "the query takes {} parameters but {} were given",
@@ -443,6 +476,9 @@ impl Adapter for PostgresAdapter {
                 .await?;
             let flag = |index: usize| role.try_get::<_, bool>(index).map_err(decode_failure);
             let mut findings = Vec::new();
+            if self.plaintext {
+                findings.push(super::PLAINTEXT_FINDING.to_owned());
+            }
             for (index, finding) in [
                 (1, "it is a superuser"),
                 (2, "it can create roles"),
@@ -798,6 +834,13 @@ async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult,
     };
     let Fetched { mut rows, truncated, pending, .. } = fetched;
     if !pending.is_empty() {
+        if pending.iter().any(|value| value.ty == Type::RECORD) {
+            // The server cannot be sent an anonymous record to print.
+            return Err(Failure::Adapter(AdapterError::invalid(
+                "a ROW(…) column holds a field of a type that can only be returned as a column of its own; \
+                 select that field as a column",
+            )));
+        }
         // A value with no decoder here: PostgreSQL prints it, inside a read-only transaction.
         if !tx.is_open() {
             tx.begin().await?;
@@ -808,10 +851,8 @@ async fn read(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<QueryResult,
             let statement = match as_text.iter().find(|(known, _)| *known == ty) {
                 Some((_, statement)) => statement.clone(),
                 None => {
-                    let statement = client
-                        .prepare_typed("SELECT $1::text", std::slice::from_ref(&ty))
-                        .await
-                        .map_err(Failure::Postgres)?;
+                    let statement =
+                        client.prepare_typed(PRINT, std::slice::from_ref(&ty)).await.map_err(Failure::Postgres)?;
                     as_text.push((ty, statement.clone()));
                     statement
                 }
@@ -941,8 +982,9 @@ fn decodable(ty: &Type) -> bool {
 }
 
 /// The simple types [`decode`] reads.
-const DECODED: [Type; 25] = [
+const DECODED: [Type; 26] = [
     Type::BOOL,
+    Type::RECORD,
     Type::INT2,
     Type::INT4,
     Type::INT8,
@@ -1112,6 +1154,8 @@ fn encode(ty: &Type, raw: &[u8], out: &mut String, limit: usize) -> Result<(), U
             Some((1, printed)) => some(text::json_within(out, printed, limit))??,
             _ => return Err(Unwritten::Undecodable),
         },
+        // An anonymous row (`ROW(…)`): the server cannot take one back to print it.
+        Type::RECORD => encode_record(raw, out, limit)?,
         _ => {
             return match ty.kind() {
                 Kind::Enum(_) => Ok(text::string_within(out, some(std::str::from_utf8(raw).ok())?, limit)?),
@@ -1146,6 +1190,31 @@ fn encode_array(element: &Type, raw: &[u8], out: &mut String, limit: usize) -> R
         return Err(Unwritten::Undecodable);
     }
     encode_nested(element, if dimensions == 0 { &[] } else { &lengths }, &mut input, out, limit)?;
+    if input.is_empty() { Ok(()) } else { Err(Unwritten::Undecodable) }
+}
+
+/// An anonymous record in binary format (a count, then each field's type, length and value),
+/// written as a JSON array of its fields. A field of a type without a decoder here makes the
+/// whole record undecodable.
+fn encode_record(raw: &[u8], out: &mut String, limit: usize) -> Result<(), Unwritten> {
+    let mut input = raw;
+    let word = |input: &mut &[u8]| some(take(input, 4).and_then(|bytes| bytes.try_into().ok()).map(i32::from_be_bytes));
+    let count = some(usize::try_from(word(&mut input)?).ok())?;
+    out.push('[');
+    for index in 0..count {
+        if out.len() > limit {
+            return Err(Unwritten::TooLarge);
+        }
+        if index > 0 {
+            out.push(',');
+        }
+        let ty = some(Type::from_oid(word(&mut input)?.cast_unsigned()))?;
+        match usize::try_from(word(&mut input)?) {
+            Ok(length) => encode(&ty, some(take(&mut input, length))?, out, limit)?,
+            Err(_) => json::text::null(out),
+        }
+    }
+    out.push(']');
     if input.is_empty() { Ok(()) } else { Err(Unwritten::Undecodable) }
 }
 
@@ -1397,7 +1466,7 @@ fn text(row: &Row, index: usize) -> Result<String, AdapterError> {
 }
 
 fn decode_failure(error: tokio_postgres::Error) -> AdapterError {
-    AdapterError::new(AdapterErrorKind::Database, error.to_string())
+    AdapterError::new(AdapterErrorKind::Internal, error.to_string())
 }
 
 /// Why no connection could be had, telling a certificate that failed verification apart.
@@ -1406,6 +1475,12 @@ fn unreachable(error: &(dyn StdError + 'static)) -> AdapterError {
     while let Some(current) = cause {
         // tokio-rustls wraps its errors in io::Error, whose source() skips the wrapped error.
         let wrapped = current.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        if matches!(current.downcast_ref::<ConnectError>(), Some(ConnectError::TlsRefused)) {
+            return AdapterError::new(AdapterErrorKind::Connection, error.to_string()).with_message(
+                "the database does not offer TLS, which the connection requires (TLS is required for a database \
+                 on another machine unless the URL says sslmode=disable)",
+            );
+        }
         if current.is::<rustls::Error>() || wrapped.is_some_and(|inner| inner.is::<rustls::Error>()) {
             return AdapterError::new(AdapterErrorKind::Connection, error.to_string()).with_message(
                 "the database's TLS certificate could not be verified; name its CA with sslrootcert=PATH, \
@@ -1419,8 +1494,9 @@ fn unreachable(error: &(dyn StdError + 'static)) -> AdapterError {
 
 /// TLS settings: certificates are always verified, chain and host name, against
 /// `root_certificates` (a PEM file, as libpq's `sslrootcert`) when given, else against the
-/// system's roots. `sslmode` decides whether TLS is used: `disable`, `prefer` (the default:
-/// TLS when the server offers it) or `require` (also spelled `verify-ca` or `verify-full`).
+/// system's roots. `sslmode` decides whether TLS is used: `disable`, `prefer` (TLS when the
+/// server offers it; the default for this machine) or `require` (also spelled `verify-ca` or
+/// `verify-full`; the default for a database on another machine).
 fn tls_config(root_certificates: Option<&str>) -> Result<rustls::ClientConfig, AdapterError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
@@ -1526,6 +1602,35 @@ const DESCRIBE_INDEXES: &str = "SELECT ic.relname::text, i.indisunique, \
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// TLS is required for every form of a host on another machine unless the URL names a
+    /// mode; loopback, `localhost` and Unix sockets keep libpq's default.
+    #[test]
+    fn tls_is_required_for_another_machine_unless_a_mode_is_named() {
+        let allow = || AllowList::new(SqlDialect::Postgres, "public");
+        for (url, mode, plaintext) in [
+            ("postgres://u@localhost/db", SslMode::Prefer, false),
+            ("postgres://u@127.0.0.1:5433/db", SslMode::Prefer, false),
+            ("postgres://u@[::1]/db", SslMode::Prefer, false),
+            ("postgres://u@%2Fvar%2Frun%2Fpostgresql/db", SslMode::Prefer, false),
+            ("host=/var/run/postgresql dbname=db user=u", SslMode::Prefer, false),
+            ("postgres://u@localhost/db?sslmode=disable", SslMode::Disable, false),
+            ("postgres://u@db.example/db", SslMode::Require, false),
+            ("postgres://u@10.0.0.5/db", SslMode::Require, false),
+            ("postgres://u@[fd00::2]:5432/db", SslMode::Require, false),
+            ("postgres://u@localhost,db.example/db", SslMode::Require, false),
+            ("host=localhost hostaddr=10.0.0.5 dbname=db user=u", SslMode::Require, false),
+            ("host=db.example dbname=db user=u", SslMode::Require, false),
+            ("postgres://u@db.example/db?sslmode=verify-full", SslMode::Require, false),
+            ("postgres://u@db.example/db?sslmode=require", SslMode::Require, false),
+            ("postgres://u@db.example/db?sslmode=disable", SslMode::Disable, true),
+            ("postgres://u@db.example/db?sslmode=prefer", SslMode::Prefer, true),
+            ("host=db.example dbname=db user=u sslmode=disable", SslMode::Disable, true),
+        ] {
+            let adapter = PostgresAdapter::connect(url, allow(), PoolOptions::default()).expect(url);
+            assert_eq!((adapter.connector.ssl_mode(), adapter.plaintext), (mode, plaintext), "{url}");
+        }
+    }
 
     fn numeric_bytes(weight: i16, sign: u16, scale: u16, digits: &[u16]) -> Vec<u8> {
         let mut out = Vec::new();
