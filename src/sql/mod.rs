@@ -119,6 +119,8 @@ pub struct AllowList {
     dialect: SqlDialect,
     default_schema: String,
     schemas: HashMap<String, SchemaRule>,
+    /// Functions, session facts and catalog lookups allowed beyond the dialect's own list.
+    functions: HashSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,7 +133,12 @@ impl AllowList {
     /// An empty allow-list; unqualified table names resolve to `default_schema` (PostgreSQL
     /// schema, MySQL database, SQLite `main`), never to the session's search path.
     pub fn new(dialect: SqlDialect, default_schema: &str) -> Self {
-        AllowList { dialect, default_schema: dialect.fold_config(default_schema), schemas: HashMap::new() }
+        AllowList {
+            dialect,
+            default_schema: dialect.fold_config(default_schema),
+            schemas: HashMap::new(),
+            functions: HashSet::new(),
+        }
     }
 
     /// Allows every table of `schema`, except system catalogs.
@@ -153,6 +160,30 @@ impl AllowList {
             }
         }
         self
+    }
+
+    /// Allows, beyond the dialect's own list, a function (`current_setting`), a value function
+    /// that names the session (`current_user`, `current_role`, `current_schema`) or a
+    /// PostgreSQL catalog lookup type (`regclass`, for `'t'::regclass`), by its lower-case
+    /// name. What the gate refuses by default tells who the session is or what the catalog
+    /// holds: allow only what the agent needs. A function that sleeps, locks, reads files,
+    /// touches sequences or settings or reaches another server (`pg_sleep`, `set_config`,
+    /// `dblink`…) cannot be allowed: an error names it.
+    pub fn function(mut self, name: &str) -> Result<Self, String> {
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("{name:?} is not a function name"));
+        }
+        if functions::NEVER.contains(&name.as_str()) {
+            return Err(format!("{name} can never be allowed: it has effects beyond reading"));
+        }
+        self.functions.insert(name);
+        Ok(self)
+    }
+
+    /// Whether `name` (lower case) was allowed by [`AllowList::function`].
+    pub(crate) fn allows_function(&self, name: &str) -> bool {
+        self.functions.contains(name)
     }
 
     /// The schema unqualified names resolve to.

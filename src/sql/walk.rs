@@ -98,7 +98,7 @@ impl<'a> Walker<'a> {
         let allowed = if in_from {
             functions::is_allowed_in_from(self.dialect, &folded)
         } else {
-            functions::is_allowed(self.dialect, &folded)
+            functions::is_allowed(self.dialect, &folded) || self.allow.allows_function(&folded)
         };
         if allowed {
             ControlFlow::Continue(())
@@ -131,10 +131,13 @@ impl VisitorMut for Walker<'_> {
             None => Vec::new(),
             Some(parent) => {
                 let mut visible = parent.inherited.clone();
-                // A CTE body sees the CTEs defined before it (all of them, in WITH RECURSIVE);
-                // any other nested query sees all of its parent's CTEs.
+                // A CTE body sees the CTEs defined before it; in WITH RECURSIVE also itself and,
+                // on PostgreSQL and SQLite, the ones after it. MySQL 8 resolves a name of a later
+                // CTE to the table of that name (MariaDB to the CTE): the strictest reading of the
+                // two checks it as a table. Any other nested query sees all of its parent's CTEs.
                 let own = match parent.ctes.iter().position(|(_, body)| std::ptr::eq(*body, address)) {
                     Some(index) if !parent.recursive => &parent.ctes[..index],
+                    Some(index) if self.dialect == SqlDialect::MySql => &parent.ctes[..=index],
                     _ => &parent.ctes[..],
                 };
                 visible.extend(own.iter().map(|(name, _)| name.clone()));
@@ -248,12 +251,18 @@ impl VisitorMut for Walker<'_> {
             Expr::Function(function) if is_constructor(self.dialect, function) => ControlFlow::Continue(()),
             Expr::Function(function) => self.check_function(&function.name, false),
             Expr::Identifier(ident) if is_variable(ident) => variable(),
-            Expr::Identifier(ident) if is_session_value(self.dialect, ident) => ControlFlow::Break(format!(
-                "{} is not allowed: it tells who the database session is",
-                ident.value.to_ascii_lowercase()
-            )),
+            Expr::Identifier(ident)
+                if is_session_value(self.dialect, ident)
+                    && !self.allow.allows_function(&ident.value.to_ascii_lowercase()) =>
+            {
+                ControlFlow::Break(format!(
+                    "{} is not allowed: it tells who the database session is",
+                    ident.value.to_ascii_lowercase()
+                ))
+            }
             Expr::Cast { data_type, .. } | Expr::TypedString(sqlparser::ast::TypedString { data_type, .. })
-                if self.dialect == SqlDialect::Postgres && is_catalog_lookup(data_type) =>
+                if self.dialect == SqlDialect::Postgres
+                    && is_catalog_lookup(data_type).is_some_and(|lookup| !self.allow.allows_function(lookup)) =>
             {
                 ControlFlow::Break(format!(
                     "casts to {} are not allowed: they look names up in the system catalogs",
@@ -349,7 +358,7 @@ fn is_session_value(dialect: SqlDialect, ident: &Ident) -> bool {
 /// PostgreSQL's object identifier types, whose input looks a name up in the catalogs (and
 /// whose output prints one): `'secrets'::regclass` says whether a table exists, and a cast of
 /// numbers lists every relation, role or function.
-fn is_catalog_lookup(data_type: &sqlparser::ast::DataType) -> bool {
+fn is_catalog_lookup(data_type: &sqlparser::ast::DataType) -> Option<&'static str> {
     const LOOKUPS: [&str; 11] = [
         "regclass",
         "regcollation",
@@ -365,7 +374,7 @@ fn is_catalog_lookup(data_type: &sqlparser::ast::DataType) -> bool {
     ];
     let printed = data_type.to_string().to_ascii_lowercase();
     let base = printed.trim_end_matches("[]").rsplit('.').next().unwrap_or_default().trim_matches('"');
-    LOOKUPS.contains(&base)
+    LOOKUPS.iter().find(|lookup| **lookup == base).copied()
 }
 
 /// MySQL user and system variables (`@x`, `@@version`) are session state, not data.
