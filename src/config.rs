@@ -168,6 +168,9 @@ struct RawAllowList {
     schemas: Vec<String>,
     #[serde(default)]
     tables: Vec<String>,
+    /// Functions, session facts and catalog lookups beyond the dialect's own list.
+    #[serde(default)]
+    functions: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -214,7 +217,7 @@ impl Config {
     /// Checks a configuration's text. `origin` names it in errors; `env` reads variables.
     pub fn parse(text: &str, origin: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let fail = |message: String| ConfigError { origin: origin.to_owned(), message };
-        let raw: RawConfig = toml::from_str(text).map_err(|error| fail(error.to_string().trim_end().to_owned()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|error| fail(toml_error(text, &error)))?;
         let mut warnings = Vec::new();
 
         let database = raw.database.ok_or_else(|| fail("[database] is missing: set url or url_env".into()))?;
@@ -281,6 +284,9 @@ impl Config {
                 }
             }
         }
+        for function in &raw.allowlist.functions {
+            allow = allow.function(function).map_err(|error| fail(format!("[allowlist] functions: {error}")))?;
+        }
         if raw.allowlist.tables.is_empty() {
             warnings.push("[allowlist] lists no tables: query_read, list_tables and describe_table see none".into());
         }
@@ -315,6 +321,13 @@ impl Config {
             return Err(fail(format!(
                 "[limits] max_rows ({}) is below default_rows ({})",
                 limits.max_rows, limits.default_rows
+            )));
+        }
+        if limits.max_timeout > crate::adapter::MAX_STATEMENT_TIME {
+            return Err(fail(format!(
+                "[limits] max_timeout_ms ({}) is above {} (24 hours), the longest time limit every database takes",
+                millis(limits.max_timeout),
+                millis(crate::adapter::MAX_STATEMENT_TIME)
             )));
         }
         if limits.max_timeout < limits.default_timeout {
@@ -401,6 +414,33 @@ fn mysql_database(url: &str) -> Option<String> {
     (!database.is_empty()).then(|| database.to_owned())
 }
 
+/// A TOML error as its position and message, never an excerpt of the file: a line of it can
+/// hold a database URL with its password. Quoted values in the message (serde quotes the
+/// value of a wrong type) are left out too.
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let mut message = String::with_capacity(error.message().len());
+    let mut quoted = false;
+    for c in error.message().trim_end().chars() {
+        if c == '"' {
+            if !quoted {
+                message.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            message.push(c);
+        }
+    }
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+            format!("TOML error at line {line}, column {column}: {message}")
+        }
+        None => format!("TOML error: {message}"),
+    }
+}
+
 fn positive<T: PartialOrd + Default + fmt::Display + Copy>(
     value: Option<T>,
     default: T,
@@ -426,6 +466,41 @@ mod tests {
 
     fn error(text: &str) -> String {
         parse(text).expect_err("refused").to_string()
+    }
+
+    /// Session facts and catalog lookups are refused unless the operator lists them; what has
+    /// effects beyond reading cannot be listed.
+    #[test]
+    fn functions_beyond_the_dialects_list_are_allowed_by_name_only_if_they_only_read() {
+        let config = parse(
+            "[database]\nurl = \"postgres://h/db\"\n[allowlist]\ntables = [\"t\"]\nfunctions = [\"current_user\", \"RegClass\"]\n",
+        )
+        .expect("valid");
+        let validator = crate::sql::SqlValidator::new(config.allow.clone());
+        assert!(validator.validate("SELECT current_user, 't'::regclass FROM t", 0).is_ok());
+        assert!(validator.validate("SELECT current_role FROM t", 0).is_err(), "only what is listed");
+        assert!(validator.validate("SELECT 't'::regrole FROM t", 0).is_err(), "only what is listed");
+        let message = error("[database]\nurl = \"postgres://h/db\"\n[allowlist]\nfunctions = [\"pg_sleep\"]\n");
+        assert!(message.contains("[allowlist] functions: pg_sleep can never be allowed"), "{message}");
+        let message = error("[database]\nurl = \"postgres://h/db\"\n[allowlist]\nfunctions = [\"a;b\"]\n");
+        assert!(message.contains("is not a function name"), "{message}");
+    }
+
+    /// A line of the file can hold a URL with its password: an error shows where and why, never
+    /// the line, nor a value it quotes.
+    #[test]
+    fn a_toml_error_never_echoes_the_file() {
+        for (text, expected) in [
+            ("[database]\nurl = \"postgres://u:hunter2@db/x\" extra\n", "line 2, column 35"),
+            ("[database]\nurl = \"postgres://u:hunter2@db/x\"\nmax_connections = \"hunter2\"\n", "line 3"),
+            ("[database]\nurl = \"postgres://u:hunter2@db/x\"\nbogus = 1\n", "unknown field `bogus`"),
+            ("[database]\nurl = \"postgres://u:hunter2@db/x\n", "line 2"),
+            ("[database]\nurl = ['postgres://u:hunter2@db/x']\n", "line 2"),
+        ] {
+            let message = error(text);
+            assert!(message.contains(expected), "{text}: {message}");
+            assert!(!message.contains("hunter2"), "{text}: {message}");
+        }
     }
 
     #[test]
@@ -559,6 +634,11 @@ mod tests {
             ),
             ("[database]\nurl = \"sqlite:x\"\n[limits]\nmax_rows = 10\n", "max_rows (10) is below default_rows (100)"),
             ("[database]\nurl = \"sqlite:x\"\n[limits]\nmax_timeout_ms = 10\n", "max_timeout_ms (10) is below"),
+            (
+                "[database]\nurl = \"sqlite:x\"\n[limits]\nmax_timeout_ms = 86400001\n",
+                "max_timeout_ms (86400001) is above 86400000",
+            ),
+            ("[database]\nurl = \"sqlite:x\"\n[limits]\nmax_timeout_ms = 18446744073709551615\n", "is above 86400000"),
             ("[database]\nurl = \"sqlite:x\"\n[limits]\nmax_result_bytes = 0\n", "max_result_bytes must be at least 1"),
             ("[database]\nurl = \"sqlite:x\"\n[quotas]\nburst = 0\n", "[quotas] quota `burst` must be at least 1"),
             ("[database]\nurl = \"sqlite:x\"\n[session]\nidentity = \"\"\ntenant = \"t\"\n", "[session]"),

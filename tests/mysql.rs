@@ -795,3 +795,26 @@ async fn a_read_ended_by_the_database_is_an_error_at_once_and_is_not_run_again()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// MariaDB's counterpart of a planted shadowing function: a stored function named like a
+/// built-in, in the database reads run in, is never what a read calls (the server calls its
+/// own), and calling one by its database's name is refused by the gate, as is any stored
+/// function not on the dialect's list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_functions_planted_in_the_database_never_run_in_a_read() {
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    for statement in [
+        "CREATE FUNCTION lower(s TEXT) RETURNS TEXT READS SQL DATA RETURN (SELECT value FROM secrets LIMIT 1)",
+        "CREATE FUNCTION leak() RETURNS TEXT READS SQL DATA RETURN (SELECT value FROM secrets LIMIT 1)",
+    ] {
+        db.admin.query_drop(statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
+    let service = db.service(ReadLimits::default());
+    let lowered = service.read(json!({"query": "SELECT lower(name) FROM customers WHERE id = 1"})).await;
+    assert_eq!(lowered["rows"], json!([["ada"]]), "the server's own lower(), not the planted one");
+    for query in [format!("SELECT {}.lower(name) FROM customers", db.name), "SELECT leak() FROM customers".to_owned()] {
+        let (code, message) = refusal(service.call("query_read", json!({"query": query})).await);
+        assert_eq!(code, DenialCode::QueryRejected, "{query}: {message}");
+        assert!(!message.contains("hunter2"));
+    }
+}

@@ -295,6 +295,17 @@ impl RowWriter<'_> {
     }
 }
 
+/// The longest statement time limit every engine takes (PostgreSQL's `statement_timeout` is
+/// at most `i32::MAX` ms, MySQL's `max_execution_time` a `u32` of ms, MariaDB's
+/// `max_statement_time` at most a year): a limit given to a backend is clamped to it, and
+/// the configuration refuses longer ones.
+pub const MAX_STATEMENT_TIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `timeout` in whole milliseconds, at least 1 and at most [`MAX_STATEMENT_TIME`].
+pub(crate) fn statement_millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.min(MAX_STATEMENT_TIME).as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// Whether `host`, as written in a database URL, is this machine: a loopback address
 /// (`127.0.0.0/8`, `::1`, also IPv4-mapped), `localhost`, or a Unix socket's path. Anything
 /// else (another name, another address, `db.localhost` included) is reached over a network,
@@ -803,6 +814,15 @@ impl StdError for AdapterError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statement_time_limits_are_clamped_to_what_every_engine_takes() {
+        assert_eq!(statement_millis(Duration::ZERO), 1);
+        assert_eq!(statement_millis(Duration::from_micros(1500)), 1);
+        assert_eq!(statement_millis(Duration::from_secs(5)), 5000);
+        assert_eq!(statement_millis(Duration::MAX), 86_400_000);
+        assert!(statement_millis(Duration::MAX) <= i32::MAX as u64, "PostgreSQL's statement_timeout");
+    }
 
     #[test]
     fn only_loopback_localhost_and_sockets_are_this_machine() {

@@ -39,8 +39,8 @@ use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
 
 const CLIENT_GRACE: Duration = Duration::from_millis(250);
 const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// The session every connection starts with, set again after every reset (see
-/// [`MySqlAdapter::connect`]).
+/// The session every statement runs in, set by each read's and each write's own settings (a
+/// connection is reset whenever it goes back to the pool: see [`MySqlAdapter::connect`]).
 const SESSION: &str = "SET SESSION sql_mode = 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
     ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00', NAMES utf8mb4";
 
@@ -53,9 +53,8 @@ pub struct MySqlAdapter {
     max_connections: usize,
     /// The largest packet the client takes (see [`PoolOptions::max_message_bytes`]).
     max_message_bytes: usize,
-    /// Whether the server is MariaDB (`max_statement_time`) or MySQL (`max_execution_time`);
-    /// learned on the first connection.
-    mariadb: tokio::sync::OnceCell<bool>,
+    /// What kind of server this is; learned on the first connection that answers.
+    server: tokio::sync::OnceCell<ServerKind>,
     /// The budget of side connections that stop abandoned statements.
     side: Arc<tokio::sync::Semaphore>,
     /// The database is on another machine and the URL asks for plain text (see
@@ -115,7 +114,6 @@ impl MySqlAdapter {
             .ok_or_else(|| AdapterError::invalid("the pool size is not valid"))?;
         let opts: Opts = OptsBuilder::from_opts(parsed)
             .ssl_opts(ssl)
-            .setup(vec![SESSION])
             // The client refuses a packet (a row) larger than a result may be, before reading it
             // whole: one value cannot take the process's memory past the limits.
             .max_allowed_packet(Some(options.max_message_bytes()))
@@ -140,7 +138,7 @@ impl MySqlAdapter {
             allow,
             connect_timeout: options.connect_timeout,
             max_connections: options.max_connections.max(1),
-            mariadb: tokio::sync::OnceCell::new(),
+            server: tokio::sync::OnceCell::new(),
             side: Arc::new(tokio::sync::Semaphore::new(SIDE_CONNECTIONS)),
             max_message_bytes: options.max_message_bytes(),
             plaintext,
@@ -156,9 +154,10 @@ impl MySqlAdapter {
         }
     }
 
-    /// Whether the server is MariaDB, asked once.
-    async fn is_mariadb(&self, conn: &mut Conn) -> bool {
-        *self.mariadb.get_or_init(|| server_is_mariadb(conn)).await
+    /// What kind of server this is, asked until it has answered once (a failed probe is not
+    /// remembered: the call fails as its connection did, and the next one asks again).
+    async fn server(&self, conn: &mut Conn) -> Result<ServerKind, mysql_async::Error> {
+        remember(&self.server, ServerKind::probe(conn)).await
     }
 
     /// Runs `work` in a read-only transaction, within `timeout`. A connection that turns out
@@ -180,18 +179,28 @@ impl MySqlAdapter {
         loop {
             attempt += 1;
             let mut conn = self.checkout(deadline).await?;
-            let settings = if self.is_mariadb(&mut conn).await {
+            let server = match self.server(&mut conn).await {
+                Ok(server) => server,
+                Err(error) => {
+                    drop(conn);
+                    if is_connection_failure(&error) && attempt <= self.max_connections {
+                        continue;
+                    }
+                    return Err(classify(&error));
+                }
+            };
+            let settings = if server.mariadb {
                 format!(
-                    "SET SESSION max_statement_time = {:.3}, SESSION sql_select_limit = {}; \
+                    "{SESSION}, SESSION max_statement_time = {:.3}, SESSION sql_select_limit = {}; \
                      START TRANSACTION READ ONLY",
-                    timeout.as_secs_f64().max(0.001),
+                    super::statement_millis(timeout) as f64 / 1000.0,
                     run.row_cap
                 )
             } else {
                 format!(
-                    "SET SESSION max_execution_time = {}, SESSION sql_select_limit = {}; \
+                    "{SESSION}, SESSION max_execution_time = {}, SESSION sql_select_limit = {}; \
                      START TRANSACTION READ ONLY",
-                    timeout.as_millis().max(1),
+                    super::statement_millis(timeout),
                     run.row_cap
                 )
             };
@@ -223,7 +232,7 @@ impl MySqlAdapter {
             // see `end_read`. A packet too large for the client broke the connection anyway.
             let keep = !run.large.load(Ordering::Relaxed)
                 && !matches!(&result, Err(Failure::MySql(error)) if is_packet_too_large(error));
-            let repeat = run.repeat.map(str::to_owned);
+            let repeat = run.repeat.filter(|_| server.prepares_as_we_read).map(str::to_owned);
             tokio::spawn(end_read(self.running(conn, SlotHold::none()), self.connect_timeout, keep, repeat));
             return result.map_err(|failure| match failure {
                 Failure::MySql(error) if is_connection_failure(&error) && !is_packet_too_large(&error) => {
@@ -263,8 +272,9 @@ fn lost_while_running(cause: String) -> AdapterError {
 /// Ends a read's transaction, on a task of its own so that the answer does not wait for the
 /// round trips. mysql_async knows nothing of a transaction begun by a query. If `keep` (the
 /// connection read no large packet), the connection is reset here, which ends the transaction
-/// and clears the session, and `sql`, the statement just read, is prepared again on it (with
-/// the session's settings, set again by the reset): a repeated read finds it prepared. Only a
+/// and clears the session, and `sql`, the statement just read (given only where the server's
+/// own `sql_mode` reads text as the session does: see [`ServerKind`]), is prepared again on it:
+/// a repeated read finds it prepared. Only a
 /// connection that answered goes back to the pool; otherwise it is gone already (a connection
 /// failure), or is closed here, or, if closing does not finish, stopped from another connection.
 async fn end_read(mut running: Running, limit: Duration, keep: bool, sql: Option<String>) {
@@ -304,8 +314,51 @@ async fn end_read(mut running: Running, limit: Duration, keep: bool, sql: Option
     }
 }
 
-async fn server_is_mariadb(conn: &mut Conn) -> bool {
-    matches!(conn.query_first::<String, _>("SELECT VERSION()").await, Ok(Some(version)) if version.contains("MariaDB"))
+/// What kind of server the adapter talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ServerKind {
+    /// MariaDB (`max_statement_time`), or MySQL (`max_execution_time`).
+    mariadb: bool,
+    /// The server's own `sql_mode` reads statements as the session's does (it holds no mode
+    /// that changes how text is read: quotes, escapes, `||`, spaces after names…), so that a
+    /// statement prepared on a connection just reset, before the session's settings, is read
+    /// as it will run.
+    prepares_as_we_read: bool,
+}
+
+impl ServerKind {
+    async fn probe(conn: &mut Conn) -> Result<ServerKind, mysql_async::Error> {
+        let answer: Option<(String, String)> = conn.query_first("SELECT VERSION(), @@GLOBAL.sql_mode").await?;
+        let (version, mode) = answer.unwrap_or_default();
+        Ok(ServerKind { mariadb: version.contains("MariaDB"), prepares_as_we_read: reads_as_we_do(&mode) })
+    }
+}
+
+/// Whether every mode in `sql_mode` leaves how statement text is read alone.
+fn reads_as_we_do(sql_mode: &str) -> bool {
+    const TEXT_NEUTRAL: &[&str] = &[
+        "STRICT_TRANS_TABLES",
+        "STRICT_ALL_TABLES",
+        "ERROR_FOR_DIVISION_BY_ZERO",
+        "NO_AUTO_CREATE_USER",
+        "NO_ENGINE_SUBSTITUTION",
+        "ONLY_FULL_GROUP_BY",
+        "NO_ZERO_IN_DATE",
+        "NO_ZERO_DATE",
+        "NO_AUTO_VALUE_ON_ZERO",
+        "NO_DIR_IN_CREATE",
+        "ALLOW_INVALID_DATES",
+        "TRADITIONAL",
+    ];
+    sql_mode.split(',').filter(|mode| !mode.is_empty()).all(|mode| TEXT_NEUTRAL.contains(&mode))
+}
+
+/// What `probe` answers, kept in `known` only once it has answered.
+async fn remember<T: Copy, E>(
+    known: &tokio::sync::OnceCell<T>,
+    probe: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    known.get_or_try_init(|| probe).await.copied()
 }
 
 /// A connection running a statement for a call. Dropped before the statement is known to have
@@ -604,13 +657,18 @@ impl Adapter for MySqlAdapter {
                 // The connection comes reset from the pool (see `connect`). MariaDB's statement
                 // time limit covers writes too (MySQL's covers SELECT only: there the client's
                 // deadline and KILL stop a write).
-                let begin = if self.is_mariadb(&mut conn).await {
+                let server = match self.server(&mut conn).await {
+                    Ok(server) => server,
+                    Err(error) if is_connection_failure(&error) && attempt <= self.max_connections => continue,
+                    Err(error) => return Err(classify(&error)),
+                };
+                let begin = if server.mariadb {
                     format!(
-                        "SET SESSION max_statement_time = {:.3}; START TRANSACTION READ WRITE",
-                        options.timeout().as_secs_f64().max(0.001)
+                        "{SESSION}, SESSION max_statement_time = {:.3}; START TRANSACTION READ WRITE",
+                        super::statement_millis(options.timeout()) as f64 / 1000.0
                     )
                 } else {
-                    "START TRANSACTION READ WRITE".to_owned()
+                    format!("{SESSION}; START TRANSACTION READ WRITE")
                 };
                 let begun = conn.query_drop(begin);
                 match begun.await {
@@ -1100,6 +1158,32 @@ const DESCRIBE_INDEXES: &str = "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe that failed is asked again; one that answered is not.
+    #[test]
+    fn only_modes_that_leave_text_alone_allow_preparing_before_the_session_is_set() {
+        for mode in ["", "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"] {
+            assert!(reads_as_we_do(mode), "{mode}");
+        }
+        for mode in [
+            "ANSI_QUOTES",
+            "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES",
+            "PIPES_AS_CONCAT",
+            "ORACLE",
+            "ANSI",
+            "IGNORE_SPACE",
+        ] {
+            assert!(!reads_as_we_do(mode), "{mode}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_server_kind_is_kept_only_once_the_probe_answered() {
+        let known = tokio::sync::OnceCell::new();
+        assert_eq!(remember(&known, async { Err::<bool, &str>("connection lost") }).await, Err("connection lost"));
+        assert_eq!(remember(&known, async { Ok::<bool, &str>(true) }).await, Ok(true), "asked again");
+        assert_eq!(remember(&known, async { Ok::<bool, &str>(false) }).await, Ok(true), "not asked again");
+    }
 
     /// TLS is required for every form of a host on another machine unless the URL says
     /// `require_ssl=false`; loopback, `localhost` and a Unix socket keep plain text.

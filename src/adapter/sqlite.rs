@@ -69,8 +69,11 @@ struct ReadConnection {
 
 /// What the progress handler and the authorizer of one connection know about the current call.
 struct CallState {
-    /// Set when the caller is gone: the statement stops at the next check.
-    cancelled: AtomicBool,
+    /// The call the connection serves now, counted up by [`CallState::begin`].
+    generation: AtomicU64,
+    /// The call whose caller is gone (its generation): its statement stops at the next check.
+    /// A call that has already ended cannot stop the next one, which has another generation.
+    cancelled: AtomicU64,
     /// Our own introspection statements may read the catalog; a caller's may not.
     internal: AtomicBool,
     /// The deadline, in nanoseconds after `base`.
@@ -81,14 +84,16 @@ struct CallState {
 impl CallState {
     fn expired(&self) -> bool {
         let elapsed = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.cancelled.load(Ordering::Relaxed) || elapsed > self.deadline.load(Ordering::Relaxed)
+        self.cancelled.load(Ordering::Acquire) == self.generation.load(Ordering::Acquire)
+            || elapsed > self.deadline.load(Ordering::Relaxed)
     }
 
-    fn begin(&self, deadline: Instant, internal: bool) {
+    /// Starts a call on the connection; its generation, for [`StopOnDrop`].
+    fn begin(&self, deadline: Instant, internal: bool) -> u64 {
         let nanos = deadline.saturating_duration_since(self.base).as_nanos();
         self.deadline.store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
         self.internal.store(internal, Ordering::Relaxed);
-        self.cancelled.store(false, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
     }
 }
 
@@ -138,7 +143,9 @@ impl SqliteAdapter {
         let mut connection = self.open_with(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         connection.pragma_update(None, "query_only", true).map_err(|error| classify(&error))?;
         let state = Arc::new(CallState {
-            cancelled: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            // No call, so none cancelled.
+            cancelled: AtomicU64::new(u64::MAX),
             internal: AtomicBool::new(false),
             deadline: AtomicU64::new(0),
             base: Instant::now(),
@@ -180,8 +187,8 @@ impl SqliteAdapter {
             Some(read) => read,
             None => self.open_read()?,
         };
-        read.state.begin(deadline, internal);
-        let stop = StopOnDrop(Some(Arc::clone(&read.state)));
+        let generation = read.state.begin(deadline, internal);
+        let stop = StopOnDrop(Some((Arc::clone(&read.state), generation)));
         let pool = Arc::clone(&self.idle);
         let task = tokio::task::spawn_blocking(move || {
             let length = i32::try_from(max_value_bytes).unwrap_or(i32::MAX).max(1);
@@ -209,8 +216,9 @@ impl SqliteAdapter {
     }
 }
 
-/// Stops the connection's statement when dropped, unless disarmed.
-struct StopOnDrop(Option<Arc<CallState>>);
+/// Stops the connection's statement when dropped, unless disarmed: the statement of its own
+/// call (by generation), never one of a later call the connection has gone on to serve.
+struct StopOnDrop(Option<(Arc<CallState>, u64)>);
 
 impl StopOnDrop {
     fn disarm(mut self) {
@@ -220,8 +228,8 @@ impl StopOnDrop {
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if let Some(state) = self.0.take() {
-            state.cancelled.store(true, Ordering::Relaxed);
+        if let Some((state, generation)) = self.0.take() {
+            state.cancelled.store(generation, Ordering::Release);
         }
     }
 }
@@ -706,6 +714,31 @@ mod tests {
         assert_eq!(count, 1, "nothing was written");
         drop(adapter);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A call whose caller went away after its statement ended (its connection already serving
+    /// the next call) stops nothing: only its own statement, by generation.
+    #[test]
+    fn a_stale_cancellation_cannot_stop_the_next_call() {
+        let state = Arc::new(CallState {
+            generation: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            internal: AtomicBool::new(false),
+            deadline: AtomicU64::new(0),
+            base: Instant::now(),
+        });
+        let later = Instant::now() + Duration::from_secs(60);
+        let first = state.begin(later, false);
+        let stale = StopOnDrop(Some((Arc::clone(&state), first)));
+        let second = state.begin(later, false);
+        assert_ne!(first, second);
+        drop(stale);
+        assert!(!state.expired(), "the first call's cancellation stopped the second");
+        let current = StopOnDrop(Some((Arc::clone(&state), second)));
+        drop(current);
+        assert!(state.expired(), "a call's own cancellation stops it");
+        state.begin(later, false);
+        assert!(!state.expired(), "and not the call after it");
     }
 
     #[test]

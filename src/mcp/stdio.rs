@@ -367,6 +367,20 @@ fn error_line(id: Value, code: i64, message: &str) -> Vec<u8> {
 }
 
 /// A request id that may be echoed: a string or a number, else null.
+/// The id of a line that does not decode, when it can still be read: a lone surrogate or a
+/// byte that is not UTF-8 in some other string does not hide it (skipped values are not
+/// decoded), so the client can tell which request failed.
+fn readable_id(text: &[u8]) -> Value {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<Value>,
+    }
+    match serde_json::from_slice::<IdOnly>(text) {
+        Ok(IdOnly { id }) => echoable(id.as_ref()),
+        Err(_) => Value::Null,
+    }
+}
+
 fn echoable(id: Option<&Value>) -> Value {
     match id {
         Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
@@ -439,7 +453,9 @@ enum Check {
 fn check(text: &[u8], lifecycle: &Lifecycle) -> Check {
     let value: Value = match serde_json::from_slice(text) {
         Ok(value) => value,
-        Err(_) => return Check::Reply(error_line(Value::Null, PARSE_ERROR, "Parse error: the message is not JSON")),
+        Err(_) => {
+            return Check::Reply(error_line(readable_id(text), PARSE_ERROR, "Parse error: the message is not JSON"));
+        }
     };
     let Some(message) = value.as_object() else {
         return Check::Reply(error_line(Value::Null, INVALID_REQUEST, "Invalid request: a message is a JSON object"));
@@ -682,6 +698,23 @@ mod tests {
         match check(text.as_bytes(), lifecycle) {
             Check::Reply(line) => Some(serde_json::from_slice(&line).expect("JSON")),
             Check::Forward(_) | Check::Drop => None,
+        }
+    }
+
+    /// A line that does not decode still gets its id back when the id can be read.
+    #[test]
+    fn a_message_that_does_not_decode_gets_its_id_back_when_it_can_be_read() {
+        let lifecycle = Lifecycle::default();
+        for (line, id) in [
+            (r#"{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "q\ud800"}}"#, json!(7)),
+            (r#"{"jsonrpc": "2.0", "method": "ping", "params": {"x": "\udfff"}, "id": "a"}"#, json!("a")),
+            (r#"{"jsonrpc": "2.0", "id": 7, "method": "ping""#, Value::Null),
+            (r#"{"id": "\ud800", "method": "ping"}"#, Value::Null),
+            ("not JSON", Value::Null),
+        ] {
+            let reply = reply_of(line, &lifecycle).expect("answered");
+            assert_eq!(reply["error"]["code"], json!(PARSE_ERROR), "{line}");
+            assert_eq!(reply["id"], id, "{line}");
         }
     }
 

@@ -212,7 +212,7 @@ impl PostgresAdapter {
         work: for<'t> fn(&'t ReadTx<'t>, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
     ) -> Result<R, AdapterError> {
         let deadline = Instant::now() + timeout + CLIENT_GRACE;
-        let begin = format!("START TRANSACTION READ ONLY; {READ_SETTINGS}{}", timeout.as_millis().max(1));
+        let begin = format!("START TRANSACTION READ ONLY; {READ_SETTINGS}{}", super::statement_millis(timeout));
         let mut hold = hold;
         let mut attempt = 0;
         loop {
@@ -515,12 +515,11 @@ impl Adapter for PostgresAdapter {
         Box::pin(async move {
             // The tool's statements see the configured schema first, as reads do, and a
             // transaction left open by a lost client ends on the server's side as well.
-            // PostgreSQL takes at most i32::MAX milliseconds (about 24 days).
-            let millis = options.timeout().as_millis().clamp(1, 2_000_000_000);
+            let millis = super::statement_millis(options.timeout());
             let begin = format!(
                 "BEGIN READ WRITE; {}{millis}; SET LOCAL idle_in_transaction_session_timeout = {}",
                 self.settings_prefix,
-                millis + CLIENT_GRACE.as_millis(),
+                millis + super::statement_millis(CLIENT_GRACE),
             );
             let mut hold = evidence.hold_slot();
             let mut attempt = 0;
