@@ -258,7 +258,8 @@ async fn no_call_sees_session_state_an_earlier_call_left() {
     ] {
         db.admin.query_drop(statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
     }
-    let allow = db.allow().table(&db.name, "plant").table(&db.name, "peek");
+    let allow = db.allow().table(&db.name, "plant").table(&db.name, "peek").table(&db.name, "swapped");
+    db.admin.query_drop("CREATE TABLE swapped (planted INT)").await.expect("table");
     // One connection: the next call gets the very connection the planting call used.
     let one = PoolOptions { max_connections: 1, ..PoolOptions::default() };
     let adapter = MySqlAdapter::connect(&db.url(), allow.clone(), one).expect("adapter");
@@ -272,6 +273,15 @@ async fn no_call_sees_session_state_an_earlier_call_left() {
         let seen = service.read(peek.clone()).await["rows"][0][0].as_str().expect("seen").to_owned();
         assert_eq!(seen, before, "the next call saw what the planting call left");
     }
+    // A base table read (and learned as one) that becomes a view is known as a view within a
+    // second: from then on its reads are followed by a reset too.
+    service.read(json!({"query": "SELECT planted FROM swapped"})).await;
+    db.admin.query_drop("DROP TABLE swapped").await.expect("drop");
+    db.admin.query_drop("CREATE VIEW swapped AS SELECT plant() AS planted").await.expect("view");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(service.read(json!({"query": "SELECT planted FROM swapped"})).await["rows"], json!([[1]]));
+    let seen = service.read(peek.clone()).await["rows"][0][0].as_str().expect("seen").to_owned();
+    assert_eq!(seen, before, "the next call saw what the swapped view's function left");
     // (A stored function runs in the sql_mode it was created with; the time zone is the session's.)
     assert_eq!(before.split('|').nth(3), Some("+00:00"), "the session is set again after each reset: {before}");
 }

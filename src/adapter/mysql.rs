@@ -35,7 +35,7 @@ use super::{
 };
 use super::{LONG_VALUE_PIECE, RowCollector, ensure_runnable, take_url_parameter};
 use crate::boundary::{Evidence, Read, SlotHold, Write};
-use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
+use crate::sql::{AllowList, SqlDialect, TableName, ValidatedQuery};
 
 const CLIENT_GRACE: Duration = Duration::from_millis(250);
 const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +57,8 @@ pub struct MySqlAdapter {
     server: tokio::sync::OnceCell<ServerKind>,
     /// The budget of side connections that stop abandoned statements.
     side: Arc<tokio::sync::Semaphore>,
+    /// Which allow-listed tables are base tables (see [`end_read`]).
+    kinds: Arc<TableKinds>,
     /// The database is on another machine and the URL asks for plain text (see
     /// [`super::PLAINTEXT_FINDING`]).
     plaintext: bool,
@@ -122,16 +124,17 @@ impl MySqlAdapter {
             .pool_opts(
                 PoolOpts::default()
                     .with_constraints(constraints)
-                    // A connection is reset (`COM_RESET_CONNECTION`) whenever it goes back to
-                    // the pool, off the answer's path: whatever one call left on it (a user
+                    // A connection is reset (`COM_RESET_CONNECTION`) when it goes back to the
+                    // pool, off the answer's path: whatever one call left on it (a user
                     // variable, a session setting, a temporary table, an open transaction) is
-                    // gone before the next call gets it. The gate lets no statement that leaves
-                    // such state through; this holds should it ever miss one. The price: each
-                    // read prepares its statement again.
+                    // gone before the next call gets it. A read of base tables only, which runs
+                    // no stored code, is rolled back instead and keeps its prepared statements
+                    // (see `end_read`).
                     .with_reset_connection(true)
                     .with_inactive_connection_ttl(Duration::from_secs(300)),
             )
             .into();
+        let kinds = Arc::new(TableKinds::new(&allow));
         Ok(MySqlAdapter {
             pool: Pool::new(opts.clone()),
             opts,
@@ -140,6 +143,7 @@ impl MySqlAdapter {
             max_connections: options.max_connections.max(1),
             server: tokio::sync::OnceCell::new(),
             side: Arc::new(tokio::sync::Semaphore::new(SIDE_CONNECTIONS)),
+            kinds,
             max_message_bytes: options.max_message_bytes(),
             plaintext,
         })
@@ -232,8 +236,12 @@ impl MySqlAdapter {
             // see `end_read`. A packet too large for the client broke the connection anyway.
             let keep = !run.large.load(Ordering::Relaxed)
                 && !matches!(&result, Err(Failure::MySql(error)) if is_packet_too_large(error));
-            let repeat = run.repeat.filter(|_| server.prepares_as_we_read).map(str::to_owned);
-            tokio::spawn(end_read(self.running(conn, SlotHold::none()), self.connect_timeout, keep, repeat));
+            let after = AfterRead {
+                repeat: run.repeat.filter(|_| server.prepares_as_we_read).map(str::to_owned),
+                tables: run.tables.map(<[TableName]>::to_vec),
+                kinds: Arc::clone(&self.kinds),
+            };
+            tokio::spawn(end_read(self.running(conn, SlotHold::none()), self.connect_timeout, keep, after));
             return result.map_err(|failure| match failure {
                 Failure::MySql(error) if is_connection_failure(&error) && !is_packet_too_large(&error) => {
                     lost_while_running(scrub(&error))
@@ -269,31 +277,54 @@ fn lost_while_running(cause: String) -> AdapterError {
     )
 }
 
+/// What [`end_read`] needs to know of the read.
+struct AfterRead {
+    /// The statement to prepare again after a reset (only where the server's own `sql_mode`
+    /// reads text as the session does: see [`ServerKind`]).
+    repeat: Option<String>,
+    /// The tables it read; `None` for our own catalog reads.
+    tables: Option<Vec<TableName>>,
+    kinds: Arc<TableKinds>,
+}
+
 /// Ends a read's transaction, on a task of its own so that the answer does not wait for the
 /// round trips. mysql_async knows nothing of a transaction begun by a query. If `keep` (the
-/// connection read no large packet), the connection is reset here, which ends the transaction
-/// and clears the session, and `sql`, the statement just read (given only where the server's
-/// own `sql_mode` reads text as the session does: see [`ServerKind`]), is prepared again on it:
-/// a repeated read finds it prepared. Only a
-/// connection that answered goes back to the pool; otherwise it is gone already (a connection
-/// failure), or is closed here, or, if closing does not finish, stopped from another connection.
-async fn end_read(mut running: Running, limit: Duration, keep: bool, sql: Option<String>) {
+/// connection read no large packet):
+/// - after a read of base tables only, the transaction is rolled back: such a read runs no
+///   stored code (no trigger fires on a read, and the gate lets no stored function or
+///   state-changing built-in through), so it leaves no session state;
+/// - after a read of anything else (a view, whose stored functions could set variables), the
+///   connection is reset (`COM_RESET_CONNECTION`), which ends the transaction and clears the
+///   session, and the statement is prepared again on it for the next call (see [`AfterRead`]).
+///
+/// Only a connection that answered goes back to the pool; otherwise it is gone already (a
+/// connection failure), or is closed here, or, if closing does not finish, stopped from another
+/// connection.
+async fn end_read(mut running: Running, limit: Duration, keep: bool, after: AfterRead) {
     if keep {
         let conn = running.conn();
-        let reset = tokio::time::timeout(limit, async {
+        let ended = tokio::time::timeout(limit, async {
+            let base_only = match &after.tables {
+                Some(tables) => after.kinds.all_base(conn, tables).await,
+                None => true,
+            };
+            if base_only {
+                conn.query_drop("ROLLBACK").await?;
+                return Ok::<bool, mysql_async::Error>(true);
+            }
             let supported = conn.reset().await?;
-            if supported && let Some(sql) = &sql {
+            if supported && let Some(sql) = &after.repeat {
                 // A statement that does not prepare is prepared, and refused, by its next call.
                 let _ = conn.prep(sql.as_str()).await;
             }
-            Ok::<bool, mysql_async::Error>(supported)
+            Ok(supported)
         })
         .await;
-        match reset {
-            Ok(Ok(supported)) => {
-                // Reset here already; a server without `COM_RESET_CONNECTION` is reset by the
-                // pool, its own way.
-                running.conn().reset_connection(!supported);
+        match ended {
+            Ok(Ok(done)) => {
+                // Rolled back, or reset here already; a server without `COM_RESET_CONNECTION`
+                // is reset by the pool, its own way.
+                running.conn().reset_connection(!done);
                 drop(running.finish());
                 return;
             }
@@ -311,6 +342,52 @@ async fn end_read(mut running: Running, limit: Duration, keep: bool, sql: Option
     }
     if let Ok(Ok(())) = tokio::time::timeout(limit, running.take().disconnect()).await {
         running.stopper = None;
+    }
+}
+
+/// Which allow-listed tables are base tables, as the catalog said at most [`Self::FRESH`] ago.
+/// A name the catalog did not list as a base table (a view, a table created since) counts as
+/// not one: its read is followed by a reset.
+struct TableKinds {
+    /// The allow-list's schemas, as the catalog query's parameters.
+    schemas: Vec<String>,
+    known: std::sync::Mutex<Option<(Instant, std::collections::HashSet<TableName>)>>,
+}
+
+impl TableKinds {
+    const FRESH: Duration = Duration::from_secs(1);
+
+    fn new(allow: &AllowList) -> Self {
+        TableKinds { schemas: allow.schemas().map(str::to_owned).collect(), known: std::sync::Mutex::new(None) }
+    }
+
+    /// Whether every one of `tables` is a base table; the catalog is asked, on `conn`, when
+    /// what was learned is older than [`Self::FRESH`]. Any doubt (the catalog cannot be read)
+    /// is a no.
+    async fn all_base(&self, conn: &mut Conn, tables: &[TableName]) -> bool {
+        let check = |known: &std::collections::HashSet<TableName>| tables.iter().all(|table| known.contains(table));
+        if let Ok(guard) = self.known.lock()
+            && let Some((learned, known)) = guard.as_ref()
+            && learned.elapsed() < Self::FRESH
+        {
+            return check(known);
+        }
+        if self.schemas.is_empty() {
+            return false;
+        }
+        let marks = vec!["?"; self.schemas.len()].join(", ");
+        let query = format!(
+            "SELECT LOWER(TABLE_SCHEMA), LOWER(TABLE_NAME) FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN ({marks})"
+        );
+        let Ok(rows) = conn.exec::<(String, String), _, _>(query, self.schemas.clone()).await else { return false };
+        let known: std::collections::HashSet<TableName> =
+            rows.into_iter().map(|(schema, table)| TableName { schema, table }).collect();
+        let answer = check(&known);
+        if let Ok(mut guard) = self.known.lock() {
+            *guard = Some((Instant::now(), known));
+        }
+        answer
     }
 }
 
@@ -479,6 +556,7 @@ impl Adapter for MySqlAdapter {
                 row_cap: options.limit.saturating_add(1),
                 large: AtomicBool::new(false),
                 repeat: Some(query.sql()),
+                tables: Some(query.tables()),
             };
             let context = ReadContext { sql: query.sql(), params, options, large: &run.large };
             self.in_read_transaction(evidence.hold_slot(), options.timeout, &run, &context, |conn, context| {
@@ -774,12 +852,14 @@ struct ReadRun<'s> {
     large: AtomicBool,
     /// The statement to prepare again once the connection is reset, for the next call.
     repeat: Option<&'s str>,
+    /// The tables the statement reads (`None`: our own catalog reads, which run no stored code).
+    tables: Option<&'s [TableName]>,
 }
 
 impl ReadRun<'static> {
     /// A catalog read: no row cap, nothing prepared again.
     fn introspection() -> Self {
-        ReadRun { row_cap: usize::MAX, large: AtomicBool::new(false), repeat: None }
+        ReadRun { row_cap: usize::MAX, large: AtomicBool::new(false), repeat: None, tables: None }
     }
 }
 
