@@ -430,9 +430,16 @@ fn toml_error(text: &str, error: &toml::de::Error) -> String {
             message.push(c);
         }
     }
+    // serde names a wrong enum value in backticks (`unknown variant `…``); keys stay.
+    if let Some(at) = message.find("unknown variant `")
+        && let Some(end) = message[at + 17..].find('`')
+    {
+        message.replace_range(at + 17..at + 17 + end, "…");
+    }
     match error.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+            // A span is at a character boundary; should it not be, the position is the end.
+            let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
             format!("TOML error at line {line}, column {column}: {message}")
@@ -501,6 +508,21 @@ mod tests {
             assert!(message.contains(expected), "{text}: {message}");
             assert!(!message.contains("hunter2"), "{text}: {message}");
         }
+        // An enum value serde names in backticks is left out too.
+        #[derive(Debug, Deserialize)]
+        enum Kind {
+            #[allow(dead_code)]
+            Memory,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Keyed {
+            #[allow(dead_code)]
+            backend: Kind,
+        }
+        let text = "backend = \"redis://u:hunter2@cache\"\n";
+        let refused = toml::from_str::<Keyed>(text).expect_err("not a variant");
+        let message = toml_error(text, &refused);
+        assert!(message.contains("unknown variant") && !message.contains("hunter2"), "{message}");
     }
 
     #[test]
