@@ -380,7 +380,13 @@ impl Invocation<'_, Admitted> {
             let _already_denied = call.submit(boundary, Some(&session));
             return Err(denial);
         }
-        let (ask, mut asked) = tokio::sync::mpsc::channel::<BeforeCommit>(1);
+        let writes = tool.access() == Access::Write;
+        let (ask, asked) = if writes {
+            let (ask, asked) = tokio::sync::mpsc::channel::<BeforeCommit>(1);
+            (Some(ask), Some(asked))
+        } else {
+            (None, None)
+        };
         let mut admitted = AdmittedCall {
             session,
             tool: name,
@@ -388,15 +394,15 @@ impl Invocation<'_, Admitted> {
             mode: boundary.mode,
             rows_affected: AtomicU64::new(0),
             slot: Some(Arc::new(permit)),
-            before_commit: (tool.access() == Access::Write).then_some(ask),
+            before_commit: ask,
         };
         let args = std::mem::take(&mut call.args);
         let mut cancelled = CancelRecorder { boundary, call: &admitted, started: call.mark, armed: true };
         // While the tool runs, a write may ask for its execute record to be written before it
         // commits (see `AdmittedCall::record_before_commit`); it commits only once it is.
         let execute_recorded = std::sync::atomic::AtomicBool::new(false);
-        let outcome = {
-            let running = AssertUnwindSafe(tool.call(&admitted, args)).catch_unwind();
+        let running = AssertUnwindSafe(tool.call(&admitted, args)).catch_unwind();
+        let outcome = if let Some(mut asked) = asked {
             let records = async {
                 while let Some(BeforeCommit { rows, answer }) = asked.recv().await {
                     call.note(Stage::Execute, None);
@@ -414,6 +420,8 @@ impl Invocation<'_, Admitted> {
                 outcome = &mut running => outcome,
                 () = &mut records => unreachable!("waits forever once the tool has no more to ask"),
             }
+        } else {
+            running.await
         };
         cancelled.armed = false;
         drop(cancelled);
