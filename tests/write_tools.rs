@@ -54,6 +54,14 @@ async fn a_tool_that_swallows_a_failed_statement_still_cannot_commit() {
         assert!(denied.message().contains("nothing was changed"), "{}", denied.message());
     }
     assert_eq!((h.effects.rows_written(), h.effects.rollbacks()), (0, 2));
+    // Its execute record says it was denied: nothing went on record as allowed.
+    assert_eq!(h.audit.stages().last(), Some(&(Stage::Execute, AuditDecision::Deny, Some(DenialCode::DbError))));
+    assert!(
+        !h.audit
+            .stages()
+            .iter()
+            .any(|(stage, decision, _)| *stage == Stage::Execute && *decision == AuditDecision::Allow)
+    );
 }
 
 #[tokio::test]

@@ -137,8 +137,11 @@ impl<T: WriteTool> Tool for T {
                     AdapterError::timed_out().with_message("the write exceeded its time limit; nothing was changed"),
                 )
             })??;
-        // The change is on record before it is made: no record, no commit.
-        if let Err(denial) = tx.call.record_before_commit(tx.rows_affected).await {
+        // The change is on record before it is made: no record, no commit. (A spoiled
+        // transaction is not committed: `commit` rolls it back, and the execute record says so.)
+        if !tx.failed
+            && let Err(denial) = tx.call.record_before_commit(tx.rows_affected).await
+        {
             tx.rollback().await;
             return Err(denial.into());
         }
