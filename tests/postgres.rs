@@ -679,6 +679,47 @@ async fn a_database_on_another_machine_is_not_reached_in_plain_text_unless_asked
     assert_eq!(code, DenialCode::DbError);
 }
 
+/// What a function of an allow-listed view sets outside the read's transaction (a session
+/// advisory lock, the random seed), which its rollback does not undo, is not left to the next
+/// call: a connection that ran such a read is closed, not pooled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_sees_session_state_an_earlier_call_left() {
+    let fixture = "
+        CREATE TABLE t (id int); INSERT INTO t VALUES (1);
+        CREATE FUNCTION plant() RETURNS int LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_catalog.setseed(0.5); PERFORM pg_catalog.pg_advisory_lock(4242); RETURN 1; END $$;
+        CREATE VIEW plant AS SELECT public.plant() AS planted;
+    ";
+    let Some(db) = TestDb::create(fixture).await else { return };
+    // What random() gives first after setseed(0.5), as a session of its own shows.
+    db.client.batch_execute("SELECT setseed(0.5)").await.expect("seed");
+    let seeded: f64 = db.client.query_one("SELECT random()", &[]).await.expect("random").get(0);
+    let allow = AllowList::new(SqlDialect::Postgres, "public").table("public", "t").table("public", "plant");
+    // One connection: were it pooled, the next call would get the very session the view used.
+    let one = PoolOptions { max_connections: 1, ..PoolOptions::default() };
+    let adapter = PostgresAdapter::connect(&db.url(), allow.clone(), one).expect("adapter");
+    let service = Service::new(Arc::new(adapter), allow, ReadLimits::default());
+    for _ in 0..3 {
+        assert_eq!(service.read(json!({"query": "SELECT planted FROM plant"})).await["rows"], json!([[1]]));
+        let next = service.read(json!({"query": "SELECT random() AS r FROM t"})).await;
+        assert_ne!(next["rows"][0][0].as_f64(), Some(seeded), "the next call drew from the seed the view set");
+        let started = Instant::now();
+        loop {
+            let held: i64 = db
+                .client
+                .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242", &[])
+                .await
+                .expect("locks")
+                .get(0);
+            if held == 0 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "the view's advisory lock outlived its call");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Log lines written while a test runs, on this thread.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);

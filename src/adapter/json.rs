@@ -912,12 +912,21 @@ mod tests {
         let spread = "{\"a\":\n\t[1,\r\n 2], \"b\\n\": \"x\\ty\"}";
         assert_eq!(text::json_within(&mut out, spread.as_bytes(), 1000), Some(Ok(())));
         assert_eq!(out, "{\"a\":[1, 2], \"b\\n\": \"x\\ty\"}", "line breaks and tabs between tokens are left out");
+        let mut out = String::new();
+        let spaced = "{\n\t\"\": [\n\t\t{\n\t\t\t\"  \": null\n\t\t}\n\t]\n}";
+        assert_eq!(text::json_within(&mut out, spaced.as_bytes(), 1000), Some(Ok(())));
+        assert_eq!(out, "{\"\": [{\"  \": null}]}", "spaces inside a key are the key's");
     }
 
     proptest::proptest! {
         #[test]
         fn json_from_the_database_is_written_without_control_characters(value in any_value()) {
-            let printed = serde_json::to_string_pretty(&value).expect("printed").replace("  ", "\t");
+            // Pretty-printed with tabs (a key of two spaces must stay two spaces).
+            let mut bytes = Vec::new();
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+            serde::Serialize::serialize(&value, &mut serde_json::Serializer::with_formatter(&mut bytes, formatter))
+                .expect("printed");
+            let printed = String::from_utf8(bytes).expect("UTF-8");
             let mut out = String::new();
             proptest::prop_assert_eq!(text::json_within(&mut out, printed.as_bytes(), usize::MAX), Some(Ok(())));
             proptest::prop_assert!(!out.bytes().any(|byte| byte < 0x20), "{}", out);

@@ -295,6 +295,45 @@ impl RowWriter<'_> {
     }
 }
 
+/// Which allow-listed names are plain tables (no view, no row-level security), as the catalog
+/// said at most [`TableKinds::FRESH`] ago: a read of plain tables only runs no stored code, so
+/// it leaves no session state behind; after any other read a connection is reset or closed.
+/// Each backend asks its own catalog.
+pub(crate) struct TableKinds {
+    known: std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<crate::sql::TableName>)>>,
+    /// Set while a backend asks the catalog in the background.
+    pub(crate) asking: std::sync::atomic::AtomicBool,
+}
+
+impl TableKinds {
+    /// How long what the catalog said is trusted.
+    pub(crate) const FRESH: Duration = Duration::from_secs(1);
+
+    pub(crate) fn new() -> Self {
+        TableKinds { known: std::sync::Mutex::new(None), asking: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// Whether every one of `tables` is plain, if the catalog said so within [`Self::FRESH`];
+    /// `None` when what it said is older, or it has not been asked.
+    pub(crate) fn fresh(&self, tables: &[crate::sql::TableName]) -> Option<bool> {
+        self.within(tables, Self::FRESH)
+    }
+
+    /// [`TableKinds::fresh`], trusting what the catalog said up to `age` ago.
+    pub(crate) fn within(&self, tables: &[crate::sql::TableName], age: Duration) -> Option<bool> {
+        let guard = self.known.lock().ok()?;
+        let (learned, plain) = guard.as_ref()?;
+        (learned.elapsed() < age).then(|| tables.iter().all(|table| plain.contains(table)))
+    }
+
+    /// Keeps what the catalog just said.
+    pub(crate) fn learn(&self, plain: std::collections::HashSet<crate::sql::TableName>) {
+        if let Ok(mut guard) = self.known.lock() {
+            *guard = Some((std::time::Instant::now(), plain));
+        }
+    }
+}
+
 /// The longest statement time limit every engine takes (PostgreSQL's `statement_timeout` is
 /// at most `i32::MAX` ms, MySQL's `max_execution_time` a `u32` of ms, MariaDB's
 /// `max_statement_time` at most a year): a limit given to a backend is clamped to it, and

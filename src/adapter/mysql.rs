@@ -345,32 +345,24 @@ async fn end_read(mut running: Running, limit: Duration, keep: bool, after: Afte
     }
 }
 
-/// Which allow-listed tables are base tables, as the catalog said at most [`Self::FRESH`] ago.
-/// A name the catalog did not list as a base table (a view, a table created since) counts as
-/// not one: its read is followed by a reset.
+/// What the MySQL adapter needs to ask its catalog which tables are base tables.
 struct TableKinds {
     /// The allow-list's schemas, as the catalog query's parameters.
     schemas: Vec<String>,
-    known: std::sync::Mutex<Option<(Instant, std::collections::HashSet<TableName>)>>,
+    known: super::TableKinds,
 }
 
 impl TableKinds {
-    const FRESH: Duration = Duration::from_secs(1);
-
     fn new(allow: &AllowList) -> Self {
-        TableKinds { schemas: allow.schemas().map(str::to_owned).collect(), known: std::sync::Mutex::new(None) }
+        TableKinds { schemas: allow.schemas().map(str::to_owned).collect(), known: super::TableKinds::new() }
     }
 
     /// Whether every one of `tables` is a base table; the catalog is asked, on `conn`, when
-    /// what was learned is older than [`Self::FRESH`]. Any doubt (the catalog cannot be read)
-    /// is a no.
+    /// what it said is older than [`super::TableKinds::FRESH`]. A name it does not list as a
+    /// base table (a view, a table created since), or any doubt, is a no.
     async fn all_base(&self, conn: &mut Conn, tables: &[TableName]) -> bool {
-        let check = |known: &std::collections::HashSet<TableName>| tables.iter().all(|table| known.contains(table));
-        if let Ok(guard) = self.known.lock()
-            && let Some((learned, known)) = guard.as_ref()
-            && learned.elapsed() < Self::FRESH
-        {
-            return check(known);
+        if let Some(answer) = self.known.fresh(tables) {
+            return answer;
         }
         if self.schemas.is_empty() {
             return false;
@@ -381,13 +373,8 @@ impl TableKinds {
              WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN ({marks})"
         );
         let Ok(rows) = conn.exec::<(String, String), _, _>(query, self.schemas.clone()).await else { return false };
-        let known: std::collections::HashSet<TableName> =
-            rows.into_iter().map(|(schema, table)| TableName { schema, table }).collect();
-        let answer = check(&known);
-        if let Ok(mut guard) = self.known.lock() {
-            *guard = Some((Instant::now(), known));
-        }
-        answer
+        self.known.learn(rows.into_iter().map(|(schema, table)| TableName { schema, table }).collect());
+        self.known.fresh(tables).unwrap_or(false)
     }
 }
 

@@ -50,7 +50,7 @@ use super::{
 };
 use super::{LONG_VALUE_PIECE, RowCollector, ensure_runnable, take_url_parameter};
 use crate::boundary::{Evidence, Read, SlotHold, Write};
-use crate::sql::{AllowList, SqlDialect, ValidatedQuery};
+use crate::sql::{AllowList, SqlDialect, TableName, ValidatedQuery};
 
 mod connect;
 
@@ -124,6 +124,8 @@ pub struct PostgresAdapter {
     /// The database is on another machine and the URL asks for plain text (see
     /// [`super::PLAINTEXT_FINDING`]).
     plaintext: bool,
+    /// Which allow-listed names are plain tables (see [`PostgresAdapter::runs_no_stored_code`]).
+    kinds: Arc<super::TableKinds>,
 }
 
 impl fmt::Debug for PostgresAdapter {
@@ -191,6 +193,7 @@ impl PostgresAdapter {
             max_message_bytes: options.max_message_bytes(),
             shapes: Shapes::default(),
             plaintext,
+            kinds: Arc::new(super::TableKinds::new()),
         })
     }
 
@@ -208,6 +211,7 @@ impl PostgresAdapter {
         &self,
         hold: SlotHold,
         timeout: Duration,
+        tables: Option<&[TableName]>,
         context: &C,
         work: for<'t> fn(&'t ReadTx<'t>, &'t C) -> BoxFuture<'t, Result<R, Failure>>,
     ) -> Result<R, AdapterError> {
@@ -246,7 +250,14 @@ impl PostgresAdapter {
                     }
                 }
                 (result, Ok(())) => {
-                    checkout.release();
+                    // A read that may have run stored code does not leave its connection to
+                    // the next caller: what a function set outside the transaction (an
+                    // advisory lock, `setseed`) would outlive the rollback.
+                    if tables.is_none_or(|tables| self.runs_no_stored_code(tables)) {
+                        checkout.release();
+                    } else {
+                        let _closed = checkout.discard();
+                    }
                     return result.map_err(|failure| self.failed(failure, oversized));
                 }
                 // The rollback failed: whatever state the connection is in, it is not reused.
@@ -257,6 +268,36 @@ impl PostgresAdapter {
                 }
             }
         }
+    }
+
+    /// Whether a read of `tables` runs no code of the database's users: every one is a plain
+    /// table (no view, no row-level security, whose policies call functions), as the catalog
+    /// said at most a second ago. The catalog is asked on a task of its own when that is older;
+    /// meanwhile what it said up to five seconds ago stands, and before it has said anything,
+    /// no.
+    fn runs_no_stored_code(&self, tables: &[TableName]) -> bool {
+        if let Some(answer) = self.kinds.fresh(tables) {
+            return answer;
+        }
+        if !self.kinds.asking.swap(true, Ordering::AcqRel) {
+            let (pool, kinds) = (self.pool.clone(), Arc::clone(&self.kinds));
+            let schemas: Vec<String> = self.allow.schemas().map(str::to_owned).collect();
+            tokio::spawn(async move {
+                if let Ok(Ok(object)) = tokio::time::timeout(INTROSPECTION_TIMEOUT, pool.get()).await
+                    && let Ok(Ok(rows)) =
+                        tokio::time::timeout(INTROSPECTION_TIMEOUT, object.client.query(PLAIN_TABLES, &[&schemas]))
+                            .await
+                {
+                    let plain = rows
+                        .iter()
+                        .filter_map(|row| Some(TableName { schema: row.try_get(0).ok()?, table: row.try_get(1).ok()? }))
+                        .collect();
+                    kinds.learn(plain);
+                }
+                kinds.asking.store(false, Ordering::Release);
+            });
+        }
+        self.kinds.within(tables, super::TableKinds::FRESH * 5).unwrap_or(false)
     }
 
     /// The caller's view of a failure after the transaction began: a message over the limit
@@ -349,7 +390,9 @@ impl Adapter for PostgresAdapter {
             }
             let context = ReadContext { sql: query.sql(), params, options, shapes: &self.shapes };
             let hold = evidence.hold_slot();
-            self.in_read_transaction(hold, options.timeout, &context, |tx, context| Box::pin(read(tx, context))).await
+            let tables = Some(query.tables());
+            self.in_read_transaction(hold, options.timeout, tables, &context, |tx, context| Box::pin(read(tx, context)))
+                .await
         })
     }
 
@@ -364,7 +407,7 @@ impl Adapter for PostgresAdapter {
                 None => self.allow.schemas().map(str::to_owned).collect(),
             };
             let rows = self
-                .in_read_transaction(evidence.hold_slot(), INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
+                .in_read_transaction(evidence.hold_slot(), INTROSPECTION_TIMEOUT, None, &schemas, |tx, schemas| {
                     Box::pin(async move {
                         tx.begin().await?.query(LIST_TABLES, &[schemas]).await.map_err(Failure::Postgres)
                     })
@@ -398,6 +441,7 @@ impl Adapter for PostgresAdapter {
                 .in_read_transaction(
                     evidence.hold_slot(),
                     INTROSPECTION_TIMEOUT,
+                    None,
                     &(schema, table),
                     |tx, (schema, table)| {
                         Box::pin(async move {
@@ -465,7 +509,7 @@ impl Adapter for PostgresAdapter {
         Box::pin(async move {
             let schemas: Vec<String> = self.allow.schemas().map(str::to_owned).collect();
             let (role, writable) = self
-                .in_read_transaction(evidence.hold_slot(), INTROSPECTION_TIMEOUT, &schemas, |tx, schemas| {
+                .in_read_transaction(evidence.hold_slot(), INTROSPECTION_TIMEOUT, None, &schemas, |tx, schemas| {
                     Box::pin(async move {
                         let tx = tx.begin().await?;
                         let role = tx.query_one(POSTURE_ROLE, &[]).await.map_err(Failure::Postgres)?;
@@ -1535,6 +1579,11 @@ fn relation_kind(kind: u8) -> &'static str {
         _ => "table",
     }
 }
+
+/// The plain tables of the allow-listed schemas: no view, no row-level security.
+const PLAIN_TABLES: &str = "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity";
 
 const POSTURE_ROLE: &str = "SELECT current_user::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, \
      pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'), \
