@@ -718,6 +718,25 @@ async fn no_call_sees_session_state_an_earlier_call_left() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    // Reads of plain tables keep their connection: the same backend serves them all.
+    let backends = || async {
+        let rows = db
+            .client
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'sqlwarden' \
+                 ORDER BY pid",
+                &[],
+            )
+            .await
+            .expect("activity");
+        rows.iter().map(|row| row.get::<_, i32>(0)).collect::<Vec<_>>()
+    };
+    let before = backends().await;
+    for _ in 0..5 {
+        service.read(json!({"query": "SELECT id FROM t"})).await;
+    }
+    assert_eq!(backends().await, before, "a read of a plain table closed its connection");
+    assert_eq!(before.len(), 1);
 }
 
 /// Log lines written while a test runs, on this thread.

@@ -1580,10 +1580,13 @@ fn relation_kind(kind: u8) -> &'static str {
     }
 }
 
-/// The plain tables of the allow-listed schemas: no view, no row-level security.
-const PLAIN_TABLES: &str = "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
-     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity";
+/// The plain tables of the allow-listed schemas: no view, no row-level security. It runs on a
+/// pooled connection outside a read's transaction, with the session's search path: every
+/// operator is named with its schema, so none planted in another schema can stand in.
+const PLAIN_TABLES: &str = "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+     WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]) \
+     AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[]) AND NOT c.relrowsecurity";
 
 const POSTURE_ROLE: &str = "SELECT current_user::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, \
      pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'), \
