@@ -236,11 +236,18 @@ impl MySqlAdapter {
             // see `end_read`. A packet too large for the client broke the connection anyway.
             let keep = !run.large.load(Ordering::Relaxed)
                 && !matches!(&result, Err(Failure::MySql(error)) if is_packet_too_large(error));
-            let after = AfterRead {
-                repeat: run.repeat.filter(|_| server.prepares_as_we_read).map(str::to_owned),
-                tables: run.tables.map(<[TableName]>::to_vec),
-                kinds: Arc::clone(&self.kinds),
+            // Most reads name base tables the catalog listed within the second: nothing to copy.
+            let base_only = match run.tables {
+                None => Ok(true),
+                Some(tables) => {
+                    self.kinds.known.fresh(tables).ok_or_else(|| (tables.to_vec(), Arc::clone(&self.kinds)))
+                }
             };
+            let repeat = match base_only {
+                Ok(true) => None,
+                _ => run.repeat.filter(|_| server.prepares_as_we_read).map(str::to_owned),
+            };
+            let after = AfterRead { base_only, repeat };
             tokio::spawn(end_read(self.running(conn, SlotHold::none()), self.connect_timeout, keep, after));
             return result.map_err(|failure| match failure {
                 Failure::MySql(error) if is_connection_failure(&error) && !is_packet_too_large(&error) => {
@@ -279,12 +286,12 @@ fn lost_while_running(cause: String) -> AdapterError {
 
 /// What [`end_read`] needs to know of the read.
 struct AfterRead {
+    /// Whether the read named base tables only (our own catalog reads do), or, when what the
+    /// catalog said is not fresh, the tables it named, to ask.
+    base_only: Result<bool, (Vec<TableName>, Arc<TableKinds>)>,
     /// The statement to prepare again after a reset (only where the server's own `sql_mode`
     /// reads text as the session does: see [`ServerKind`]).
     repeat: Option<String>,
-    /// The tables it read; `None` for our own catalog reads.
-    tables: Option<Vec<TableName>>,
-    kinds: Arc<TableKinds>,
 }
 
 /// Ends a read's transaction, on a task of its own so that the answer does not wait for the
@@ -304,9 +311,9 @@ async fn end_read(mut running: Running, limit: Duration, keep: bool, after: Afte
     if keep {
         let conn = running.conn();
         let ended = tokio::time::timeout(limit, async {
-            let base_only = match &after.tables {
-                Some(tables) => after.kinds.all_base(conn, tables).await,
-                None => true,
+            let base_only = match &after.base_only {
+                Ok(known) => *known,
+                Err((tables, kinds)) => kinds.all_base(conn, tables).await,
             };
             if base_only {
                 conn.query_drop("ROLLBACK").await?;
