@@ -301,8 +301,6 @@ impl RowWriter<'_> {
 /// Each backend asks its own catalog.
 pub(crate) struct TableKinds {
     known: std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<crate::sql::TableName>)>>,
-    /// Set while a backend asks the catalog in the background.
-    pub(crate) asking: std::sync::atomic::AtomicBool,
 }
 
 impl TableKinds {
@@ -310,20 +308,15 @@ impl TableKinds {
     pub(crate) const FRESH: Duration = Duration::from_secs(1);
 
     pub(crate) fn new() -> Self {
-        TableKinds { known: std::sync::Mutex::new(None), asking: std::sync::atomic::AtomicBool::new(false) }
+        TableKinds { known: std::sync::Mutex::new(None) }
     }
 
     /// Whether every one of `tables` is plain, if the catalog said so within [`Self::FRESH`];
     /// `None` when what it said is older, or it has not been asked.
     pub(crate) fn fresh(&self, tables: &[crate::sql::TableName]) -> Option<bool> {
-        self.within(tables, Self::FRESH)
-    }
-
-    /// [`TableKinds::fresh`], trusting what the catalog said up to `age` ago.
-    pub(crate) fn within(&self, tables: &[crate::sql::TableName], age: Duration) -> Option<bool> {
         let guard = self.known.lock().ok()?;
         let (learned, plain) = guard.as_ref()?;
-        (learned.elapsed() < age).then(|| tables.iter().all(|table| plain.contains(table)))
+        (learned.elapsed() < Self::FRESH).then(|| tables.iter().all(|table| plain.contains(table)))
     }
 
     /// Keeps what the catalog just said.

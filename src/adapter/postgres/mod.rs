@@ -253,7 +253,15 @@ impl PostgresAdapter {
                     // A read that may have run stored code does not leave its connection to
                     // the next caller: what a function set outside the transaction (an
                     // advisory lock, `setseed`) would outlive the rollback.
-                    if tables.is_none_or(|tables| self.runs_no_stored_code(tables)) {
+                    let plain = match tables {
+                        None => true,
+                        Some(tables) => {
+                            tokio::time::timeout_at(deadline, self.runs_no_stored_code(checkout.client(), tables))
+                                .await
+                                .unwrap_or(false)
+                        }
+                    };
+                    if plain {
                         checkout.release();
                     } else {
                         let _closed = checkout.discard();
@@ -272,32 +280,20 @@ impl PostgresAdapter {
 
     /// Whether a read of `tables` runs no code of the database's users: every one is a plain
     /// table (no view, no row-level security, whose policies call functions), as the catalog
-    /// said at most a second ago. The catalog is asked on a task of its own when that is older;
-    /// meanwhile what it said up to five seconds ago stands, and before it has said anything,
-    /// no.
-    fn runs_no_stored_code(&self, tables: &[TableName]) -> bool {
+    /// said at most a second ago. When that is older, the catalog is asked on `client`, the
+    /// read's own connection, its transaction ended; any doubt is a no.
+    async fn runs_no_stored_code(&self, client: &tokio_postgres::Client, tables: &[TableName]) -> bool {
         if let Some(answer) = self.kinds.fresh(tables) {
             return answer;
         }
-        if !self.kinds.asking.swap(true, Ordering::AcqRel) {
-            let (pool, kinds) = (self.pool.clone(), Arc::clone(&self.kinds));
-            let schemas: Vec<String> = self.allow.schemas().map(str::to_owned).collect();
-            tokio::spawn(async move {
-                if let Ok(Ok(object)) = tokio::time::timeout(INTROSPECTION_TIMEOUT, pool.get()).await
-                    && let Ok(Ok(rows)) =
-                        tokio::time::timeout(INTROSPECTION_TIMEOUT, object.client.query(PLAIN_TABLES, &[&schemas]))
-                            .await
-                {
-                    let plain = rows
-                        .iter()
-                        .filter_map(|row| Some(TableName { schema: row.try_get(0).ok()?, table: row.try_get(1).ok()? }))
-                        .collect();
-                    kinds.learn(plain);
-                }
-                kinds.asking.store(false, Ordering::Release);
-            });
-        }
-        self.kinds.within(tables, super::TableKinds::FRESH * 5).unwrap_or(false)
+        let schemas: Vec<String> = self.allow.schemas().map(str::to_owned).collect();
+        let Ok(rows) = client.query(PLAIN_TABLES, &[&schemas]).await else { return false };
+        self.kinds.learn(
+            rows.iter()
+                .filter_map(|row| Some(TableName { schema: row.try_get(0).ok()?, table: row.try_get(1).ok()? }))
+                .collect(),
+        );
+        self.kinds.fresh(tables).unwrap_or(false)
     }
 
     /// The caller's view of a failure after the transaction began: a message over the limit
@@ -1580,9 +1576,9 @@ fn relation_kind(kind: u8) -> &'static str {
     }
 }
 
-/// The plain tables of the allow-listed schemas: no view, no row-level security. It runs on a
-/// pooled connection outside a read's transaction, with the session's search path: every
-/// operator is named with its schema, so none planted in another schema can stand in.
+/// The plain tables of the allow-listed schemas: no view, no row-level security. It runs after
+/// a read's transaction has ended, with the session's search path: every operator is named
+/// with its schema, so none planted in another schema can stand in.
 const PLAIN_TABLES: &str = "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
      WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]) \
