@@ -9,8 +9,9 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
+use sqlwarden::ToolRegistry;
 use sqlwarden::audit::JsonLinesSink;
-use sqlwarden::policy::{Capabilities, Grant, Mode, QuotaEngine, QuotaPolicy, SessionContext, ToolRegistry};
+use sqlwarden::policy::{Capabilities, Grant, Mode, QuotaEngine, QuotaPolicy, SessionContext};
 use sqlwarden::{Boundary, Evidence, Read, Tool, ToolError};
 
 struct Noop;

@@ -178,7 +178,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match sqlwarden::mcp::serve_stdio(sqlwarden::mcp::McpServer::new(service)).await {
+        match sqlwarden::mcp::serve_stdio(service).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("postgres_introspection: stdout failed: {error}");

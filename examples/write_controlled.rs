@@ -185,7 +185,7 @@ fn main() -> ExitCode {
         for warning in service.warnings() {
             eprintln!("write_controlled: warning: {warning}");
         }
-        match sqlwarden::mcp::serve_stdio(sqlwarden::mcp::McpServer::new(service)).await {
+        match sqlwarden::mcp::serve_stdio(service).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("write_controlled: stdout failed: {error}");

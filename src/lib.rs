@@ -12,8 +12,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use sqlwarden::policy::{Capabilities, Grant, SessionContext, ToolRegistry};
-//! use sqlwarden::{Boundary, DenialCode, Evidence, Read, Tool, ToolError};
+//! use sqlwarden::policy::{Capabilities, Grant, SessionContext};
+//! use sqlwarden::{Boundary, DenialCode, Evidence, Read, Tool, ToolError, ToolRegistry};
 //!
 //! struct Greet;
 //!
@@ -55,15 +55,23 @@
 //!
 //! ## Modules
 //!
+//! Top to bottom; a module uses only those below it (see `ARCHITECTURE.md`).
+//!
 //! | module | what |
 //! |---|---|
-//! | [`boundary`] | the typestate pipeline, evidence and denials |
-//! | [`policy`] | sessions, the tool registry, mode, capabilities, quotas: pure decisions |
-//! | [`tools`] | the [`Tool`] trait |
-//! | [`adapter`] | the database adapter interface |
+//! | [`mcp`] | the MCP transports (stdio) over one result encoder |
+//! | [`service`] | a running server, wired from a [`config::Config`] |
+//! | [`config`] | the TOML configuration, validated once |
+//! | [`boundary`] | the typestate pipeline every call goes through |
+//! | [`tools`] | the [`Tool`] trait, the [`ToolRegistry`], the reference and write tools |
+//! | [`adapter`] | the database adapter interface and its backends |
+//! | [`evidence`] | admitted [`Evidence`], the only key an adapter accepts |
 //! | [`audit`] | audit events and sinks, and the audit writer thread |
 //! | [`logging`] | the log writer thread: logs never stall a call |
+//! | [`policy`] | sessions, tool names, mode, capabilities, quotas: pure decisions |
 //! | [`sql`] | the SQL gate: sqlparser-based validation into a [`sql::ValidatedQuery`] |
+//! | [`denial`] | [`Denial`] and its stable codes |
+//! | [`json`] | how database values become JSON |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -73,15 +81,20 @@ pub mod boundary;
 pub mod config;
 #[cfg(feature = "sqlite")]
 pub mod demo;
+pub mod denial;
+pub mod evidence;
+pub mod json;
 pub mod logging;
 pub mod mcp;
+mod pipe;
 pub mod policy;
 pub mod service;
 pub mod sql;
 pub mod tools;
 
 pub use boundary::{
-    AccessClass, Admitted, Authorized, Boundary, BoundaryBuilder, Denial, DenialCode, Evidence, Invocation,
-    ModeChecked, Read, Resolved, SlotHold, State, Unvalidated, Write,
+    Admitted, Authorized, Boundary, BoundaryBuilder, Invocation, ModeChecked, Resolved, State, Unvalidated,
 };
-pub use tools::{Tool, ToolError, ToolOutput};
+pub use denial::{Denial, DenialCode};
+pub use evidence::{AccessClass, Evidence, Read, SlotHold, Write};
+pub use tools::{Tool, ToolError, ToolOutput, ToolRegistry};

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use crate::audit::write_all_waiting;
+use crate::pipe::write_all_waiting;
 
 /// How often a line is tried again on a stderr that takes nothing.
 const RETRY: Duration = Duration::from_millis(10);
@@ -142,50 +142,10 @@ fn write_lines(mut out: impl Write, queue: &Receiver<Message>, dropped: &AtomicU
     let _ = out.flush();
 }
 
-/// A writer that blocks until opened, as a pipe that nobody reads does: for tests.
-#[cfg(test)]
-#[derive(Clone, Default)]
-pub(crate) struct Unread(Arc<UnreadState>);
-
-#[cfg(test)]
-#[derive(Default)]
-pub(crate) struct UnreadState {
-    /// Whether it is open, and what was written.
-    state: std::sync::Mutex<(bool, Vec<u8>)>,
-    opened: std::sync::Condvar,
-}
-
-#[cfg(test)]
-impl Unread {
-    pub(crate) fn open(&self) {
-        self.0.state.lock().expect("lock").0 = true;
-        self.0.opened.notify_all();
-    }
-
-    pub(crate) fn written(&self) -> Vec<u8> {
-        self.0.state.lock().expect("lock").1.clone()
-    }
-}
-
-#[cfg(test)]
-impl Write for Unread {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut state = self.0.state.lock().expect("lock");
-        while !state.0 {
-            state = self.0.opened.wait(state).expect("wait");
-        }
-        state.1.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipe::Unread;
 
     #[test]
     fn a_blocked_stderr_drops_and_counts_lines_without_blocking_the_logger() {

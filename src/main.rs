@@ -154,7 +154,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     let code = with_service(config, |service| async move {
         let service = std::sync::Arc::new(service);
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP on stdio");
-        let served = sqlwarden::mcp::serve_stdio(sqlwarden::mcp::McpServer::new(std::sync::Arc::clone(&service))).await;
+        let served = sqlwarden::mcp::serve_stdio(std::sync::Arc::clone(&service)).await;
         let failures = service.boundary().audit_failures();
         if failures > 0 {
             tracing::warn!(failures, "audit batches could not be written; their calls were denied");

@@ -7,12 +7,14 @@ use serde_json::Value;
 
 use crate::adapter::{self, Adapter, Posture};
 use crate::audit::{AuditSink, AuditWriter};
-use crate::boundary::{Boundary, Denial};
+use crate::boundary::Boundary;
 use crate::config::{AuditTarget, Config};
-use crate::policy::{Access, Capabilities, Grant, Mode, QuotaEngine, SessionContext, ToolRegistry};
+use crate::denial::Denial;
+use crate::evidence::{Evidence, Read};
+use crate::policy::{Access, Capabilities, Grant, Mode, QuotaEngine, SessionContext};
 use crate::sql::{SqlDialect, SqlValidator};
-use crate::tools::ToolOutput;
 use crate::tools::reference::{DescribeTable, ListTables, QueryRead};
+use crate::tools::{ToolError, ToolOutput, ToolRegistry};
 
 /// The reference tools, by name.
 pub const REFERENCE_TOOLS: [&str; 3] = ["query_read", "list_tables", "describe_table"];
@@ -192,7 +194,7 @@ pub struct CheckReport {
 struct CheckPosture(Arc<dyn Adapter>);
 
 impl crate::tools::Tool for CheckPosture {
-    type Access = crate::Read;
+    type Access = Read;
     type Input = serde_json::Map<String, Value>;
     type Output = Posture;
 
@@ -206,9 +208,9 @@ impl crate::tools::Tool for CheckPosture {
 
     async fn call(
         &self,
-        evidence: crate::Evidence<'_, crate::Read>,
+        evidence: Evidence<'_, Read>,
         _input: serde_json::Map<String, Value>,
-    ) -> Result<Posture, crate::ToolError> {
+    ) -> Result<Posture, ToolError> {
         Ok(self.0.posture(evidence).await?)
     }
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use sqlwarden::ToolRegistry;
 use sqlwarden::audit::{AuditDecision, AuditSink, AuditWriter, JsonLinesSink, Stage};
-use sqlwarden::policy::{Capabilities, Mode, QuotaPolicy, SessionContext, ToolRegistry};
+use sqlwarden::policy::{Capabilities, Mode, QuotaPolicy, SessionContext};
 use sqlwarden::{Boundary, DenialCode};
 
 use AuditDecision::{Allow, Deny};

@@ -8,9 +8,8 @@ use common::*;
 use serde_json::json;
 use sqlwarden::policy::{
     Admission, Authorizer, AuthzRequest, Capabilities, Decision, Grant, Mode, QuotaDenied, QuotaKey, QuotaPermit,
-    ToolRegistry,
 };
-use sqlwarden::{Boundary, DenialCode};
+use sqlwarden::{Boundary, DenialCode, ToolRegistry};
 
 struct Failing;
 impl Authorizer for Failing {
@@ -208,7 +207,7 @@ fn registering_a_duplicate_name_is_an_error() {
         "the first registration stands"
     );
     let invalid = ReadTool { name: "drop *", adapter, behaviour: Behaviour::Succeed };
-    assert!(matches!(registry.register(invalid), Err(sqlwarden::policy::RegistryError::InvalidName { .. })));
+    assert!(matches!(registry.register(invalid), Err(sqlwarden::tools::RegistryError::InvalidName { .. })));
     assert_eq!(registry.len(), 2);
     assert!(!registry.is_empty());
     assert!(ToolRegistry::new().is_empty());

@@ -168,7 +168,7 @@ async fn an_over_long_name_never_resolves_to_the_tool_it_starts_with() {
     let longest: &'static str = "t".repeat(128).leak();
     let effects = Arc::new(Effects::default());
     let adapter = Arc::new(CountingAdapter { effects: Arc::clone(&effects) });
-    let mut tools = sqlwarden::policy::ToolRegistry::new();
+    let mut tools = sqlwarden::tools::ToolRegistry::new();
     tools.register(ReadTool { name: longest, adapter, behaviour: Behaviour::Succeed }).expect("128 is allowed");
     let boundary = sqlwarden::Boundary::builder(tools)
         .authorizer(sqlwarden::policy::Capabilities::from_grants([grant(longest)]))

@@ -325,7 +325,7 @@ impl sqlwarden::Tool for Lingering {
 #[tokio::test]
 async fn a_slot_held_for_a_statement_still_running_is_released_only_when_it_ends() {
     let ended = Arc::new(tokio::sync::Notify::new());
-    let mut tools = sqlwarden::policy::ToolRegistry::new();
+    let mut tools = sqlwarden::tools::ToolRegistry::new();
     tools.register(Lingering { ended: Arc::clone(&ended) }).expect("registers");
     let engine = Arc::new(QuotaEngine::new(policy(6000, 100, 1)));
     let boundary = sqlwarden::Boundary::builder(tools)

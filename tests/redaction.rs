@@ -41,7 +41,7 @@ fn sinks_and_permits_print_their_kind_only() {
 
 #[tokio::test]
 async fn evidence_prints_its_tool_and_access_class_only() {
-    use sqlwarden::policy::ToolRegistry;
+    use sqlwarden::tools::ToolRegistry;
     use sqlwarden::{Boundary, Evidence, Read, Tool, ToolError};
 
     struct ShowEvidence;

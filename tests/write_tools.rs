@@ -127,7 +127,7 @@ async fn input_is_validated_before_a_transaction_opens() {
 #[test]
 fn a_write_tool_registers_as_a_write_tool_with_its_own_name_and_description() {
     let effects = Arc::new(Effects::default());
-    let mut tools = sqlwarden::policy::ToolRegistry::new();
+    let mut tools = sqlwarden::tools::ToolRegistry::new();
     tools.register(InsertTool::new("add_customer", Arc::new(CountingAdapter { effects }))).expect("registers");
     let tool = tools.get("add_customer").expect("registered under its name");
     assert_eq!(tool.access, sqlwarden::policy::Access::Write);

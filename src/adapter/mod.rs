@@ -13,10 +13,11 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use crate::boundary::{Denial, DenialCode, Evidence, Read, Write};
+use crate::denial::{Denial, DenialCode};
+use crate::evidence::{Evidence, Read, Write};
+use crate::json;
 use crate::sql::{AllowList, ParamValue, SqlDialect, ValidatedQuery};
 
-pub mod json;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -961,7 +962,7 @@ mod tests {
         let text = "é\"\u{1}x".repeat(LONG_VALUE_PIECE / 3);
         let bytes: Vec<u8> = (0..2 * LONG_VALUE_PIECE + 1).map(|n| (n % 251) as u8).collect();
         let invalid = [b"ok".as_slice(), &[0xff; 3], b"end"].concat();
-        let expected = json!([[1, text, json::bytes(&bytes), "ok\u{fffd}\u{fffd}\u{fffd}end"]]);
+        let expected = json!([[1, text, crate::json::oracle::bytes(&bytes), "ok\u{fffd}\u{fffd}\u{fffd}end"]]);
         let mut collector = RowCollector::new(options(2, 1 << 24));
         let mut row = collector.row();
         json::text::int(row.value(), 1);

@@ -27,14 +27,14 @@ use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row,
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::json;
 use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, PoolOptions,
     Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction,
 };
 use super::{LONG_VALUE_PIECE, RowCollector, ensure_runnable, take_url_parameter};
-use crate::boundary::{Evidence, Read, SlotHold, Write};
+use crate::evidence::{Evidence, Read, SlotHold, Write};
+use crate::json;
 use crate::sql::{AllowList, SqlDialect, TableName, ValidatedQuery};
 
 const CLIENT_GRACE: Duration = Duration::from_millis(250);

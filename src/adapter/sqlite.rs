@@ -21,13 +21,13 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::json;
 use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, Posture,
     QueryResult, ReadOptions, ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction, ensure_runnable,
 };
-use crate::boundary::{Evidence, Read, SlotHold, Write};
+use crate::evidence::{Evidence, Read, SlotHold, Write};
+use crate::json;
 use crate::sql::{AllowList, SqlDialect, ValidatedQuery, is_table_function};
 
 /// How long the client waits past the deadline the progress handler enforces.

@@ -21,12 +21,11 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::boundary::DenialCode;
+use crate::denial::DenialCode;
 use crate::policy::SessionContext;
 
 mod writer;
 
-pub(crate) use writer::write_all_waiting;
 pub use writer::{AuditWriter, Submitted};
 
 /// A stage of the pipeline, as recorded in the audit log.

@@ -34,6 +34,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::{AuditBatch, AuditError, AuditSink, write_lines};
+use crate::pipe::{write_all_waiting, write_what_fits};
 
 /// Writes audit batches without stalling its callers; see the [module documentation](self).
 pub struct AuditWriter {
@@ -247,34 +248,6 @@ fn same_file(a: &File, b: &File) -> bool {
     }
 }
 
-/// Writes as much of `bytes` as a non-blocking output takes now, returning how much that was.
-fn write_what_fits(out: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
-    let mut written = 0;
-    while written < bytes.len() {
-        match out.write(&bytes[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(written)
-}
-
-/// Writes all of `bytes` to an output that may be non-blocking, waiting while it takes
-/// nothing: on the writer's own thread only.
-pub(crate) fn write_all_waiting(out: &mut impl Write, mut bytes: &[u8], retry: Duration) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let written = write_what_fits(out, bytes)?;
-        bytes = &bytes[written..];
-        if !bytes.is_empty() {
-            std::thread::sleep(retry);
-        }
-    }
-    Ok(())
-}
-
 /// What the thread writes to.
 enum Sink {
     Blocking(Box<dyn Write + Send>),
@@ -457,7 +430,7 @@ impl Future for Acknowledged<'_> {
 mod tests {
     use super::*;
     use crate::audit::{AuditDecision, AuditRecord, Stage};
-    use crate::logging::Unread;
+    use crate::pipe::Unread;
     use std::time::SystemTime;
 
     fn batch_of(records: &[AuditRecord]) -> AuditBatch<'_> {

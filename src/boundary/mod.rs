@@ -11,14 +11,12 @@
 //! | [`Authorized`] | [`Invocation::authorize`] | a grant lets this identity in this tenant invoke this tool |
 //! | [`Admitted`] | [`Invocation::admit`] | quota is reserved, held by a permit until the call ends |
 //!
-//! [`Invocation::run`] exists only on `Invocation<Admitted>`; it hands the tool [`Evidence`], the
+//! [`Invocation::run`] exists only on `Invocation<Admitted>`; it hands the tool [`Evidence`](crate::evidence::Evidence), the
 //! only value adapter methods accept. [`Boundary::invoke`] runs the whole pipeline.
 //!
 //! Fail closed: an `Err` from a policy and a panic inside any check or handler become a
 //! denial; every decision is audited, and a call whose audit cannot be written is denied.
 
-pub(crate) mod denial;
-pub(crate) mod evidence;
 pub(crate) mod state;
 
 use std::fmt;
@@ -30,18 +28,17 @@ use std::time::{Instant, SystemTime};
 use futures_util::FutureExt;
 use serde_json::Value;
 
-pub use denial::{Denial, DenialCode};
-pub use evidence::{AccessClass, Evidence, Read, SlotHold, Write};
 pub use state::{Admitted, Authorized, ModeChecked, Resolved, State, Unvalidated};
 
 use crate::audit::{AuditBatch, AuditDecision, AuditError, AuditRecord, AuditSink, AuditWriter, Stage, Submitted};
-use crate::policy::registry::MAX_TOOL_NAME_LEN;
+use crate::denial::{Denial, DenialCode};
+use crate::evidence::{AdmittedCall, BeforeCommit};
 use crate::policy::{
-    Access, Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, Mode, QuotaDenied,
-    QuotaEngine, QuotaKey, QuotaPolicy, SessionContext, SystemClock, ToolInfo, ToolRegistry,
+    Access, Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, MAX_TOOL_NAME_LEN,
+    Mode, QuotaDenied, QuotaEngine, QuotaKey, QuotaPolicy, SessionContext, SystemClock,
 };
 use crate::tools::ToolOutput;
-use evidence::{AdmittedCall, BeforeCommit};
+use crate::tools::{ToolInfo, ToolRegistry};
 use state::sealed::{Admission, Claim, Resolution, Sealed};
 
 /// The configured boundary: registry, mode, authorizer, quotas, audit sink and clock.
@@ -366,7 +363,7 @@ impl<'b> Invocation<'b, Authorized> {
 }
 
 impl Invocation<'_, Admitted> {
-    /// Runs the tool with [`Evidence`] of its access class and returns its output as JSON text.
+    /// Runs the tool with [`Evidence`](crate::evidence::Evidence) of its access class and returns its output as JSON text.
     ///
     /// A panic in the tool becomes an internal denial. The quota permit is released when this
     /// returns or when its future is dropped.

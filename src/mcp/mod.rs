@@ -2,6 +2,7 @@
 //! boundary, unknown tool names included; `tools/list` shows only the tools the session is
 //! granted in the server's mode.
 
+mod result;
 mod stdio;
 
 use std::sync::Arc;
@@ -19,15 +20,14 @@ pub use stdio::{MAX_MESSAGE_BYTES, serve_stdio};
 
 use crate::policy::Access;
 use crate::service::Service;
-use crate::tools::ToolOutput;
+use result::Outputs;
 
-/// The MCP handler over a [`Service`].
+/// The MCP handler over a [`Service`], for one transport: a tool's output goes to the
+/// transport through `outputs` (see [`result`]).
 #[derive(Clone)]
-pub struct McpServer {
+pub(crate) struct McpServer {
     service: Arc<Service>,
-    /// Served by [`serve_on`]: a result's structured content is left for the transport to
-    /// write from its text, which holds the same JSON (see [`structured`]).
-    spliced: bool,
+    outputs: Arc<Outputs>,
 }
 
 impl std::fmt::Debug for McpServer {
@@ -37,9 +37,9 @@ impl std::fmt::Debug for McpServer {
 }
 
 impl McpServer {
-    /// A handler for `service`.
-    pub fn new(service: Arc<Service>) -> Self {
-        McpServer { service, spliced: false }
+    /// A handler for `service` whose outputs the transport takes from `outputs`.
+    pub(crate) fn new(service: Arc<Service>, outputs: Arc<Outputs>) -> Self {
+        McpServer { service, outputs }
     }
 
     fn tools(&self) -> Vec<McpTool> {
@@ -94,46 +94,11 @@ impl ServerHandler for McpServer {
             }
         };
         Ok(match outcome {
-            Ok(output) => structured(output, self.spliced),
+            Ok(output) => self.outputs.hold(output),
             Err(denial) => {
                 CallToolResult::structured_error(json!({"code": denial.code(), "message": denial.message()}))
             }
         }
         .into())
-    }
-}
-
-/// A tool's output as a result: its JSON text as the text content and, as structured content
-/// (which is an object), the same JSON, wrapped as `{"result": …}` when it is not an object.
-///
-/// When `spliced`, the structured content is left out here: the transport writes it from the
-/// text, so that a large result is neither parsed nor serialized again. Every successful
-/// result made this way, and only those, has no structured content and one text block.
-fn structured(output: ToolOutput, spliced: bool) -> CallToolResult {
-    let text = if output.is_object() { output.into_json() } else { format!("{{\"result\":{}}}", output.as_json()) };
-    let structured = if spliced { None } else { serde_json::from_str(&text).ok() };
-    let mut result = CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)]);
-    result.structured_content = structured;
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn structured_results_are_what_rmcp_would_make() {
-        let value = json!({"rows": [[1, "a \"quoted\" é"], [null, 1.5]], "row_count": 2});
-        let output = ToolOutput::of(&value).expect("serializes");
-        assert_eq!(structured(output.clone(), false), CallToolResult::structured(value.clone()));
-        let mut spliced = CallToolResult::structured(value);
-        spliced.structured_content = None;
-        assert_eq!(structured(output, true), spliced);
-    }
-
-    #[test]
-    fn outputs_other_than_objects_are_wrapped() {
-        let output = ToolOutput::of(&json!([1, "two"])).expect("serializes");
-        assert_eq!(structured(output, false), CallToolResult::structured(json!({"result": [1, "two"]})));
     }
 }

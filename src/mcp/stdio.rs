@@ -21,6 +21,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::sync::{Notify, mpsc};
 
 use super::McpServer;
+use super::result::{Encoded, Outputs, ServerMessage, encode};
+use crate::service::Service;
 
 /// The longest message read, in bytes. Longer ones are refused and skipped.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -34,23 +36,22 @@ const INVALID_PARAMS: i64 = -32602;
 /// Pipes and sockets (how MCP clients start servers) are read and written without blocking,
 /// on the runtime's own event loop; a terminal or a file falls back to tokio's standard streams,
 /// which hand each read and write to a thread of their own.
-pub async fn serve_stdio(server: McpServer) -> std::io::Result<()> {
+pub async fn serve_stdio(service: Arc<Service>) -> std::io::Result<()> {
     let input = streams::stdin();
     let output = streams::stdout();
-    serve_on(server, input, output).await
+    serve_on(service, input, output).await
 }
 
 /// Serves MCP on any byte streams; see the module documentation.
-pub async fn serve_on<R, W>(mut server: McpServer, input: R, output: W) -> std::io::Result<()>
+pub async fn serve_on<R, W>(service: Arc<Service>, input: R, output: W) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     use rmcp::ServiceExt;
 
-    // The channel below writes each result's structured content from its text.
-    server.spliced = true;
-
+    let outputs = Arc::new(Outputs::default());
+    let server = McpServer::new(service, Arc::clone(&outputs));
     let lifecycle = Arc::new(Lifecycle::default());
     let output = Arc::new(Output {
         writer: tokio::sync::Mutex::new(Box::new(output)),
@@ -61,7 +62,7 @@ where
     let activity = Arc::new(Notify::new());
     let armed = tokio::spawn(keep_a_timer_armed(Arc::clone(&activity)));
     let reader = tokio::spawn(read_client(input, forward, Arc::clone(&output), lifecycle, activity));
-    match server.serve(Channel { incoming, output: Arc::clone(&output) }).await {
+    match server.serve(Channel { incoming, output: Arc::clone(&output), outputs }).await {
         Ok(running) => {
             if let Err(error) = running.waiting().await {
                 tracing::error!(%error, "the MCP session ended with an error");
@@ -100,7 +101,6 @@ async fn keep_a_timer_armed(activity: Arc<Notify>) {
     }
 }
 
-type ServerMessage = rmcp::service::TxJsonRpcMessage<rmcp::RoleServer>;
 type ClientMessage = rmcp::service::RxJsonRpcMessage<rmcp::RoleServer>;
 
 /// The one writer of the output: whole lines, one at a time, so replies never interleave.
@@ -114,31 +114,22 @@ struct Output {
     lifecycle: Arc<Lifecycle>,
 }
 
-/// How much of a large result is written before other tasks get to run.
-const PIECE: usize = 256 << 10;
-
 impl Output {
+    /// Writes a line the front layer made (with its newline).
     async fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
         let mut writer = self.writer.lock().await;
         writer.write_all(line).await?;
         writer.flush().await
     }
 
-    /// Writes a message. A tool's result is written from its JSON: the text copy escaped a
-    /// piece at a time, then the structured content as it is, so that no escaped copy of a large
-    /// result is made whole.
+    /// Writes a message whole. A large result takes its turn among large results first.
     async fn write(&self, message: Encoded) -> std::io::Result<()> {
-        let (head, json, middle) = match message {
-            Encoded::Line(mut line) => {
-                self.lifecycle.observe(&line);
-                line.push(b'\n');
-                return self.write_line(&line).await;
-            }
-            Encoded::Result { head, json, middle } => (head, json, middle),
-        };
-        let _turn = if json.len() > PIECE { self.large.acquire().await.ok() } else { None };
+        if let Encoded::Line(line) = &message {
+            self.lifecycle.observe(line);
+        }
+        let _turn = if message.is_large() { self.large.acquire().await.ok() } else { None };
         let mut writer = self.writer.lock().await;
-        write_result(&mut *writer, &head, &json, &middle).await?;
+        message.write_to(&mut *writer).await?;
         writer.flush().await
         // The output is let go of before the turn: a short message waiting gets it first.
     }
@@ -153,6 +144,7 @@ impl Output {
 struct Channel {
     incoming: mpsc::Receiver<ClientMessage>,
     output: Arc<Output>,
+    outputs: Arc<Outputs>,
 }
 
 impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
@@ -163,10 +155,8 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
         message: ServerMessage,
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
         let output = Arc::clone(&self.output);
-        async move {
-            let message = encode(message).map_err(std::io::Error::other)?;
-            output.write(message).await
-        }
+        let message = encode(message, &self.outputs).map_err(std::io::Error::other);
+        async move { output.write(message?).await }
     }
 
     fn receive(&mut self) -> impl std::future::Future<Output = Option<ClientMessage>> + Send {
@@ -177,102 +167,6 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.incoming.close();
         Ok(())
-    }
-}
-
-/// Writes a tool's result line (see [`Encoded::Result`]) a piece at a time. It does not yield
-/// between pieces of its own accord: escaping a piece is quick, and a line being written holds
-/// up every other message (a line is never interleaved), so it is best finished at once; it
-/// waits only while the client has not read what was written.
-async fn write_result<W: AsyncWrite + Unpin + ?Sized>(
-    writer: &mut W,
-    head: &[u8],
-    json: &str,
-    middle: &[u8],
-) -> std::io::Result<()> {
-    if json.len() <= PIECE {
-        // The usual case: the whole line in one write.
-        let mut line = Vec::with_capacity(head.len() + json.len() / 4 * 9 + middle.len() + 3);
-        line.extend_from_slice(head);
-        crate::adapter::json::text::escape_json_text(&mut line, json);
-        line.extend_from_slice(middle);
-        line.extend_from_slice(json.as_bytes());
-        line.extend_from_slice(b"}}\n");
-        return writer.write_all(&line).await;
-    }
-    writer.write_all(head).await?;
-    let mut escaped = Vec::with_capacity(PIECE + PIECE / 4);
-    let mut rest = json;
-    while !rest.is_empty() {
-        let cut = if rest.len() > PIECE { rest.floor_char_boundary(PIECE) } else { rest.len() };
-        let (piece, tail) = rest.split_at(cut);
-        escaped.clear();
-        crate::adapter::json::text::escape_json_text(&mut escaped, piece);
-        writer.write_all(&escaped).await?;
-        rest = tail;
-    }
-    writer.write_all(middle).await?;
-    writer.write_all(json.as_bytes()).await?;
-    writer.write_all(b"}}\n").await
-}
-
-/// A message ready to write.
-enum Encoded {
-    /// One line of JSON, without its newline.
-    Line(Vec<u8>),
-    /// A tool's result whose structured content is its text, to be written as `head`, the
-    /// JSON escaped (the text block's content), `middle`, the JSON as it is (the structured
-    /// content), and `}}` to close the result and the message.
-    Result { head: Vec<u8>, json: String, middle: Vec<u8> },
-}
-
-/// A message as JSON. A tool's result comes from [`McpServer`] with its structured content
-/// left out (see `structured`): it is the result's one text block, which holds the JSON text,
-/// so it is written from there as it is, and the text block itself is escaped as it is written
-/// (the same text `serde_json` writes).
-fn encode(mut message: ServerMessage) -> serde_json::Result<Encoded> {
-    use rmcp::model::{JsonRpcMessage, ServerResult};
-
-    // rmcp writes the result around an empty text, which then goes in escaped.
-    let Some(json) = spliced_text(&mut message).map(std::mem::take) else {
-        return serde_json::to_vec(&message).map(Encoded::Line);
-    };
-    if let JsonRpcMessage::Response(response) = &message
-        && let ServerResult::CallToolResult(result) = &response.result
-    {
-        let mut line = Vec::with_capacity(256);
-        line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-        serde_json::to_writer(&mut line, &response.id)?;
-        line.extend_from_slice(b",\"result\":");
-        let start = line.len();
-        serde_json::to_writer(&mut line, result)?;
-        // A quote in a string is escaped, so this is the text member itself, and the first is
-        // the one block's: nothing before it holds a member named text.
-        const EMPTY_TEXT: &[u8] = b"\"text\":\"\"";
-        // A result is written as an object: it is reopened for one more member.
-        if let Some(at) = memchr::memmem::find(&line[start..], EMPTY_TEXT)
-            && line.last() == Some(&b'}')
-        {
-            let mut middle = line.split_off(start + at + EMPTY_TEXT.len() - 1);
-            middle.pop();
-            middle.extend_from_slice(b",\"structuredContent\":");
-            return Ok(Encoded::Result { head: line, json, middle });
-        }
-    }
-    if let Some(text) = spliced_text(&mut message) {
-        *text = json;
-    }
-    serde_json::to_vec(&message).map(Encoded::Line)
-}
-
-/// The text of a tool's result whose structured content is its one text block.
-fn spliced_text(message: &mut ServerMessage) -> Option<&mut String> {
-    use rmcp::model::{ContentBlock, JsonRpcMessage, ServerResult};
-    let JsonRpcMessage::Response(response) = message else { return None };
-    let ServerResult::CallToolResult(result) = &mut response.result else { return None };
-    match result.content.as_mut_slice() {
-        [ContentBlock::Text(content)] if result.structured_content.is_none() => Some(&mut content.text),
-        _ => None,
     }
 }
 
@@ -752,75 +646,6 @@ mod tests {
         ];
         for message in other {
             assert_eq!(tool_call(message.clone()).expect_err("not a plain tools/call"), message);
-        }
-    }
-
-    /// The bytes `Output::write` writes for a message, without its newline.
-    fn written(message: ServerMessage) -> Vec<u8> {
-        let encoded = encode(message).expect("encodes");
-        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        let mut out = Vec::new();
-        match encoded {
-            Encoded::Line(line) => out = line,
-            Encoded::Result { head, json, middle } => {
-                runtime.block_on(write_result(&mut out, &head, &json, &middle)).expect("writes");
-                assert_eq!(out.pop(), Some(b'\n'));
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn a_spliced_result_is_written_with_its_structured_content() {
-        use rmcp::model::{CallToolResult, ContentBlock, JsonRpcResponse, MetaObject, NumberOrString, ServerResult};
-        let values = [
-            json!({"rows": [[1, "a \"b\"\n"], [null, 2.5]], "row_count": 2}),
-            json!({"text": "", "\"text\":\"\"": "\\\"", "é😀\u{1}": [[]]}),
-            json!([]),
-            // Longer than a piece, with characters of every width across the cuts.
-            json!({"rows": ["é\"😀\u{1}x\\".repeat(PIECE / 5)]}),
-        ];
-        let ids = [NumberOrString::Number(7), NumberOrString::String("x\"y".into())];
-        for ((value, id), marked) in
-            values.iter().flat_map(|value| ids.iter().map(move |id| (value, id))).zip([false, true].into_iter().cycle())
-        {
-            let id = id.clone();
-            let mut result = CallToolResult::structured(value.clone());
-            if marked {
-                // Members after the text, and an error flag, are kept as rmcp writes them.
-                result.is_error = Some(true);
-                if let Some(ContentBlock::Text(content)) = result.content.first_mut() {
-                    content.meta = Some(MetaObject(serde_json::Map::from_iter([("text".to_owned(), json!(""))])));
-                }
-            }
-            let expected = serde_json::to_value(ServerMessage::Response(JsonRpcResponse {
-                jsonrpc: Default::default(),
-                id: id.clone(),
-                result: ServerResult::CallToolResult(result.clone()),
-            }))
-            .expect("serializes");
-            result.structured_content = None;
-            let spliced = ServerMessage::Response(JsonRpcResponse {
-                jsonrpc: Default::default(),
-                id,
-                result: ServerResult::CallToolResult(result),
-            });
-            let line = written(spliced);
-            assert_eq!(serde_json::from_slice::<Value>(&line).expect("one JSON value"), expected);
-        }
-        // Anything else is written as rmcp writes it: several blocks, or structured content
-        // already there.
-        let others = [
-            CallToolResult::success(vec![ContentBlock::text("a"), ContentBlock::text("b")]),
-            CallToolResult::structured(json!({"text": "", "a": "\"b\""})),
-        ];
-        for result in others {
-            let other = ServerMessage::Response(JsonRpcResponse {
-                jsonrpc: Default::default(),
-                id: NumberOrString::Number(1),
-                result: ServerResult::CallToolResult(result),
-            });
-            assert_eq!(written(other.clone()), serde_json::to_vec(&other).expect("serializes"));
         }
     }
 

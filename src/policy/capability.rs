@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use thiserror::Error;
 
 use super::principal::{self, PrincipalError};
-use super::registry::{ToolName, ToolNameError};
+use super::tool_name::{ToolName, ToolNameError};
 
 /// What an authorizer is asked.
 #[derive(Debug, Clone, Copy)]

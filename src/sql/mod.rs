@@ -34,7 +34,7 @@ use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use crate::boundary::{Denial, DenialCode};
+use crate::denial::{Denial, DenialCode};
 
 /// The SQL dialect of the target database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

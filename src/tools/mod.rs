@@ -7,9 +7,11 @@
 //! and a handler receives [`Evidence`] of exactly its class.
 
 pub mod reference;
+mod registry;
 mod write;
 
-pub use write::{WriteTool, WriteTx};
+pub use registry::{RegistryError, ToolInfo, ToolRegistry};
+pub use write::{FixedSql, WriteTool, WriteTx};
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -21,8 +23,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::adapter::AdapterError;
-use crate::boundary::evidence::AdmittedCall;
-use crate::boundary::{AccessClass, Denial, DenialCode, Evidence};
+use crate::denial::{Denial, DenialCode};
+use crate::evidence::{AccessClass, AdmittedCall, Evidence};
 use crate::policy::Access;
 use crate::policy::SessionContext;
 
@@ -103,8 +105,11 @@ impl ToolOutput {
         serde_json::to_string(output).map(ToolOutput).map_err(ToolError::internal)
     }
 
-    /// JSON text this crate wrote itself, value by value.
+    /// JSON text this crate wrote itself, value by value, with the writers of [`crate::json`]
+    /// (each tested to write what `serde_json` writes for the same value). Debug builds, and so
+    /// every test, check that the whole is one JSON value.
     pub(crate) fn written(text: String) -> ToolOutput {
+        debug_assert!(is_one_json_value(&text), "a writer made text that is not one JSON value");
         ToolOutput(text)
     }
 
@@ -128,6 +133,15 @@ impl ToolOutput {
     pub fn is_object(&self) -> bool {
         // Compact JSON text starts with the value's own first character.
         self.0.starts_with('{')
+    }
+}
+
+/// Whether `text` is one JSON value. Past the depth `serde_json` reads (128), which a
+/// database's own JSON may reach, the rest is not checked.
+fn is_one_json_value(text: &str) -> bool {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => true,
+        Err(error) => error.to_string().starts_with("recursion limit exceeded"),
     }
 }
 

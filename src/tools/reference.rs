@@ -11,7 +11,8 @@ use super::{Tool, ToolError, ToolOutput};
 use crate::adapter::{
     Adapter, JsonRows, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary,
 };
-use crate::boundary::{Denial, DenialCode, Evidence, Read};
+use crate::denial::{Denial, DenialCode};
+use crate::evidence::{Evidence, Read};
 use crate::sql::SqlValidator;
 
 /// Defaults and hard caps for `query_read`.

@@ -19,14 +19,15 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Tool, ToolError};
 use crate::adapter::{Adapter, AdapterError, AdapterErrorKind, Executed, SqlValue, WriteOptions, WriteTransaction};
-use crate::boundary::evidence::AdmittedCall;
-use crate::boundary::{Denial, DenialCode, Evidence, Write};
+use crate::denial::{Denial, DenialCode};
+use crate::evidence::{AdmittedCall, Evidence, Write};
 
 /// A tool that changes data. Implementing it makes the type a [`Tool`] of access class
 /// [`Write`], registered like any other tool and run through the same boundary.
@@ -174,6 +175,29 @@ async fn work<'a, T: WriteTool>(
     }
 }
 
+/// SQL text fixed in the tool's code: a string literal, or any `&'static str`. Statements
+/// built at run time (a `String`, `format!`) are not `FixedSql`; their values go in `params`.
+#[diagnostic::on_unimplemented(
+    message = "a statement must be a fixed string, not `{Self}`",
+    label = "SQL built at run time",
+    note = "write the statement as a string literal with placeholders, and pass the values as parameters"
+)]
+pub trait FixedSql: fixed::Sealed {
+    /// The statement's text.
+    fn text(self) -> &'static str;
+}
+
+impl FixedSql for &'static str {
+    fn text(self) -> &'static str {
+        self
+    }
+}
+
+mod fixed {
+    pub trait Sealed {}
+    impl Sealed for &'static str {}
+}
+
 /// A write transaction, lent to a [`WriteTool`] for one call.
 ///
 /// It runs parameterized statements whose text is fixed in the tool's code (`&'static str`;
@@ -197,7 +221,17 @@ impl<'a> WriteTx<'a> {
     /// Fails with `QUERY_REJECTED` if the rows affected so far exceed the tool's maximum.
     /// After any failure the transaction is spoiled: further statements are refused and it
     /// is rolled back whatever the tool returns.
-    pub async fn execute(&mut self, statement: &'static str, params: &[SqlValue]) -> Result<Executed, AdapterError> {
+    pub fn execute<'t>(
+        &'t mut self,
+        statement: impl FixedSql,
+        params: &'t [SqlValue],
+    ) -> BoxFuture<'t, Result<Executed, AdapterError>> {
+        // Boxed, so that the future's type does not name the statement's: a statement that is
+        // not fixed is one error, at the call.
+        Box::pin(self.execute_fixed(statement.text(), params))
+    }
+
+    async fn execute_fixed(&mut self, statement: &'static str, params: &[SqlValue]) -> Result<Executed, AdapterError> {
         if self.failed {
             return Err(AdapterError::of_kind(AdapterErrorKind::Database)
                 .with_message("an earlier statement failed; the transaction will be rolled back"));

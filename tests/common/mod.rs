@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
+use sqlwarden::ToolRegistry;
 use sqlwarden::adapter::{
     Adapter, AdapterError, Executed, Posture, QueryResult, ReadOptions, SqlValue, TableDescription, TableSummary,
     WriteOptions, WriteTransaction,
@@ -15,7 +16,7 @@ use sqlwarden::adapter::{
 use sqlwarden::audit::{AuditBatch, AuditDecision, AuditError, AuditSink, Stage};
 use sqlwarden::policy::{
     Admission, Authorizer, AuthzRequest, Capabilities, Decision, Grant, ManualClock, Mode, QuotaDenied, QuotaEngine,
-    QuotaKey, QuotaPermit, QuotaPolicy, SessionContext, ToolRegistry,
+    QuotaKey, QuotaPermit, QuotaPolicy, SessionContext,
 };
 use sqlwarden::sql::{SqlDialect, ValidatedQuery};
 use sqlwarden::{Boundary, DenialCode, Evidence, Read, Tool, ToolError, Write};

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sqlwarden::ToolError;
+use sqlwarden::ToolRegistry;
 use sqlwarden::adapter::{Adapter, SqlValue};
 use sqlwarden::audit::JsonLinesSink;
-use sqlwarden::policy::{Capabilities, Grant, Mode, QuotaEngine, QuotaKey, QuotaPolicy, SessionContext, ToolRegistry};
+use sqlwarden::policy::{Capabilities, Grant, Mode, QuotaEngine, QuotaKey, QuotaPolicy, SessionContext};
 use sqlwarden::sql::{AllowList, SqlValidator};
 use sqlwarden::tools::reference::{DescribeTable, ListTables, QueryRead, ReadLimits};
 use sqlwarden::tools::{WriteTool, WriteTx};

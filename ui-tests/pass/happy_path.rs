@@ -10,7 +10,8 @@ use sqlwarden::adapter::{
 };
 use sqlwarden::sql::{SqlDialect, ValidatedQuery};
 use sqlwarden::audit::JsonLinesSink;
-use sqlwarden::policy::{Capabilities, Grant, Mode, SessionContext, ToolRegistry};
+use sqlwarden::ToolRegistry;
+use sqlwarden::policy::{Capabilities, Grant, Mode, SessionContext};
 use sqlwarden::tools::{WriteTool, WriteTx};
 use sqlwarden::{Boundary, Denial, DenialCode, Evidence, Read, Tool, ToolError, Write};
 

@@ -42,14 +42,14 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Row, Statement};
 
-use super::json;
 use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, PoolOptions,
     Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction,
 };
 use super::{LONG_VALUE_PIECE, RowCollector, ensure_runnable, take_url_parameter};
-use crate::boundary::{Evidence, Read, SlotHold, Write};
+use crate::evidence::{Evidence, Read, SlotHold, Write};
+use crate::json;
 use crate::sql::{AllowList, SqlDialect, TableName, ValidatedQuery};
 
 mod connect;

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Denial, DenialCode};
+use crate::denial::{Denial, DenialCode};
 use crate::policy::{Access, Mode, QuotaPermit, SessionContext, ToolName};
 
 /// An access class at the type level: [`Read`] or [`Write`]. Sealed.
@@ -34,6 +34,11 @@ impl AccessClass for Write {
 }
 
 mod sealed {
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not an access class",
+        label = "use sqlwarden::Read or sqlwarden::Write",
+        note = "access classes are sealed: a tool reads or writes, nothing else"
+    )]
     pub trait Sealed {}
     impl Sealed for super::Read {}
     impl Sealed for super::Write {}
