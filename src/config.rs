@@ -406,12 +406,12 @@ pub fn dialect_of(url: &str) -> Option<SqlDialect> {
     }
 }
 
-/// The database a MySQL URL names: the path after the host, before any query.
+/// The database a MySQL URL names: its path, percent-decoded, read as mysql_async reads it
+/// (with `url`).
 fn mysql_database(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let path = rest.split_once('/')?.1;
-    let database = path.split(['?', '#']).next().unwrap_or("");
-    (!database.is_empty()).then(|| database.to_owned())
+    let parsed = url::Url::parse(url).ok()?;
+    let database = percent_encoding::percent_decode_str(parsed.path().strip_prefix('/')?).decode_utf8().ok()?;
+    (!database.is_empty()).then(|| database.into_owned())
 }
 
 /// A TOML error as its position and message, never an excerpt of the file: a line of it can
@@ -464,6 +464,14 @@ fn positive<T: PartialOrd + Default + fmt::Display + Copy>(
 mod tests {
     use super::*;
     use crate::sql::TableName;
+
+    #[test]
+    fn a_mysql_urls_database_is_its_path_percent_decoded() {
+        assert_eq!(mysql_database("mysql://u:p@h:3306/app?require_ssl=true").as_deref(), Some("app"));
+        assert_eq!(mysql_database("mariadb://h/my%20app").as_deref(), Some("my app"));
+        assert_eq!(mysql_database("mysql://h/"), None);
+        assert_eq!(mysql_database("mysql://h"), None);
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, "test.toml", |name| {

@@ -30,7 +30,7 @@ impl DemoDatabase {
     pub fn create() -> Result<Self, AdapterError> {
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|error| AdapterError::new(AdapterErrorKind::Database, error.to_string()))?;
-        let name: String = id.iter().map(|byte| format!("{byte:02x}")).collect();
+        let name = hex::encode(id);
         let uri = format!("file:sqlwarden-demo-{name}?mode=memory&cache=shared");
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE

@@ -320,3 +320,23 @@ fn super_inside_a_test_module_stays_in_its_file() {
     let code = code_only("fn a() {} #[cfg(test)] mod tests { use super::*; use super::super::pipe::Unread; }");
     assert_eq!(reached(&code, &path), BTreeSet::from(["pipe".to_owned()]));
 }
+
+/// The lines of a file outside its test module (`#[cfg(test)] mod tests { … }` at its end).
+fn lines_outside_tests(source: &str) -> usize {
+    let lines: Vec<&str> = source.lines().collect();
+    let tests = lines.windows(2).position(|pair| pair[0] == "#[cfg(test)]" && pair[1].starts_with("mod tests"));
+    tests.unwrap_or(lines.len())
+}
+
+#[test]
+fn no_file_of_src_is_over_700_lines_outside_its_tests() {
+    let long: Vec<String> = sources()
+        .into_iter()
+        .filter_map(|file| {
+            let lines = lines_outside_tests(&std::fs::read_to_string(&file).expect("readable source"));
+            (lines > 700).then(|| format!("{}: {lines} lines", file.strip_prefix(ROOT).unwrap_or(&file).display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these by concern:\n{}", long.join("\n"));
+    assert_eq!(lines_outside_tests("a\nb\n#[cfg(test)]\nmod tests {\n}\n"), 2);
+}

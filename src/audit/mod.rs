@@ -22,6 +22,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::denial::DenialCode;
+use crate::json::{Clock, Date, Years, write_date_time};
 use crate::policy::SessionContext;
 
 mod writer;
@@ -327,22 +328,18 @@ impl Rfc3339 {
         };
         if self.second != Some(secs) {
             self.second = Some(secs);
-            self.prefix.clear();
-            let (year, month, day) = civil_from_days(secs / 86_400);
+            let mut prefix = String::with_capacity(20);
+            let date = Date::from_unix_days(i64::try_from(secs / 86_400).unwrap_or_default());
             let second_of_day = secs % 86_400;
-            let prefix = &mut self.prefix;
-            push_digits(prefix, year, 4);
-            prefix.push(b'-');
-            push_digits(prefix, u64::from(month), 2);
-            prefix.push(b'-');
-            push_digits(prefix, u64::from(day), 2);
-            prefix.push(b'T');
-            push_digits(prefix, second_of_day / 3600, 2);
-            prefix.push(b':');
-            push_digits(prefix, second_of_day / 60 % 60, 2);
-            prefix.push(b':');
-            push_digits(prefix, second_of_day % 60, 2);
-            prefix.push(b'.');
+            let time = Clock {
+                hours: second_of_day / 3600,
+                minutes: second_of_day / 60 % 60,
+                seconds: second_of_day % 60,
+                micros: 0,
+            };
+            write_date_time(&mut prefix, date, Some(time), false, Years::Plain);
+            prefix.push('.');
+            self.prefix = prefix.into_bytes();
         }
         out.extend_from_slice(&self.prefix);
         push_digits(out, u64::from(micros), 6);
@@ -364,21 +361,6 @@ fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
         rest /= 10;
     }
     out.extend_from_slice(&buffer[..width]);
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u32, u32) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

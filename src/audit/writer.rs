@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use super::{AuditBatch, AuditError, AuditSink, write_lines};
 use crate::pipe::{write_all_waiting, write_what_fits};
 
-/// Writes audit batches without stalling its callers; see the [module documentation](self).
+/// Writes audit batches without stalling its callers; see the [module documentation](crate::audit).
 pub struct AuditWriter {
     output: Output,
     queue: SyncSender<Job>,

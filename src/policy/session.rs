@@ -140,7 +140,7 @@ impl SessionBuilder {
         let tenant = field(self.tenant, SessionField::Tenant)?;
         let mut random = [0u8; 16];
         getrandom::fill(&mut random).map_err(SessionError::Entropy)?;
-        let id: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+        let id = hex::encode(random);
         let audit_json = format!(
             r#""session_id":"{id}","identity":{},"tenant":{}"#,
             serde_json::Value::from(&*identity),
