@@ -3,6 +3,7 @@
 
     python3 benches/e2e.py                 # both databases, the table README shows
     python3 benches/e2e.py --only postgres --n 500
+    python3 benches/e2e.py --baseline /tmp/sqlwarden-before --rounds 5   # side by side with another build
 
 It builds the release binary, loads the fixtures into PostgreSQL and MariaDB on this machine
 (`customers`: 10,000 rows; `orders`: 100,000 rows with numeric(10,2) totals) in a database
@@ -10,6 +11,10 @@ of its own (`sqlwarden_bench`, dropped at the end unless --keep), writes a confi
 database, and runs `mcp_probe.py bench` for the point query and the 1,000-row query at 1 and 8
 requests in flight. It prints one Markdown table: p50, p99, calls/s, peak RSS and the server's
 CPU time per call, plus the number of calls that returned errors (which must be 0).
+
+With --baseline BINARY (a release build of another commit), each case runs both binaries in
+turn, --rounds times, on the same fixtures, and the table gives each one's median p50 and
+median server CPU per call, and the change in CPU.
 
 Connection settings come from SQLWARDEN_TEST_POSTGRES_URL and SQLWARDEN_TEST_MYSQL_URL (the
 test suite's variables), defaulting to this machine's servers. Python 3 standard library only.
@@ -148,6 +153,9 @@ def main():
                         help="path to mcp_probe.py")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark databases")
     parser.add_argument("--no-build", action="store_true", help="use the release binary as it is")
+    parser.add_argument("--baseline", help="another sqlwarden binary to run side by side, in the same run")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="runs of each binary per case (1; 5 with --baseline), medians reported")
     options = parser.parse_args()
 
     if not os.path.exists(options.probe):
@@ -155,26 +163,14 @@ def main():
     if not options.no_build:
         run(["cargo", "build", "--release", "--quiet", "--bin", "sqlwarden"], cwd=ROOT)
     binary = os.path.join(ROOT, "target", "release", "sqlwarden")
+    if options.baseline:
+        return side_by_side(options, binary)
 
     rows = []
-    directory = tempfile.mkdtemp(prefix="sqlwarden-bench-")
-    try:
-        for key in options.only or ["postgres", "mysql"]:
-            label, load, drop = BACKENDS[key]
-            print(f"loading {label} fixtures…", file=sys.stderr)
-            url, schema = load()
-            try:
-                path = config(url, schema, directory)
-                for name, query, limit in [("point query", POINT, 100), ("1,000 rows", ROWS, 1000)]:
-                    for concurrency in (1, 8):
-                        print(f"{label}: {name}, {concurrency} in flight…", file=sys.stderr)
-                        report = bench(options.probe, binary, path, query, limit, concurrency, options.n)
-                        rows.append((label, name, concurrency, report))
-            finally:
-                if not options.keep:
-                    drop()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    for label, name, query, limit, concurrency, path in cases(options):
+        print(f"{label}: {name}, {concurrency} in flight…", file=sys.stderr)
+        report = bench(options.probe, binary, path, query, limit, concurrency, options.n)
+        rows.append((label, name, concurrency, report))
 
     print("| database | query | in flight | p50 µs | p99 µs | calls/s | peak RSS MiB | server CPU µs/call | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -188,6 +184,61 @@ def main():
         print(f"| {label} | {name} | {concurrency} | {report.get('p50_us')} | {report.get('p99_us')} | "
               f"{report.get('calls_per_s')} | {round(peak / 1024, 1) if peak else '?'} | "
               f"{report.get('server_cpu_us_per_call')} | {errors} |")
+    return 1 if failed else 0
+
+
+def cases(options):
+    """Each measured case, with the configuration for its database: the fixtures are loaded
+    before a database's cases and dropped after them (unless --keep)."""
+    directory = tempfile.mkdtemp(prefix="sqlwarden-bench-")
+    try:
+        for key in options.only or ["postgres", "mysql"]:
+            label, load, drop = BACKENDS[key]
+            print(f"loading {label} fixtures…", file=sys.stderr)
+            url, schema = load()
+            try:
+                path = config(url, schema, directory)
+                for name, query, limit in [("point query", POINT, 100), ("1,000 rows", ROWS, 1000)]:
+                    for concurrency in (1, 8):
+                        yield label, name, query, limit, concurrency, path
+            finally:
+                if not options.keep:
+                    drop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def side_by_side(options, binary):
+    """Each case: the baseline and this build in turn, `rounds` times, medians compared."""
+    rounds = options.rounds or 5
+    results = []
+    failed = False
+    for label, name, query, limit, concurrency, path in cases(options):
+        runs = {"baseline": [], "this build": []}
+        for round_ in range(rounds):
+            print(f"{label}: {name}, {concurrency} in flight, round {round_ + 1}/{rounds}…", file=sys.stderr)
+            for which, path_to in (("baseline", options.baseline), ("this build", binary)):
+                report = bench(options.probe, path_to, path, query, limit, concurrency, options.n)
+                errors = report.get("errors") or 0
+                failed |= (len(errors) if isinstance(errors, list) else errors) != 0
+                runs[which].append(report)
+        results.append((label, name, concurrency, runs))
+
+    print(f"| database | query | in flight | p50 µs before | p50 µs after | CPU µs/call before | "
+          f"CPU µs/call after | CPU change |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, name, concurrency, runs in results:
+        p50 = {k: median([r.get("p50_us") for r in v]) for k, v in runs.items()}
+        cpu = {k: median([r.get("server_cpu_us_per_call") for r in v]) for k, v in runs.items()}
+        change = (f"{(cpu['this build'] - cpu['baseline']) / cpu['baseline'] * 100:+.1f} %"
+                  if cpu["baseline"] and cpu["this build"] is not None else "?")
+        print(f"| {label} | {name} | {concurrency} | {p50['baseline']} | {p50['this build']} | "
+              f"{cpu['baseline']} | {cpu['this build']} | {change} |")
     return 1 if failed else 0
 
 

@@ -140,3 +140,64 @@ fn a_missing_proof_is_found() {
     assert_eq!(check("catalog", true, &functions, &categories), Some(Ok(())));
     assert_eq!(check("JsonLinesSink", false, &functions, &categories), None);
 }
+
+/// The keys of README.md's configuration reference, as `(section, key)`: each row's first cell
+/// holds `` `[section] key` `` or `` `[section] key1`, `key2` ``.
+fn reference_keys() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("the README");
+    let mut keys = Vec::new();
+    for line in text.lines().filter(|line| line.starts_with("| `[")) {
+        let cell = line.trim_start_matches('|').split('|').next().unwrap_or("");
+        let mut section = String::new();
+        for token in backticked(cell) {
+            let key = match token.rfind(']') {
+                Some(end) => {
+                    section = token[..end].trim_matches(|c| c == '[' || c == ']').to_owned();
+                    token[end + 1..].trim()
+                }
+                None => token.trim(),
+            };
+            keys.push((section.clone(), key.to_owned()));
+        }
+    }
+    keys
+}
+
+#[test]
+fn the_example_configuration_loads_and_holds_every_key_of_the_reference() {
+    let path = Path::new(ROOT).join("sqlwarden.example.toml");
+    let text = std::fs::read_to_string(&path).expect("sqlwarden.example.toml");
+    let env = |name: &str| (name == "DATABASE_URL").then(|| "postgres://reader@127.0.0.1:5432/app".to_owned());
+    if let Err(error) = sqlwarden::config::Config::parse(&text, "sqlwarden.example.toml", env) {
+        panic!("sqlwarden.example.toml does not load: {error}");
+    }
+    // Every key, set or shown commented out, under its own section.
+    let keys = reference_keys();
+    assert!(keys.len() >= 20, "only {} keys read from the README's reference: its format changed?", keys.len());
+    let mut missing = Vec::new();
+    for (section, key) in keys {
+        let header = format!("[{section}]");
+        let header_alt = format!("[[{section}]]");
+        let at = text.find(&format!("\n{header}\n")).or_else(|| text.find(&format!("\n{header_alt}\n")));
+        let Some(at) = at else {
+            missing.push(format!("[{section}] (the section)"));
+            continue;
+        };
+        // The section runs to the next header that is not the same section again.
+        let body = &text[at + 1..];
+        let end = body[1..]
+            .match_indices("\n[")
+            .map(|(n, _)| n + 1)
+            .find(|&n| !body[n + 1..].starts_with(&header) && !body[n + 1..].starts_with(&header_alt))
+            .unwrap_or(body.len());
+        let section_text = &body[..end];
+        let present = section_text.lines().any(|line| {
+            let line = line.trim_start_matches(['#', ' ']);
+            line.starts_with(&format!("{key} =")) || line.starts_with(&format!("{key}="))
+        });
+        if !present {
+            missing.push(format!("[{section}] {key}"));
+        }
+    }
+    assert!(missing.is_empty(), "sqlwarden.example.toml lacks keys of the README's reference: {missing:?}");
+}
