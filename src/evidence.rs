@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::audit::ReadFacts;
 use crate::denial::{Denial, DenialCode};
 use crate::policy::{Access, Mode, QuotaPermit, SessionContext, ToolName};
 
@@ -64,6 +65,9 @@ pub(crate) struct AdmittedCall {
     pub(crate) mode: Mode,
     /// Rows a write tool's statements have affected so far, for the audit.
     pub(crate) rows_affected: AtomicU64,
+    /// What a read ran and returned, for the audit: set by the tool that ran it, with the
+    /// query's fingerprint and tables before it runs and what it returned after.
+    pub(crate) read: std::sync::Mutex<Option<ReadFacts>>,
     /// The call's quota slot, shared with whatever must keep it after the call returns
     /// ([`Evidence::hold_slot`]); the boundary lets go of its own share when the tool returns.
     pub(crate) slot: Option<Arc<QuotaPermit>>,
@@ -89,6 +93,13 @@ impl AdmittedCall {
         let (answer, answered) = tokio::sync::oneshot::channel();
         ask.send(BeforeCommit { rows, answer }).await.map_err(|_| unavailable())?;
         answered.await.unwrap_or_else(|_| Err(unavailable()))
+    }
+
+    /// Notes what the call's read ran or returned, for its execute record.
+    pub(crate) fn note_read(&self, update: impl FnOnce(&mut Option<ReadFacts>)) {
+        if let Ok(mut read) = self.read.lock() {
+            update(&mut read);
+        }
     }
 
     /// For a write tool, the rows its statements affected; `None` for a read tool.
@@ -171,6 +182,7 @@ mod tests {
             access,
             mode,
             rows_affected: AtomicU64::new(0),
+            read: std::sync::Mutex::new(None),
             slot: None,
             before_commit: None,
         }

@@ -828,3 +828,10 @@ async fn stored_functions_planted_in_the_database_never_run_in_a_read() {
         assert!(!message.contains("hunter2"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_read_is_audited_with_its_fingerprint_tables_and_what_it_returned() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let service = db.service(ReadLimits::default());
+    databases::check_read_records(&service, "customers", &format!("{}.customers", db.name)).await;
+}

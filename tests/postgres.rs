@@ -1249,3 +1249,9 @@ async fn a_read_ended_by_the_database_is_an_error_at_once_and_is_not_run_again()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_read_is_audited_with_its_fingerprint_tables_and_what_it_returned() {
+    let Some((_db, service)) = shop().await else { return };
+    databases::check_read_records(&service, "customers", "public.customers").await;
+}

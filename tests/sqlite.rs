@@ -270,3 +270,10 @@ async fn an_adapter_refuses_a_query_validated_under_a_wider_allow_list() {
     assert!(message.contains("main.secrets is not in this database's allow-list"), "{message}");
     assert_eq!(service.read(json!({"query": "SELECT count(*) FROM customers"})).await["rows"], json!([[3]]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_read_is_audited_with_its_fingerprint_tables_and_what_it_returned() {
+    let file = TestFile::create(SHOP);
+    let service = service(&file, ReadLimits::default());
+    databases::check_read_records(&service, "customers", "main.customers").await;
+}

@@ -104,6 +104,22 @@ pub struct AuditRecord {
     pub rows_affected: Option<u64>,
 }
 
+/// What a read returned, for its execute record: never the SQL text, never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadFacts {
+    /// The query's fingerprint: the SHA-256, in hex, of the validated statement printed with
+    /// every literal replaced, so one query shape has one fingerprint whatever its values.
+    pub fingerprint: String,
+    /// The tables it read, each as `schema.table`.
+    pub tables: Vec<String>,
+    /// Rows returned.
+    pub rows: u64,
+    /// Bytes of JSON the rows took.
+    pub bytes: u64,
+    /// Whether there were more rows than the limit.
+    pub truncated: bool,
+}
+
 /// Consecutive decisions about one call, recorded together.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditBatch<'a> {
@@ -113,13 +129,20 @@ pub struct AuditBatch<'a> {
     pub tool: &'a str,
     /// The decisions, in order.
     pub records: &'a [AuditRecord],
+    /// What the call read, written on its execute record.
+    pub read: Option<&'a ReadFacts>,
 }
 
 impl<'a> AuditBatch<'a> {
     /// The batch as self-contained events, one per record.
     pub fn events(&self) -> impl Iterator<Item = AuditEvent<'a>> + 'a {
-        let (session, tool) = (self.session, self.tool);
-        self.records.iter().map(move |record| AuditEvent { session, tool, record: *record })
+        let (session, tool, read) = (self.session, self.tool, self.read);
+        self.records.iter().map(move |record| AuditEvent {
+            session,
+            tool,
+            record: *record,
+            read: read.filter(|_| record.stage == Stage::Execute),
+        })
     }
 }
 
@@ -133,13 +156,16 @@ pub struct AuditEvent<'a> {
     pub tool: &'a str,
     /// The decision.
     pub record: AuditRecord,
+    /// What the call read, on an execute record.
+    pub read: Option<&'a ReadFacts>,
 }
 
 impl Serialize for AuditEvent<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let record = &self.record;
-        let mut map = serializer.serialize_map(Some(9 + usize::from(record.rows_affected.is_some())))?;
+        let entries = 9 + usize::from(record.rows_affected.is_some()) + if self.read.is_some() { 5 } else { 0 };
+        let mut map = serializer.serialize_map(Some(entries))?;
         map.serialize_entry("timestamp", &humantime::format_rfc3339_micros(record.timestamp).to_string())?;
         map.serialize_entry("session_id", &self.session.map(|s| s.id().as_str()))?;
         map.serialize_entry("identity", &self.session.map(SessionContext::identity))?;
@@ -151,6 +177,13 @@ impl Serialize for AuditEvent<'_> {
         map.serialize_entry("duration_us", &micros(record.duration))?;
         if let Some(rows) = record.rows_affected {
             map.serialize_entry("rows_affected", &rows)?;
+        }
+        if let Some(read) = self.read {
+            map.serialize_entry("fingerprint", &read.fingerprint)?;
+            map.serialize_entry("tables", &read.tables)?;
+            map.serialize_entry("rows_returned", &read.rows)?;
+            map.serialize_entry("bytes_returned", &read.bytes)?;
+            map.serialize_entry("truncated", &read.truncated)?;
         }
         map.end()
     }
@@ -300,6 +333,17 @@ fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<usize, ser
             lines.extend_from_slice(br#","rows_affected":"#);
             lines.extend_from_slice(itoa::Buffer::new().format(rows).as_bytes());
         }
+        if let Some(read) = batch.read.filter(|_| record.stage == Stage::Execute) {
+            lines.extend_from_slice(br#","fingerprint":"#);
+            serde_json::to_writer(&mut *lines, &read.fingerprint)?;
+            lines.extend_from_slice(br#","tables":"#);
+            serde_json::to_writer(&mut *lines, &read.tables)?;
+            lines.extend_from_slice(br#","rows_returned":"#);
+            lines.extend_from_slice(itoa::Buffer::new().format(read.rows).as_bytes());
+            lines.extend_from_slice(br#","bytes_returned":"#);
+            lines.extend_from_slice(itoa::Buffer::new().format(read.bytes).as_bytes());
+            lines.extend_from_slice(if read.truncated { br#","truncated":true"# } else { br#","truncated":false"# });
+        }
         lines.extend_from_slice(b"}\n");
     }
     Ok(tool.end)
@@ -395,7 +439,14 @@ mod tests {
             record(Stage::Admit, AuditDecision::Deny, Some(DenialCode::RateLimited)),
             AuditRecord { rows_affected: Some(3), ..record(Stage::Execute, AuditDecision::Allow, None) },
         ];
-        let batch = AuditBatch { session: Some(&session), tool: "to\"ol\u{1}", records: &records };
+        let read = ReadFacts {
+            fingerprint: "f".repeat(64),
+            tables: vec!["public.orders".into(), "pub\"lic.x".into()],
+            rows: 2,
+            bytes: 31,
+            truncated: true,
+        };
+        let batch = AuditBatch { session: Some(&session), tool: "to\"ol\u{1}", records: &records, read: Some(&read) };
         let lines = written(&batch);
         assert_eq!(
             lines[1],
@@ -415,6 +466,13 @@ mod tests {
         assert_eq!(lines[0]["code"], serde_json::Value::Null);
         assert_eq!(lines[0].get("rows_affected"), None, "only a write's execute event counts rows");
         assert_eq!(lines[2]["rows_affected"], 3);
+        assert_eq!(lines[1].get("fingerprint"), None, "what was read goes on the execute record only");
+        assert_eq!(lines[2]["fingerprint"], "f".repeat(64));
+        assert_eq!(lines[2]["tables"], serde_json::json!(["public.orders", "pub\"lic.x"]));
+        assert_eq!(
+            (&lines[2]["rows_returned"], &lines[2]["bytes_returned"], &lines[2]["truncated"]),
+            (&2.into(), &31.into(), &true.into())
+        );
         assert_eq!(lines[0]["stage"], "authorize");
         // The fast writer and the Serialize impl agree.
         let serialized: Vec<_> = batch.events().map(|e| serde_json::to_value(e).expect("serializes")).collect();
@@ -424,7 +482,7 @@ mod tests {
     #[test]
     fn a_call_without_session_is_written_with_nulls() {
         let records = [record(Stage::Resolve, AuditDecision::Deny, Some(DenialCode::SessionContextInvalid))];
-        let lines = written(&AuditBatch { session: None, tool: "t", records: &records });
+        let lines = written(&AuditBatch { session: None, tool: "t", records: &records, read: None });
         for key in ["session_id", "identity", "tenant"] {
             assert_eq!(lines[0][key], serde_json::Value::Null, "{key}");
         }
@@ -492,7 +550,7 @@ mod tests {
     #[test]
     fn a_failing_writer_is_an_error() {
         let records = [record(Stage::Resolve, AuditDecision::Allow, None)];
-        let batch = AuditBatch { session: None, tool: "t", records: &records };
+        let batch = AuditBatch { session: None, tool: "t", records: &records, read: None };
         assert!(matches!(JsonLinesSink::new(Broken).record(&batch), Err(AuditError::Io(_))));
     }
 }

@@ -434,7 +434,7 @@ mod tests {
     use std::time::SystemTime;
 
     fn batch_of(records: &[AuditRecord]) -> AuditBatch<'_> {
-        AuditBatch { session: None, tool: "t", records }
+        AuditBatch { session: None, tool: "t", records, read: None }
     }
 
     fn record() -> AuditRecord {

@@ -30,7 +30,9 @@ use serde_json::Value;
 
 pub use state::{Admitted, Authorized, ModeChecked, Resolved, State, Unvalidated};
 
-use crate::audit::{AuditBatch, AuditDecision, AuditError, AuditRecord, AuditSink, AuditWriter, Stage, Submitted};
+use crate::audit::{
+    AuditBatch, AuditDecision, AuditError, AuditRecord, AuditSink, AuditWriter, ReadFacts, Stage, Submitted,
+};
 use crate::denial::{Denial, DenialCode};
 use crate::evidence::{AdmittedCall, BeforeCommit};
 use crate::policy::{
@@ -390,6 +392,7 @@ impl Invocation<'_, Admitted> {
             access: tool.access(),
             mode: boundary.mode,
             rows_affected: AtomicU64::new(0),
+            read: std::sync::Mutex::new(None),
             slot: Some(Arc::new(permit)),
             before_commit: ask,
         };
@@ -446,7 +449,10 @@ impl Invocation<'_, Admitted> {
         }
         call.trail.count_rows(admitted.rows_written());
         // A result is only returned once it is on record.
-        let recorded = call.submit(boundary, Some(&admitted.session));
+        let recorded = {
+            let read = admitted.read.lock().ok();
+            call.submit_with(boundary, Some(&admitted.session), read.as_ref().and_then(|read| read.as_ref()))
+        };
         boundary.audit_written(admitted.tool.as_str(), recorded).await?;
         result
     }
@@ -503,7 +509,17 @@ impl Call {
 
     /// Hands the pending stage records to the audit sink.
     fn submit(&mut self, boundary: &Boundary, session: Option<&SessionContext>) -> Submitted {
-        let batch = AuditBatch { session, tool: &self.requested, records: self.trail.as_slice() };
+        self.submit_with(boundary, session, None)
+    }
+
+    /// Hands the pending stage records to the audit sink, with what the call read.
+    fn submit_with(
+        &mut self,
+        boundary: &Boundary,
+        session: Option<&SessionContext>,
+        read: Option<&ReadFacts>,
+    ) -> Submitted {
+        let batch = AuditBatch { session, tool: &self.requested, records: self.trail.as_slice(), read };
         let submitted = boundary.submit_audit(&batch);
         self.trail.clear();
         submitted
@@ -577,7 +593,13 @@ impl Drop for CancelRecorder<'_> {
             duration: self.started.elapsed(),
             rows_affected: self.call.rows_written(),
         };
-        let batch = AuditBatch { session: Some(&self.call.session), tool: self.call.tool.as_str(), records: &[record] };
+        let read = self.call.read.lock().ok();
+        let batch = AuditBatch {
+            session: Some(&self.call.session),
+            tool: self.call.tool.as_str(),
+            records: &[record],
+            read: read.as_ref().and_then(|read| read.as_ref()),
+        };
         // Nothing is left to deny, and a drop must not wait: a refusal is logged and counted by
         // `submit_audit`.
         let _ = self.boundary.submit_audit(&batch);

@@ -550,13 +550,7 @@ fn fingerprint(mut statement: Statement) -> String {
     let mut hashing = Hashing(Sha256::new());
     // Writing to a hash cannot fail, and the tree's printer only fails on a failed write.
     let _ = fmt::Write::write_fmt(&mut hashing, format_args!("{statement}"));
-    let digest = hashing.0.finalize();
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    digest[..16]
-        .iter()
-        .flat_map(|byte| [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]])
-        .map(char::from)
-        .collect()
+    hex::encode(hashing.0.finalize())
 }
 
 fn unparsable(error: &dyn fmt::Display) -> Denial {
@@ -757,7 +751,7 @@ mod tests {
             query.sql(),
             r#"SELECT c.id FROM "public"."customers" c JOIN "public"."orders" o ON o.id = c.id WHERE c.id = $1 AND o.id = $2"#
         );
-        assert_eq!(query.fingerprint().len(), 32);
+        assert_eq!(query.fingerprint().len(), 64);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::{Tool, ToolError, ToolOutput};
 use crate::adapter::{
     Adapter, JsonRows, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary,
 };
+use crate::audit::ReadFacts;
 use crate::denial::{Denial, DenialCode};
 use crate::evidence::{Evidence, Read};
 use crate::sql::SqlValidator;
@@ -168,8 +169,26 @@ impl Tool for QueryRead {
         let query = self.validator.validate(&input.query, params.len())?;
         let options = ReadOptions { limit, timeout, max_bytes: self.limits.max_result_bytes };
         let started = Instant::now();
+        // The audit's execute record names the query's shape and what it returned.
+        let admitted = evidence.admitted();
+        admitted.note_read(|read| {
+            *read = Some(ReadFacts {
+                fingerprint: query.fingerprint().to_owned(),
+                tables: query.tables().iter().map(ToString::to_string).collect(),
+                rows: 0,
+                bytes: 0,
+                truncated: false,
+            });
+        });
         let QueryResult { columns, rows, truncated } =
             self.adapter.query_read(evidence, &query, &params, options).await?;
+        admitted.note_read(|read| {
+            if let Some(read) = read {
+                read.rows = rows.len() as u64;
+                read.bytes = rows.as_json().len() as u64;
+                read.truncated = truncated;
+            }
+        });
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(QueryReadOutput { columns, row_count: rows.len(), rows, truncated, elapsed_ms })
     }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlwarden::ToolError;
 use sqlwarden::ToolRegistry;
 use sqlwarden::adapter::{Adapter, SqlValue};
@@ -82,6 +82,62 @@ pub struct Service {
     pub session: Arc<SessionContext>,
     /// The boundary's quotas (the default policy), to see the calls in flight.
     pub quotas: Arc<QuotaEngine>,
+    /// What the boundary's audit wrote.
+    pub audit: Audited,
+}
+
+/// An audit kept in memory: the lines a [`JsonLinesSink`] wrote.
+#[derive(Clone, Default)]
+pub struct Audited(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Audited {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Audited {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8")
+    }
+
+    /// The execute records of `tool`, in order.
+    pub fn executions(&self, tool: &str) -> Vec<Value> {
+        self.text()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).expect("each audit line is JSON"))
+            .filter(|record| record["tool"] == tool && record["stage"] == "execute")
+            .collect()
+    }
+}
+
+/// The execute record of every `query_read` names its query's shape and what it returned, and
+/// never its text: the same fingerprint for two values in one shape, another for another shape.
+/// `table` has an integer `id` with rows 1 and 2, and `qualified` is how the audit names it.
+pub async fn check_read_records(service: &Service, table: &str, qualified: &str) {
+    let before = service.audit.executions("query_read").len();
+    let one = service.read(json!({"query": format!("SELECT id FROM {table} WHERE id = 1")})).await;
+    service.read(json!({"query": format!("SELECT id FROM {table} WHERE id = 2")})).await;
+    service.read(json!({"query": format!("SELECT id FROM {table} WHERE id = 1 OR id = 2"), "limit": 1})).await;
+    let records = service.audit.executions("query_read");
+    let [first, second, other] = &records[before..] else { panic!("three execute records: {records:?}") };
+    let fingerprint = first["fingerprint"].as_str().expect("a fingerprint");
+    assert!(fingerprint.len() == 64 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit()), "{fingerprint}");
+    assert_eq!(second["fingerprint"], first["fingerprint"], "one shape, one fingerprint, whatever its values");
+    assert_ne!(other["fingerprint"], first["fingerprint"], "another shape, another fingerprint");
+    assert_eq!(first["tables"], json!([qualified]));
+    assert_eq!((&first["rows_returned"], &first["truncated"]), (&json!(1), &json!(false)));
+    assert_eq!(first["bytes_returned"], json!(serde_json::to_string(&one["rows"]).expect("JSON").len()));
+    assert_eq!((&other["rows_returned"], &other["truncated"]), (&json!(1), &json!(true)));
+    let text = service.audit.text();
+    for word in ["SELECT", "select", "WHERE", table] {
+        assert!(!text.contains(&format!("{word} ")), "the audit holds no SQL text: {word}");
+    }
 }
 
 impl Service {
@@ -93,13 +149,14 @@ impl Service {
         let grants = ["query_read", "list_tables", "describe_table"]
             .map(|tool| Grant::new(IDENTITY, TENANT, tool).expect("valid grant"));
         let quotas = Arc::new(QuotaEngine::new(QuotaPolicy::default()));
+        let audit = Audited::default();
         let boundary = Boundary::builder(tools)
             .authorizer(Capabilities::from_grants(grants))
             .quotas(Arc::clone(&quotas))
-            .audit(JsonLinesSink::new(std::io::sink()))
+            .audit(JsonLinesSink::new(audit.clone()))
             .build();
         let session = Arc::new(SessionContext::builder().identity(IDENTITY).tenant(TENANT).bind().expect("valid"));
-        Service { boundary, session, quotas }
+        Service { boundary, session, quotas, audit }
     }
 
     /// The `query_read` calls in flight: admitted, and not yet let go of their quota slot.
@@ -462,7 +519,8 @@ fn ledger_service_auditing(
         .audit(audit)
         .build();
     let session = Arc::new(SessionContext::builder().identity(IDENTITY).tenant(TENANT).bind().expect("valid"));
-    Service { boundary, session, quotas }
+    // The audit went to `audit`: nothing is kept here.
+    Service { boundary, session, quotas, audit: Audited::default() }
 }
 
 /// The database's view of the ledger: the number of rows and of notes changed by
