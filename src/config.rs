@@ -54,6 +54,10 @@ pub struct Config {
     pub audit: AuditTarget,
     /// How long a call waits for its audit records to be written before it is denied.
     pub audit_deadline: Duration,
+    /// The key of the audit's hash chain (`[audit] hmac_key_env`), if one is set.
+    pub audit_key: Option<crate::audit::ChainKey>,
+    /// The size at which the audit file is rotated (`[audit] max_bytes`), if any.
+    pub audit_max_bytes: Option<u64>,
     /// Settings that are allowed but probably not meant, for the operator to see.
     pub warnings: Vec<String>,
 }
@@ -203,6 +207,8 @@ struct RawGrant {
 struct RawAudit {
     path: Option<PathBuf>,
     deadline_ms: Option<u64>,
+    hmac_key_env: Option<String>,
+    max_bytes: Option<u64>,
 }
 
 impl Config {
@@ -379,6 +385,22 @@ impl Config {
         let audit_deadline = Duration::from_millis(
             positive(raw.audit.deadline_ms, default_deadline, "[audit] deadline_ms").map_err(fail)?,
         );
+        let audit_key = match raw.audit.hmac_key_env {
+            None => None,
+            Some(name) => {
+                let key =
+                    env(&name).ok_or_else(|| fail(format!("[audit] hmac_key_env names {name}, which is not set")))?;
+                Some(crate::audit::ChainKey::new(key).ok_or_else(|| {
+                    fail(format!(
+                        "[audit] the key in {name} is shorter than {} bytes",
+                        crate::audit::ChainKey::MIN_BYTES
+                    ))
+                })?)
+            }
+        };
+        if raw.audit.max_bytes == Some(0) {
+            return Err(fail("[audit] max_bytes must be at least 1".into()));
+        }
         Ok(Config {
             database: DatabaseConfig { url, dialect, pool },
             identity: raw.session.identity,
@@ -390,6 +412,8 @@ impl Config {
             grants,
             audit,
             audit_deadline,
+            audit_key,
+            audit_max_bytes: raw.audit.max_bytes,
             warnings,
         })
     }

@@ -41,6 +41,27 @@ enum Command {
     /// Checks the configuration, connects, and reports what the database role may do beyond
     /// reading. Exits 0 when it may only read, 1 when it may do more, 2 when it cannot check.
     Check,
+    /// Works with audit files.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verifies the hash chain of audit files, given oldest first (a rotated file before the
+    /// one that followed it). Exits 0 when the chain is intact and closed, 1 at the first break
+    /// (named by file and line), 2 when it cannot verify.
+    Verify {
+        /// The environment variable holding the chain's key, when it was written with
+        /// `[audit] hmac_key_env`.
+        #[arg(long, value_name = "NAME")]
+        hmac_key_env: Option<String>,
+        /// The audit files, oldest first.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +71,9 @@ fn main() -> ExitCode {
         Command::Serve => serve(cli.config),
         Command::Call { tool, arguments } => call(cli.config, &tool, &arguments),
         Command::Check => check(cli.config),
+        Command::Audit { command: AuditCommand::Verify { hmac_key_env, files } } => {
+            verify_audit(hmac_key_env.as_deref(), &files)
+        }
     }
 }
 
@@ -131,8 +155,9 @@ fn with_service<F: std::future::Future<Output = ExitCode>>(
             Ok(service) => {
                 let audit = std::sync::Arc::clone(service.audit());
                 let code = work(service).await;
-                // Records of calls denied or cancelled were handed over without waiting.
-                if let Err(error) = audit.flush(FLUSH_AT_EXIT) {
+                // Records of calls denied or cancelled were handed over without waiting; the
+                // audit's chain is closed.
+                if let Err(error) = audit.close(FLUSH_AT_EXIT) {
                     say(format_args!("some audit records may not have been written: {error}"));
                 }
                 code
@@ -154,7 +179,9 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     let code = with_service(config, |service| async move {
         let service = std::sync::Arc::new(service);
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP on stdio");
+        let hangups = tokio::spawn(reopen_audit_on_hangup(std::sync::Arc::clone(service.audit())));
         let served = sqlwarden::mcp::serve_stdio(std::sync::Arc::clone(&service)).await;
+        hangups.abort();
         let failures = service.boundary().audit_failures();
         if failures > 0 {
             tracing::warn!(failures, "audit batches could not be written; their calls were denied");
@@ -173,8 +200,61 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     code
 }
 
+/// On SIGHUP (sent by logrotate once it has renamed the audit file), the audit's chain is
+/// closed in the old file and goes on in the file now at the configured path.
+async fn reopen_audit_on_hangup(audit: std::sync::Arc<dyn sqlwarden::audit::AuditSink>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+    while hangups.recv().await.is_some() {
+        match audit.reopen() {
+            Ok(()) => tracing::info!("the audit file was reopened"),
+            Err(error) => tracing::warn!(%error, "the audit file could not be reopened"),
+        }
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| format!("cannot start: {error}"))
+}
+
+/// `sqlwarden audit verify`: the report goes to stdout.
+fn verify_audit(key_env: Option<&str>, files: &[PathBuf]) -> ExitCode {
+    use sqlwarden::audit::{ChainKey, verify};
+    let key = match key_env {
+        None => None,
+        Some(name) => match std::env::var_os(name).map(|key| ChainKey::new(key.into_encoded_bytes())) {
+            Some(Some(key)) => Some(key),
+            Some(None) => {
+                say(format_args!("the key in {name} is shorter than {} bytes", ChainKey::MIN_BYTES));
+                return ExitCode::from(2);
+            }
+            None => {
+                say(format_args!("{name} is not set"));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    match verify(files, key.as_ref()) {
+        Ok(verified) => {
+            let _ = writeln!(
+                out,
+                "intact: {} records in {} file(s), the chain opened {} time(s) and closed",
+                verified.records,
+                files.len(),
+                verified.opened
+            );
+            ExitCode::SUCCESS
+        }
+        Err(broken) if broken.line == 0 => {
+            say(format_args!("{broken}"));
+            ExitCode::from(2)
+        }
+        Err(broken) => {
+            let _ = writeln!(out, "broken: {broken}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check(config: Option<PathBuf>) -> ExitCode {

@@ -238,7 +238,7 @@ pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
         Err(ref denial) => Err(denial.clone()),
     };
     // A denial's records were handed over without waiting: write them before the check ends.
-    let _ = boundary.flush_audit(std::time::Duration::from_secs(2));
+    let _ = boundary.close_audit(std::time::Duration::from_secs(2));
     let (listed, posture) = (listed.map_err(unreachable)?, posture.map_err(unreachable)?);
     let posture: Posture = serde_json::from_str(posture.as_json()).map_err(|error| ServiceError(error.to_string()))?;
     #[derive(serde::Deserialize)]
@@ -265,16 +265,20 @@ fn connect(config: &Config) -> Result<Arc<dyn Adapter>, ServiceError> {
 /// The audit sink the configuration names: a writer thread, so that no file or pipe can stall
 /// the event loop.
 fn audit_sink(config: &Config) -> Result<Arc<dyn AuditSink>, ServiceError> {
-    Ok(match &config.audit {
-        AuditTarget::Stderr => Arc::new(
-            AuditWriter::stderr(config.audit_deadline)
-                .map_err(|error| ServiceError(format!("[audit] cannot start the audit writer: {error}")))?,
-        ),
-        AuditTarget::File(path) => Arc::new(
-            AuditWriter::append_to(path, config.audit_deadline)
-                .map_err(|error| ServiceError(format!("[audit] {} cannot be opened: {error}", path.display())))?,
-        ),
-    })
+    let writer = match &config.audit {
+        AuditTarget::Stderr => AuditWriter::stderr(config.audit_deadline)
+            .map_err(|error| ServiceError(format!("[audit] cannot start the audit writer: {error}")))?,
+        AuditTarget::File(path) => AuditWriter::append_to(path, config.audit_deadline)
+            .map_err(|error| ServiceError(format!("[audit] {} cannot be opened: {error}", path.display())))?,
+    };
+    let writer = match &config.audit_key {
+        Some(key) => writer.with_key(key.clone()),
+        None => writer,
+    };
+    Ok(Arc::new(match config.audit_max_bytes {
+        Some(max_bytes) => writer.rotate_at(max_bytes),
+        None => writer,
+    }))
 }
 
 /// The session calls run as.

@@ -94,3 +94,67 @@ fn check_reports_the_posture_and_exits_by_it() {
     assert!(err.contains("check needs --config"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn audit_verify_proves_an_untouched_chain_across_restarts_and_names_the_line_edited() {
+    let dir = std::env::temp_dir().join(format!("sqlwarden-cli-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let database = dir.join("app.db");
+    let connection = rusqlite::Connection::open(&database).expect("opens");
+    connection
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
+        .expect("fixture");
+    drop(connection);
+    let audit = dir.join("audit.jsonl");
+    let config = dir.join("sqlwarden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite:{}\"\n[allowlist]\nschemas = [\"main\"]\ntables = [\"t\"]\n\
+             [[grants]]\ntool = \"query_read\"\n[audit]\npath = \"{}\"\nhmac_key_env = \"SQLWARDEN_TEST_AUDIT_KEY\"\n",
+            database.display(),
+            audit.display()
+        ),
+    )
+    .expect("config");
+    let key = ("SQLWARDEN_TEST_AUDIT_KEY", "a key for the audit chain, 32+ bytes");
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sqlwarden")).args(args).env(key.0, key.1).output().expect("runs");
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let config_arg = config.to_str().expect("utf-8 path");
+    // Two servers' lives, one after the other: a restart continues the chain.
+    for id in [1, 2] {
+        let query = format!(r#"{{"query": "SELECT id FROM t WHERE id = {id}"}}"#);
+        let (code, out) = run(&["call", "query_read", &query, "--config", config_arg]);
+        assert_eq!(code, Some(0), "{out}");
+    }
+    let audit_arg = audit.to_str().expect("utf-8 path");
+    let (code, out) = run(&["audit", "verify", "--hmac-key-env", key.0, audit_arg]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("intact: "), "{out}");
+    let text = std::fs::read_to_string(&audit).expect("audit");
+    let executes: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON"))
+        .filter(|record| record["stage"] == "execute")
+        .collect();
+    assert_eq!(executes.len(), 2);
+    assert_eq!(executes[0]["fingerprint"], executes[1]["fingerprint"], "one shape");
+    assert!(!text.contains("SELECT"), "no SQL text in the audit");
+
+    // Without the key, the keyed chain does not verify.
+    let (code, out) = run(&["audit", "verify", audit_arg]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(": line 1: "), "{out}");
+    // An edited line is named.
+    let mut lines: Vec<&str> = text.lines().collect();
+    let edited = lines[2].replacen("\"decision\":\"allow\"", "\"decision\":\"deny\"", 1);
+    assert_ne!(edited, lines[2]);
+    lines[2] = &edited;
+    std::fs::write(&audit, lines.join("\n") + "\n").expect("edited");
+    let (code, out) = run(&["audit", "verify", "--hmac-key-env", key.0, audit_arg]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(": line 3: "), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -218,3 +218,52 @@ fn with_an_audit_file_a_client_that_never_reads_stderr_has_every_call_answered()
     let _ = std::fs::remove_file(audit);
     let _ = std::fs::remove_file(database);
 }
+
+/// The server's own audit file, as an operator would check it: its chain verifies after the
+/// server stopped, also across a SIGHUP sent once logrotate renamed the file; the old file
+/// ends closed and the new one follows on.
+#[test]
+fn the_servers_audit_verifies_across_a_sighup_rotation() {
+    let audit = std::env::temp_dir().join(format!("sqlwarden-hup-{}.jsonl", databases::unique_suffix()));
+    let rotated = audit.with_extension("jsonl.1");
+    let (database, config) = served_file(Some(&audit));
+    let mut server = McpProcess::start(&["--config", &config.path()]);
+    server.initialize();
+    let read = |server: &mut McpProcess, id: u32| {
+        let result = server.call("query_read", json!({"query": format!("SELECT body FROM notes WHERE id = {id}")}));
+        assert_eq!(result["isError"], json!(false), "{result}");
+    };
+    read(&mut server, 1);
+    std::fs::rename(&audit, &rotated).expect("renamed, as logrotate does");
+    assert_eq!(send_signal(server.pid(), "HUP"), 0);
+    // The server reopens on its own time: the new file appears when it has.
+    let started = std::time::Instant::now();
+    while !audit.exists() && started.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    read(&mut server, 2);
+    assert_eq!(server.finish(), Some(0));
+    let verify = std::process::Command::new(databases::binary())
+        .args(["audit", "verify"])
+        .arg(&rotated)
+        .arg(&audit)
+        .output()
+        .expect("runs");
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(0), "{report}");
+    assert!(report.contains("opened 2 time(s)"), "{report}");
+    let old = std::fs::read_to_string(&rotated).expect("old file");
+    assert!(old.lines().last().is_some_and(|line| line.contains(r#""audit":"close""#)), "{old}");
+    for file in [&audit, &rotated, &database] {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// Sends `signal` (by name) to process `pid`, with kill(1); its exit code.
+fn send_signal(pid: u32, signal: &str) -> i32 {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .map_or(-1, |status| status.code().unwrap_or(-1))
+}

@@ -25,8 +25,12 @@ use crate::denial::DenialCode;
 use crate::json::{Clock, Date, Years, write_date_time};
 use crate::policy::SessionContext;
 
+mod chain;
+mod verify;
 mod writer;
 
+pub use chain::ChainKey;
+pub use verify::{Break, Verified, verify};
 pub use writer::{AuditWriter, Submitted};
 
 /// A stage of the pipeline, as recorded in the audit log.
@@ -228,6 +232,18 @@ pub trait AuditSink: Send + Sync {
         let _ = within;
         Ok(())
     }
+
+    /// The server is stopping: ends what the sink keeps open (the [`AuditWriter`]'s hash
+    /// chain, with a `close` record) and flushes, at most `within`. The default flushes.
+    fn close(&self, within: Duration) -> Result<(), AuditError> {
+        self.flush(within)
+    }
+
+    /// The audit file was rotated from outside (SIGHUP): goes on in the file now at its path.
+    /// The default does nothing.
+    fn reopen(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
 }
 
 impl<T: AuditSink + ?Sized> AuditSink for std::sync::Arc<T> {
@@ -241,6 +257,14 @@ impl<T: AuditSink + ?Sized> AuditSink for std::sync::Arc<T> {
 
     fn flush(&self, within: Duration) -> Result<(), AuditError> {
         (**self).flush(within)
+    }
+
+    fn close(&self, within: Duration) -> Result<(), AuditError> {
+        (**self).close(within)
+    }
+
+    fn reopen(&self) -> Result<(), AuditError> {
+        (**self).reopen()
     }
 }
 
@@ -347,6 +371,17 @@ fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<usize, ser
         lines.extend_from_slice(b"}\n");
     }
     Ok(tool.end)
+}
+
+/// A record of the chain itself (`open` or `close`), as a line to seal.
+fn control_line(kind: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(64);
+    line.extend_from_slice(br#"{"timestamp":""#);
+    Rfc3339::default().write(&mut line, SystemTime::now());
+    line.extend_from_slice(br#"","audit":""#);
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\"}\n");
+    line
 }
 
 fn micros(duration: Duration) -> u64 {

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -33,6 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::chain::{ChainKey, Position, resume, seal};
 use super::{AuditBatch, AuditError, AuditSink, write_lines};
 use crate::pipe::{write_all_waiting, write_what_fits};
 
@@ -43,17 +44,48 @@ pub struct AuditWriter {
     deadline: Duration,
     /// Batches that could not be written.
     failed_writes: Arc<AtomicU64>,
+    /// The hash chain (see [`chain`](super::chain)). Held while a batch is sealed and handed
+    /// to the output, so that the chain's order is the order the lines are written in.
+    chain: Mutex<Chain>,
+}
+
+/// The chain's state in one writer.
+struct Chain {
+    /// Where the next line goes.
+    position: Position,
+    key: Option<ChainKey>,
+    /// Whether this writer has opened the chain (with an `open` record) yet.
+    opened: bool,
+    /// The output ends inside a line (a write cut short before this writer started): the first
+    /// line written starts on a line of its own.
+    torn: bool,
+}
+
+impl Chain {
+    fn new(position: Position, torn: bool) -> Mutex<Chain> {
+        Mutex::new(Chain { position, key: None, opened: false, torn })
+    }
 }
 
 /// Where the lines go, and who writes them.
 enum Output {
-    /// Written on the caller's thread.
-    Direct(Mutex<File>),
+    /// A regular file, written on the caller's thread.
+    Direct(Mutex<Appended>),
     /// Written on the caller's thread while the file takes them at once; `true` while the
     /// thread holds batches not yet written, which every later batch then queues behind.
     NonBlocking { file: Arc<File>, backlog: Arc<Mutex<bool>> },
     /// Written by the thread.
     Threaded,
+}
+
+/// An audit file, and what its rotation needs.
+struct Appended {
+    file: File,
+    path: PathBuf,
+    /// Its size as this writer has seen it.
+    size: u64,
+    /// Once the file holds this much, the chain is closed in it and goes on in a new file.
+    max_bytes: Option<u64>,
 }
 
 /// One batch on its way to the thread, and where the thread says how it went.
@@ -75,7 +107,7 @@ impl AuditWriter {
     /// A writer to `out`, which the writer's thread writes batch by batch, with at most `queue`
     /// batches waiting and `deadline` for each to be written.
     pub fn spawn(out: impl Write + Send + 'static, queue: usize, deadline: Duration) -> io::Result<AuditWriter> {
-        Self::start(Output::Threaded, Sink::Blocking(Box::new(out)), queue, deadline)
+        Self::start(Output::Threaded, Sink::Blocking(Box::new(out)), queue, deadline, Position::START)
     }
 
     /// Audit to standard error, with the default queue and `deadline`. A pipe or socket is
@@ -84,7 +116,9 @@ impl AuditWriter {
         let file = File::from(io::stderr().as_fd().try_clone_to_owned()?);
         let shared_with_stdout = same_file(&file, &File::from(io::stdout().as_fd().try_clone_to_owned()?));
         match file.metadata()?.file_type() {
-            kind if (kind.is_fifo() || kind.is_socket()) && !shared_with_stdout => Self::non_blocking(file, deadline),
+            kind if (kind.is_fifo() || kind.is_socket()) && !shared_with_stdout => {
+                Self::non_blocking(file, deadline, Position::START)
+            }
             _ => Self::spawn(io::stderr(), Self::DEFAULT_QUEUE, deadline),
         }
     }
@@ -98,41 +132,68 @@ impl AuditWriter {
         options.create(true).append(true);
         if fifo {
             options.custom_flags(libc::O_NONBLOCK);
+        } else {
+            // Read too, to continue the chain the file holds.
+            options.read(true);
         }
-        let file = options.open(path)?;
+        let mut file = options.open(path)?;
         let kind = file.metadata()?.file_type();
         if kind.is_fifo() || kind.is_socket() {
-            Self::non_blocking(file, deadline)
+            Self::non_blocking(file, deadline, Position::START)
         } else if kind.is_file() {
+            let (position, torn) = resume(&mut file)?;
+            let size = file.metadata()?.len();
+            let appended = Appended { file, path: path.to_owned(), size, max_bytes: None };
             let (queue, _unused) = std::sync::mpsc::sync_channel(1);
             Ok(AuditWriter {
-                output: Output::Direct(Mutex::new(file)),
+                output: Output::Direct(Mutex::new(appended)),
                 queue,
                 deadline,
                 failed_writes: Arc::new(AtomicU64::new(0)),
+                chain: Chain::new(position, torn),
             })
         } else {
             Self::spawn(file, Self::DEFAULT_QUEUE, deadline)
         }
     }
 
-    fn non_blocking(file: File, deadline: Duration) -> io::Result<AuditWriter> {
+    fn non_blocking(file: File, deadline: Duration, position: Position) -> io::Result<AuditWriter> {
         let pipe = mio::unix::pipe::Sender::from(OwnedFd::from(file));
         pipe.set_nonblocking(true)?;
         let file = Arc::new(File::from(OwnedFd::from(pipe)));
         let backlog = Arc::new(Mutex::new(false));
         let sink = Sink::NonBlocking { file: Arc::clone(&file), backlog: Arc::clone(&backlog) };
-        Self::start(Output::NonBlocking { file, backlog }, sink, Self::DEFAULT_QUEUE, deadline)
+        Self::start(Output::NonBlocking { file, backlog }, sink, Self::DEFAULT_QUEUE, deadline, position)
     }
 
-    fn start(output: Output, sink: Sink, queue: usize, deadline: Duration) -> io::Result<AuditWriter> {
+    fn start(
+        output: Output,
+        sink: Sink,
+        queue: usize,
+        deadline: Duration,
+        position: Position,
+    ) -> io::Result<AuditWriter> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(queue.max(1));
         let failed_writes = Arc::new(AtomicU64::new(0));
         let failures = Arc::clone(&failed_writes);
         std::thread::Builder::new()
             .name("sqlwarden-audit".into())
             .spawn(move || write_jobs(sink, &receiver, &failures))?;
-        Ok(AuditWriter { output, queue: sender, deadline, failed_writes })
+        Ok(AuditWriter { output, queue: sender, deadline, failed_writes, chain: Chain::new(position, false) })
+    }
+
+    /// Signs the chain's hashes with `key` (HMAC-SHA-256), so that whoever can edit the audit
+    /// cannot make a chain that verifies.
+    pub fn with_key(self, key: ChainKey) -> AuditWriter {
+        if let Ok(mut chain) = self.chain.lock() {
+            chain.key = Some(key);
+        }
+        self
+    }
+
+    fn close_chain(&self, within: Duration) -> Result<(), AuditError> {
+        self.write(super::control_line("close")).wait()?;
+        self.flush(within)
     }
 
     /// How long a caller waits for a queued batch to be written.
@@ -160,12 +221,97 @@ impl AuditWriter {
         }
     }
 
+    /// Seals `lines` into the chain and writes them; the chain moves on only if they were
+    /// written or queued. The first batch opens the chain.
     fn write(&self, mut lines: Vec<u8>) -> Submitted {
+        let mut chain = self.chain.lock().unwrap_or_else(PoisonError::into_inner);
+        if !chain.opened {
+            let mut opened = super::control_line("open");
+            opened.append(&mut lines);
+            lines = opened;
+        }
+        let position = seal(&mut lines, chain.position, chain.key.as_ref());
+        if chain.torn {
+            lines.insert(0, b'\n');
+        }
+        let submitted = self.write_sealed(lines);
+        if !submitted.has_failed() {
+            chain.position = position;
+            chain.opened = true;
+            chain.torn = false;
+            if let Err(error) = self.rotate_if_full(&mut chain) {
+                // The chain goes on in the file it is in; the next batch tries again.
+                tracing::warn!(%error, "the audit file could not be rotated");
+            }
+        }
+        submitted
+    }
+
+    /// Rotates an audit file that has reached its `max_bytes`: the chain is closed in it, the
+    /// file is renamed `PATH.SEQ` (the close record's sequence number, zero-padded, so that the
+    /// names sort oldest first), and the chain goes on in a new file at `PATH`, whose open
+    /// record follows the close.
+    fn rotate_if_full(&self, chain: &mut Chain) -> io::Result<()> {
+        let Output::Direct(appended) = &self.output else { return Ok(()) };
+        let mut appended = appended.lock().unwrap_or_else(PoisonError::into_inner);
+        if appended.max_bytes.is_none_or(|max| appended.size < max) {
+            return Ok(());
+        }
+        let closed_at = chain.position.seq;
+        Self::switch_file(&mut appended, chain, Some(closed_at))
+    }
+
+    /// Closes the chain in the current file (if it was opened there), renames the file to
+    /// `PATH.SEQ` when `rename` names the close's sequence number, and opens `PATH` afresh.
+    fn switch_file(appended: &mut Appended, chain: &mut Chain, rename: Option<u64>) -> io::Result<()> {
+        if chain.opened {
+            let mut close = super::control_line("close");
+            let position = seal(&mut close, chain.position, chain.key.as_ref());
+            appended.file.write_all(&close)?;
+            chain.position = position;
+            chain.opened = false;
+        }
+        if let Some(seq) = rename {
+            let mut rotated = appended.path.clone().into_os_string();
+            rotated.push(format!(".{seq:012}"));
+            std::fs::rename(&appended.path, rotated)?;
+        }
+        let mut file = OpenOptions::new().create(true).append(true).read(true).open(&appended.path)?;
+        // A file someone else put there (or left) is continued after, never before.
+        let (_, torn) = resume(&mut file)?;
+        chain.torn = torn;
+        appended.size = file.metadata()?.len();
+        appended.file = file;
+        Ok(())
+    }
+
+    /// Rotates the audit file at `max_bytes` (see `rotate_if_full`); by default it never is.
+    pub fn rotate_at(self, max_bytes: u64) -> AuditWriter {
+        if let Output::Direct(appended) = &self.output {
+            appended.lock().unwrap_or_else(PoisonError::into_inner).max_bytes = Some(max_bytes.max(1));
+        }
+        self
+    }
+
+    /// Closes the chain in the audit file and goes on in the file now at its path: for an
+    /// outside rotation (logrotate renames the file, then sends SIGHUP). Other outputs are left
+    /// as they are.
+    pub fn reopen_file(&self) -> io::Result<()> {
+        let Output::Direct(appended) = &self.output else { return Ok(()) };
+        let mut chain = self.chain.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut appended = appended.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::switch_file(&mut appended, &mut chain, None)
+    }
+
+    fn write_sealed(&self, mut lines: Vec<u8>) -> Submitted {
         match &self.output {
-            Output::Direct(file) => {
-                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-                match file.write_all(&lines) {
-                    Ok(()) => Submitted::recorded(Ok(())),
+            Output::Direct(appended) => {
+                let mut appended = appended.lock().unwrap_or_else(PoisonError::into_inner);
+                match appended.file.write_all(&lines) {
+                    Ok(()) => {
+                        appended.size += lines.len() as u64;
+                        Submitted::recorded(Ok(()))
+                    }
                     Err(error) => self.failed(error),
                 }
             }
@@ -209,6 +355,17 @@ impl AuditSink for AuditWriter {
             }
             Err(error) => Submitted::recorded(Err(error.into())),
         }
+    }
+
+    /// Closes the chain with a `close` record, then waits for every batch to be written, at
+    /// most `within`. A chain that is not closed shows, to `sqlwarden audit verify`, as a
+    /// crash or a cut tail.
+    fn close(&self, within: Duration) -> Result<(), AuditError> {
+        self.close_chain(within)
+    }
+
+    fn reopen(&self) -> Result<(), AuditError> {
+        self.reopen_file().map_err(AuditError::Io)
     }
 
     /// Waits until every batch handed over before this call is written, at most `within`.
@@ -458,7 +615,8 @@ mod tests {
             writer.submit(&batch_of(&records)).written().await.expect("written");
         }
         let text = String::from_utf8(gate.written()).expect("utf-8");
-        assert_eq!(text.lines().count(), 3);
+        assert_eq!(text.lines().count(), 1 + 3, "the chain's open record, and the three");
+        assert!(text.lines().next().is_some_and(|line| line.contains(r#""audit":"open""#)));
         assert!(text.lines().all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()));
         assert!(writer.flush(Duration::from_secs(5)).is_ok());
         assert_eq!(writer.failed_writes(), 0);
@@ -483,7 +641,8 @@ mod tests {
         // Once the pipe drains, every accepted batch is written: nothing is lost.
         gate.open();
         assert!(writer.flush(Duration::from_secs(5)).is_ok());
-        assert_eq!(String::from_utf8(gate.written()).expect("utf-8").lines().count(), accepted);
+        // Each accepted batch, and the chain's open record.
+        assert_eq!(String::from_utf8(gate.written()).expect("utf-8").lines().count(), 1 + accepted);
     }
 
     #[tokio::test]
@@ -491,7 +650,8 @@ mod tests {
         use std::io::Read;
         let (mut reader, pipe) = std::io::pipe().expect("pipe");
         let writer =
-            AuditWriter::non_blocking(File::from(OwnedFd::from(pipe)), Duration::from_millis(100)).expect("starts");
+            AuditWriter::non_blocking(File::from(OwnedFd::from(pipe)), Duration::from_millis(100), Position::START)
+                .expect("starts");
         let records = [record()];
         let first = writer.submit(&batch_of(&records));
         assert_eq!(format!("{first:?}"), "Submitted::Recorded(Ok(()))", "an empty pipe takes a batch at once");
@@ -533,7 +693,7 @@ mod tests {
         }
         drop(writer);
         let text = reading.join().expect("reader");
-        assert_eq!(text.lines().count(), direct + 2 + later);
+        assert_eq!(text.lines().count(), 1 + direct + 2 + later, "the chain's open record, and each batch");
         assert!(text.lines().all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()), "no torn lines");
     }
 

@@ -142,6 +142,12 @@ impl Boundary {
         self.audit.flush(within)
     }
 
+    /// Closes the audit (its hash chain, for an [`AuditWriter`]) and waits until every record
+    /// is written, at most `within`: for a server about to exit.
+    pub fn close_audit(&self, within: std::time::Duration) -> Result<(), AuditError> {
+        self.audit.close(within)
+    }
+
     /// Hands a batch to the audit sink. A refusal or a panic is logged and counted at once; a
     /// batch on its way is counted by [`Self::audit_written`] if it then fails.
     fn submit_audit(&self, batch: &AuditBatch<'_>) -> Submitted {
