@@ -201,3 +201,26 @@ fn the_example_configuration_loads_and_holds_every_key_of_the_reference() {
     }
     assert!(missing.is_empty(), "sqlwarden.example.toml lacks keys of the README's reference: {missing:?}");
 }
+
+#[test]
+fn the_security_documents_exist_and_name_real_tests() {
+    let (functions, categories) = (functions(), categories());
+    let mut problems = Vec::new();
+    let mut named = 0;
+    for document in ["SECURITY.md", "THREAT_MODEL.md", "CONTRIBUTING.md", "SECURITY-CHANGE-CHECKLIST.md"] {
+        let Ok(text) = std::fs::read_to_string(Path::new(ROOT).join(document)) else {
+            problems.push(format!("{document} is missing"));
+            continue;
+        };
+        for token in backticked(&text) {
+            if let Some(result) = check(token, false, &functions, &categories) {
+                named += 1;
+                if let Err(problem) = result {
+                    problems.push(format!("{document}: {problem}"));
+                }
+            }
+        }
+    }
+    assert!(named >= 15, "only {named} tests named: the threat model's table changed?");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
