@@ -62,6 +62,13 @@ enum AuditCommand {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Sums up audit files, as JSON: calls, denials by code, the query fingerprints run most,
+    /// and the rows returned to each principal.
+    Stats {
+        /// The audit files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +81,7 @@ fn main() -> ExitCode {
         Command::Audit { command: AuditCommand::Verify { hmac_key_env, files } } => {
             verify_audit(hmac_key_env.as_deref(), &files)
         }
+        Command::Audit { command: AuditCommand::Stats { files } } => audit_stats(&files),
     }
 }
 
@@ -217,6 +225,23 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| format!("cannot start: {error}"))
 }
 
+/// `sqlwarden audit stats`: the sums go to stdout, as JSON.
+fn audit_stats(files: &[PathBuf]) -> ExitCode {
+    match sqlwarden::audit::stats(files) {
+        Ok(stats) => match serde_json::to_writer_pretty(std::io::stdout().lock(), &stats) {
+            Ok(()) => {
+                let _ = writeln!(std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            Err(_) => ExitCode::FAILURE,
+        },
+        Err(error) => {
+            say(format_args!("cannot read the audit: {error}"));
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// `sqlwarden audit verify`: the report goes to stdout.
 fn verify_audit(key_env: Option<&str>, files: &[PathBuf]) -> ExitCode {
     use sqlwarden::audit::{ChainKey, verify};
@@ -325,7 +350,10 @@ fn call(config: Option<PathBuf>, tool: &str, arguments: &str) -> ExitCode {
         }
     };
     with_service(config, |service| async move {
-        let (output, code) = match service.call(tool, arguments).await {
+        let (output, code) = match service
+            .call_from(sqlwarden::audit::Origin::new(sqlwarden::audit::Transport::Cli), tool, arguments)
+            .await
+        {
             Ok(output) => (output, ExitCode::SUCCESS),
             Err(denial) => match sqlwarden::ToolOutput::of(
                 &serde_json::json!({"code": denial.code(), "message": denial.message()}),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::adapter::{self, Adapter, Posture};
-use crate::audit::{AuditSink, AuditWriter};
+use crate::audit::{AuditSink, AuditWriter, Origin};
 use crate::boundary::Boundary;
 use crate::config::{AuditTarget, Config};
 use crate::denial::Denial;
@@ -154,6 +154,12 @@ impl Service {
     /// Runs one call through the boundary as the configured session.
     pub async fn call(&self, tool: &str, args: Value) -> Result<ToolOutput, Denial> {
         self.boundary.invoke(Some(Arc::clone(&self.session)), tool, args).await
+    }
+
+    /// [`call`](Self::call), for a call that came in as `origin` says (its transport and
+    /// request id go on its audit records).
+    pub async fn call_from(&self, origin: Origin, tool: &str, args: Value) -> Result<ToolOutput, Denial> {
+        self.boundary.invoke_from(origin, Some(Arc::clone(&self.session)), tool, args).await
     }
 
     /// The boundary, for a transport to drive.

@@ -55,7 +55,7 @@ fn serve(path: &Path, key: Option<ChainKey>, calls: usize, close: bool) {
     let records = [record(Stage::Resolve), record(Stage::Execute)];
     for _ in 0..calls {
         writer
-            .record(&AuditBatch { session: None, tool: "query_read", records: &records, read: None })
+            .record(&AuditBatch { session: None, tool: "query_read", records: &records, read: None, origin: None })
             .expect("written");
     }
     if close {
@@ -169,7 +169,7 @@ fn concurrent_calls_leave_one_ordered_chain() {
             std::thread::spawn(move || {
                 let records = [record(Stage::Resolve), record(Stage::Admit), record(Stage::Execute)];
                 for _ in 0..200 {
-                    let batch = AuditBatch { session: None, tool: "t", records: &records, read: None };
+                    let batch = AuditBatch { session: None, tool: "t", records: &records, read: None, origin: None };
                     writer.record(&batch).expect("written");
                 }
             })
@@ -218,7 +218,7 @@ fn a_rotation_at_max_bytes_goes_on_in_a_new_file_and_the_files_verify_together()
     let records = [record(Stage::Resolve), record(Stage::Execute)];
     for _ in 0..40 {
         writer
-            .record(&AuditBatch { session: None, tool: "query_read", records: &records, read: None })
+            .record(&AuditBatch { session: None, tool: "query_read", records: &records, read: None, origin: None })
             .expect("written");
     }
     writer.close(Duration::from_secs(5)).expect("closed");
@@ -246,7 +246,7 @@ fn a_reopen_after_an_outside_rotation_closes_the_old_file_and_goes_on_in_the_new
     let path = dir.file("audit.jsonl");
     let writer = AuditWriter::append_to(&path, Duration::from_secs(5)).expect("opens");
     let records = [record(Stage::Execute)];
-    let batch = AuditBatch { session: None, tool: "t", records: &records, read: None };
+    let batch = AuditBatch { session: None, tool: "t", records: &records, read: None, origin: None };
     writer.record(&batch).expect("written");
     // logrotate: rename, then SIGHUP.
     let old = dir.file("audit.jsonl.1");

@@ -141,8 +141,15 @@ fn audit_verify_proves_an_untouched_chain_across_restarts_and_names_the_line_edi
         .collect();
     assert_eq!(executes.len(), 2);
     assert_eq!(executes[0]["fingerprint"], executes[1]["fingerprint"], "one shape");
+    assert_eq!((&executes[0]["transport"], &executes[0]["request_id"]), (&json!("cli"), &Value::Null));
     assert!(!text.contains("SELECT"), "no SQL text in the audit");
 
+    let (code, out) = run(&["audit", "stats", audit_arg]);
+    assert_eq!(code, Some(0), "{out}");
+    let stats: Value = serde_json::from_str(&out).expect("stats are JSON");
+    assert_eq!(stats["calls"], 2);
+    assert_eq!(stats["top_fingerprints"][0][1], 2, "{stats}");
+    assert_eq!(stats["rows_by_principal"]["local/local"], 2, "{stats}");
     // Without the key, the keyed chain does not verify.
     let (code, out) = run(&["audit", "verify", audit_arg]);
     assert_eq!(code, Some(1), "{out}");

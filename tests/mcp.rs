@@ -254,6 +254,20 @@ fn the_servers_audit_verifies_across_a_sighup_rotation() {
     assert!(report.contains("opened 2 time(s)"), "{report}");
     let old = std::fs::read_to_string(&rotated).expect("old file");
     assert!(old.lines().last().is_some_and(|line| line.contains(r#""audit":"close""#)), "{old}");
+    // Each call's records say how it came in: over stdio, and which request it was.
+    let new = std::fs::read_to_string(&audit).expect("new file");
+    let executes: Vec<Value> = old
+        .lines()
+        .chain(new.lines())
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON"))
+        .filter(|record| record["stage"] == "execute")
+        .collect();
+    assert_eq!(executes.len(), 2);
+    for record in &executes {
+        assert_eq!(record["transport"], "stdio", "{record}");
+        assert!(record["request_id"].is_number(), "{record}");
+    }
+    assert_ne!(executes[0]["request_id"], executes[1]["request_id"]);
     for file in [&audit, &rotated, &database] {
         let _ = std::fs::remove_file(file);
     }

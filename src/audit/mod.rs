@@ -26,10 +26,12 @@ use crate::json::{Clock, Date, Years, write_date_time};
 use crate::policy::SessionContext;
 
 mod chain;
+mod stats;
 mod verify;
 mod writer;
 
 pub use chain::ChainKey;
+pub use stats::{Stats, stats};
 pub use verify::{Break, Verified, verify};
 pub use writer::{AuditWriter, Submitted};
 
@@ -108,6 +110,76 @@ pub struct AuditRecord {
     pub rows_affected: Option<u64>,
 }
 
+/// How a call came in: written on each of its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    transport: Option<Transport>,
+    /// The MCP session's id, as JSON text.
+    mcp_session: Option<Box<str>>,
+    /// The request's JSON-RPC id, as JSON text.
+    request_id: Option<Box<str>>,
+}
+
+/// The way a call came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Transport {
+    /// MCP over stdin and stdout.
+    Stdio,
+    /// MCP over Streamable HTTP.
+    Http,
+    /// `sqlwarden call`.
+    Cli,
+}
+
+impl Transport {
+    /// Its name in the audit log.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Transport::Stdio => "stdio",
+            Transport::Http => "http",
+            Transport::Cli => "cli",
+        }
+    }
+}
+
+impl Origin {
+    /// A call that came in over `transport`.
+    pub fn new(transport: Transport) -> Origin {
+        Origin { transport: Some(transport), mcp_session: None, request_id: None }
+    }
+
+    /// With the request's JSON-RPC id (a string or an integer).
+    pub fn request(mut self, id: &impl Serialize) -> Origin {
+        self.request_id = serde_json::to_string(id).ok().map(String::into_boxed_str);
+        self
+    }
+
+    /// With the MCP session's id.
+    pub fn mcp_session(mut self, id: &str) -> Origin {
+        self.mcp_session = serde_json::to_string(id).ok().map(String::into_boxed_str);
+        self
+    }
+
+    /// Writes `,"transport":…,"mcp_session":…,"request_id":…`.
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#","transport":"#);
+        match self.transport {
+            Some(transport) => {
+                out.push(b'"');
+                out.extend_from_slice(transport.as_str().as_bytes());
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(br#","mcp_session":"#);
+        out.extend_from_slice(self.mcp_session.as_deref().unwrap_or("null").as_bytes());
+        out.extend_from_slice(br#","request_id":"#);
+        out.extend_from_slice(self.request_id.as_deref().unwrap_or("null").as_bytes());
+    }
+}
+
 /// What a read returned, for its execute record: never the SQL text, never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadFacts {
@@ -135,17 +207,20 @@ pub struct AuditBatch<'a> {
     pub records: &'a [AuditRecord],
     /// What the call read, written on its execute record.
     pub read: Option<&'a ReadFacts>,
+    /// How the call came in; `None` writes nulls.
+    pub origin: Option<&'a Origin>,
 }
 
 impl<'a> AuditBatch<'a> {
     /// The batch as self-contained events, one per record.
     pub fn events(&self) -> impl Iterator<Item = AuditEvent<'a>> + 'a {
-        let (session, tool, read) = (self.session, self.tool, self.read);
+        let (session, tool, read, origin) = (self.session, self.tool, self.read, self.origin);
         self.records.iter().map(move |record| AuditEvent {
             session,
             tool,
             record: *record,
             read: read.filter(|_| record.stage == Stage::Execute),
+            origin,
         })
     }
 }
@@ -162,19 +237,28 @@ pub struct AuditEvent<'a> {
     pub record: AuditRecord,
     /// What the call read, on an execute record.
     pub read: Option<&'a ReadFacts>,
+    /// How the call came in.
+    pub origin: Option<&'a Origin>,
 }
 
 impl Serialize for AuditEvent<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let record = &self.record;
-        let entries = 9 + usize::from(record.rows_affected.is_some()) + if self.read.is_some() { 5 } else { 0 };
+        let entries = 12 + usize::from(record.rows_affected.is_some()) + if self.read.is_some() { 5 } else { 0 };
         let mut map = serializer.serialize_map(Some(entries))?;
         map.serialize_entry("timestamp", &humantime::format_rfc3339_micros(record.timestamp).to_string())?;
         map.serialize_entry("session_id", &self.session.map(|s| s.id().as_str()))?;
         map.serialize_entry("identity", &self.session.map(SessionContext::identity))?;
         map.serialize_entry("tenant", &self.session.map(SessionContext::tenant))?;
         map.serialize_entry("tool", self.tool)?;
+        let origin = self.origin.cloned().unwrap_or_default();
+        map.serialize_entry("transport", &origin.transport)?;
+        let raw = |text: &Option<Box<str>>| {
+            text.as_deref().and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        };
+        map.serialize_entry("mcp_session", &raw(&origin.mcp_session))?;
+        map.serialize_entry("request_id", &raw(&origin.request_id))?;
         map.serialize_entry("stage", &record.stage)?;
         map.serialize_entry("decision", &record.decision)?;
         map.serialize_entry("code", &record.code)?;
@@ -324,6 +408,7 @@ impl<W> fmt::Debug for JsonLinesSink<W> {
 /// escaping the session's fields (once, at bind) and the tool (once per batch) only. Returns
 /// where the lines start: the escaped tool name is kept in front of them.
 fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<usize, serde_json::Error> {
+    const NO_ORIGIN: Origin = Origin { transport: None, mcp_session: None, request_id: None };
     const NO_SESSION: &str = r#""session_id":null,"identity":null,"tenant":null"#;
     let session = batch.session.map_or(NO_SESSION, SessionContext::audit_json);
     // The escaped tool name goes first, once; each line copies it from there.
@@ -338,6 +423,7 @@ fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<usize, ser
         lines.extend_from_slice(session.as_bytes());
         lines.extend_from_slice(br#","tool":"#);
         lines.extend_from_within(tool.clone());
+        batch.origin.unwrap_or(&NO_ORIGIN).write(lines);
         lines.extend_from_slice(br#","stage":""#);
         lines.extend_from_slice(record.stage.as_str().as_bytes());
         lines.extend_from_slice(br#"","decision":""#);
@@ -481,7 +567,14 @@ mod tests {
             bytes: 31,
             truncated: true,
         };
-        let batch = AuditBatch { session: Some(&session), tool: "to\"ol\u{1}", records: &records, read: Some(&read) };
+        let origin = Origin::new(Transport::Stdio).request(&"r\"1").mcp_session("s-1");
+        let batch = AuditBatch {
+            session: Some(&session),
+            tool: "to\"ol\u{1}",
+            records: &records,
+            read: Some(&read),
+            origin: Some(&origin),
+        };
         let lines = written(&batch);
         assert_eq!(
             lines[1],
@@ -491,6 +584,9 @@ mod tests {
                 "identity": "ali\"ce\\",
                 "tenant": "ac/me",
                 "tool": "to\"ol\u{1}",
+                "transport": "stdio",
+                "mcp_session": "s-1",
+                "request_id": "r\"1",
                 "stage": "admit",
                 "decision": "deny",
                 "code": "RATE_LIMITED",
@@ -517,7 +613,7 @@ mod tests {
     #[test]
     fn a_call_without_session_is_written_with_nulls() {
         let records = [record(Stage::Resolve, AuditDecision::Deny, Some(DenialCode::SessionContextInvalid))];
-        let lines = written(&AuditBatch { session: None, tool: "t", records: &records, read: None });
+        let lines = written(&AuditBatch { session: None, tool: "t", records: &records, read: None, origin: None });
         for key in ["session_id", "identity", "tenant"] {
             assert_eq!(lines[0][key], serde_json::Value::Null, "{key}");
         }
@@ -585,7 +681,7 @@ mod tests {
     #[test]
     fn a_failing_writer_is_an_error() {
         let records = [record(Stage::Resolve, AuditDecision::Allow, None)];
-        let batch = AuditBatch { session: None, tool: "t", records: &records, read: None };
+        let batch = AuditBatch { session: None, tool: "t", records: &records, read: None, origin: None };
         assert!(matches!(JsonLinesSink::new(Broken).record(&batch), Err(AuditError::Io(_))));
     }
 }

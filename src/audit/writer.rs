@@ -591,7 +591,7 @@ mod tests {
     use std::time::SystemTime;
 
     fn batch_of(records: &[AuditRecord]) -> AuditBatch<'_> {
-        AuditBatch { session: None, tool: "t", records, read: None }
+        AuditBatch { session: None, tool: "t", records, read: None, origin: None }
     }
 
     fn record() -> AuditRecord {

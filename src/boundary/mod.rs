@@ -18,6 +18,9 @@
 //! denial; every decision is audited, and a call whose audit cannot be written is denied.
 
 pub(crate) mod state;
+mod trail;
+
+use trail::{Call, CancelRecorder, Trail};
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -31,7 +34,7 @@ use serde_json::Value;
 pub use state::{Admitted, Authorized, ModeChecked, Resolved, State, Unvalidated};
 
 use crate::audit::{
-    AuditBatch, AuditDecision, AuditError, AuditRecord, AuditSink, AuditWriter, ReadFacts, Stage, Submitted,
+    AuditBatch, AuditDecision, AuditError, AuditRecord, AuditSink, AuditWriter, Origin, ReadFacts, Stage, Submitted,
 };
 use crate::denial::{Denial, DenialCode};
 use crate::evidence::{AdmittedCall, BeforeCommit};
@@ -207,6 +210,18 @@ impl Boundary {
         tool: &str,
         args: Value,
     ) -> Invocation<'_, Unvalidated> {
+        self.invocation_from(Origin::default(), session, tool, args)
+    }
+
+    /// [`invocation`](Self::invocation), for a call that came in as `origin` says (the
+    /// transport and the request's id, written on each of its audit records).
+    pub fn invocation_from(
+        &self,
+        origin: Origin,
+        session: Option<Arc<SessionContext>>,
+        tool: &str,
+        args: Value,
+    ) -> Invocation<'_, Unvalidated> {
         let started = Instant::now();
         Invocation {
             boundary: self,
@@ -215,6 +230,7 @@ impl Boundary {
                 oversized_name: tool.chars().nth(MAX_TOOL_NAME_LEN).is_some(),
                 args,
                 trail: Trail::default(),
+                origin,
                 anchor: self.clock.now(),
                 started,
                 mark: started,
@@ -233,7 +249,18 @@ impl Boundary {
         tool: &str,
         args: Value,
     ) -> Result<ToolOutput, Denial> {
-        self.invocation(session, tool, args).resolve()?.check_mode()?.authorize()?.admit()?.run().await
+        self.invoke_from(Origin::default(), session, tool, args).await
+    }
+
+    /// [`invoke`](Self::invoke), for a call that came in as `origin` says.
+    pub async fn invoke_from(
+        &self,
+        origin: Origin,
+        session: Option<Arc<SessionContext>>,
+        tool: &str,
+        args: Value,
+    ) -> Result<ToolOutput, Denial> {
+        self.invocation_from(origin, session, tool, args).resolve()?.check_mode()?.authorize()?.admit()?.run().await
     }
 }
 
@@ -257,22 +284,6 @@ pub struct Invocation<'b, S: State> {
     // Boxed so that each transition moves a few words, not the whole call.
     call: Box<Call>,
     proof: <S as Sealed>::Proof,
-}
-
-struct Call {
-    /// The tool name as asked, cut to [`MAX_TOOL_NAME_LEN`] characters for the audit log.
-    requested: Box<str>,
-    /// The name as asked was longer than any tool name can be, so it names no tool.
-    oversized_name: bool,
-    args: Value,
-    /// Stage decisions not yet written to the audit sink.
-    trail: Trail,
-    /// The wall-clock time when the call was created; record timestamps are this plus the
-    /// monotonic time since `started`. Decisions read the clock afresh.
-    anchor: SystemTime,
-    started: Instant,
-    /// When the previous decision was made: a stage's duration runs from here.
-    mark: Instant,
 }
 
 impl<'b> Invocation<'b, Unvalidated> {
@@ -403,7 +414,8 @@ impl Invocation<'_, Admitted> {
             before_commit: ask,
         };
         let args = std::mem::take(&mut call.args);
-        let mut cancelled = CancelRecorder { boundary, call: &admitted, started: call.mark, armed: true };
+        let mut cancelled =
+            CancelRecorder { boundary, call: &admitted, origin: call.origin.clone(), started: call.mark, armed: true };
         // While the tool runs, a write may ask for its execute record to be written before it
         // commits (see `AdmittedCall::record_before_commit`); it commits only once it is.
         let execute_recorded = std::sync::atomic::AtomicBool::new(false);
@@ -486,129 +498,6 @@ impl<'b, S: State<Proof = Resolution> + Sealed> Invocation<'b, S> {
 impl<S: State> fmt::Debug for Invocation<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Invocation").field("tool", &self.call.requested).finish_non_exhaustive()
-    }
-}
-
-impl Call {
-    /// Records a decision made now. Its duration runs from the previous decision: through
-    /// [`Boundary::invoke`] the stages run back to back, so that is the stage's own time.
-    fn note(&mut self, stage: Stage, code: Option<DenialCode>) {
-        let decided = Instant::now();
-        self.trail.push(AuditRecord {
-            timestamp: self.anchor + decided.duration_since(self.started),
-            stage,
-            decision: if code.is_some() { AuditDecision::Deny } else { AuditDecision::Allow },
-            code,
-            duration: decided.duration_since(self.mark),
-            rows_affected: None,
-        });
-        self.mark = decided;
-    }
-
-    /// Records a denial and hands the trail to the audit sink. The call is denied either way;
-    /// a batch that cannot be written is logged and counted.
-    fn deny(&mut self, boundary: &Boundary, session: Option<&SessionContext>, stage: Stage, denial: Denial) -> Denial {
-        self.note(stage, Some(denial.code()));
-        let _already_denied = self.submit(boundary, session);
-        denial
-    }
-
-    /// Hands the pending stage records to the audit sink.
-    fn submit(&mut self, boundary: &Boundary, session: Option<&SessionContext>) -> Submitted {
-        self.submit_with(boundary, session, None)
-    }
-
-    /// Hands the pending stage records to the audit sink, with what the call read.
-    fn submit_with(
-        &mut self,
-        boundary: &Boundary,
-        session: Option<&SessionContext>,
-        read: Option<&ReadFacts>,
-    ) -> Submitted {
-        let batch = AuditBatch { session, tool: &self.requested, records: self.trail.as_slice(), read };
-        let submitted = boundary.submit_audit(&batch);
-        self.trail.clear();
-        submitted
-    }
-}
-
-/// The decisions of one call not yet written: at most one per stage, kept inline.
-struct Trail {
-    records: [AuditRecord; 5],
-    len: usize,
-}
-
-impl Default for Trail {
-    fn default() -> Self {
-        const BLANK: AuditRecord = AuditRecord {
-            timestamp: SystemTime::UNIX_EPOCH,
-            stage: Stage::Resolve,
-            decision: AuditDecision::Deny,
-            code: None,
-            duration: std::time::Duration::ZERO,
-            rows_affected: None,
-        };
-        Trail { records: [BLANK; 5], len: 0 }
-    }
-}
-
-impl Trail {
-    fn push(&mut self, record: AuditRecord) {
-        // A call makes at most one decision per stage, and each batch is written and cleared
-        // before the next stage, so there is always room.
-        if let Some(slot) = self.records.get_mut(self.len) {
-            *slot = record;
-            self.len += 1;
-        }
-    }
-
-    /// Adds a write's row count to the latest record.
-    fn count_rows(&mut self, rows: Option<u64>) {
-        if let Some(last) = self.len.checked_sub(1).and_then(|last| self.records.get_mut(last)) {
-            last.rows_affected = rows;
-        }
-    }
-
-    fn as_slice(&self) -> &[AuditRecord] {
-        &self.records[..self.len]
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-}
-
-/// Records a `cancelled` execute event if the run future is dropped while the tool runs.
-struct CancelRecorder<'a> {
-    boundary: &'a Boundary,
-    call: &'a AdmittedCall,
-    started: Instant,
-    armed: bool,
-}
-
-impl Drop for CancelRecorder<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let record = AuditRecord {
-            timestamp: self.boundary.clock.now(),
-            stage: Stage::Execute,
-            decision: AuditDecision::Cancelled,
-            code: None,
-            duration: self.started.elapsed(),
-            rows_affected: self.call.rows_written(),
-        };
-        let read = self.call.read.lock().ok();
-        let batch = AuditBatch {
-            session: Some(&self.call.session),
-            tool: self.call.tool.as_str(),
-            records: &[record],
-            read: read.as_ref().and_then(|read| read.as_ref()),
-        };
-        // Nothing is left to deny, and a drop must not wait: a refusal is logged and counted by
-        // `submit_audit`.
-        let _ = self.boundary.submit_audit(&batch);
     }
 }
 

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 pub use stdio::{MAX_MESSAGE_BYTES, serve_stdio};
 
+use crate::audit::{Origin, Transport};
 use crate::policy::Access;
 use crate::service::Service;
 use result::Outputs;
@@ -85,7 +86,8 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request.arguments.map_or_else(|| json!({}), Value::Object);
-        let call = self.service.call(&request.name, arguments);
+        let origin = Origin::new(Transport::Stdio).request(&context.id);
+        let call = self.service.call_from(origin, &request.name, arguments);
         // A cancelled request drops the call, which stops its statement on the database.
         let outcome = tokio::select! {
             outcome = call => outcome,
