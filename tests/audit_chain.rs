@@ -259,3 +259,16 @@ fn a_reopen_after_an_outside_rotation_closes_the_old_file_and_goes_on_in_the_new
     let verified = verify(&[&old, &path], None).expect("intact across the rename");
     assert_eq!((verified.records, verified.opened), (6, 2));
 }
+
+#[test]
+fn a_second_writer_on_the_same_file_is_refused_rather_than_interleaved() {
+    let dir = Dir::new("chain-lock");
+    let path = dir.file("audit.jsonl");
+    let first = AuditWriter::append_to(&path, Duration::from_secs(5)).expect("opens");
+    let second = AuditWriter::append_to(&path, Duration::from_secs(5)).expect_err("the file is taken");
+    assert!(second.to_string().contains("another process writes this audit file"), "{second}");
+    drop(first);
+    // Free again once the first writer is gone.
+    serve(&path, None, 1, true);
+    assert!(verify(&[&path], None).is_ok());
+}

@@ -141,6 +141,7 @@ impl AuditWriter {
         if kind.is_fifo() || kind.is_socket() {
             Self::non_blocking(file, deadline, Position::START)
         } else if kind.is_file() {
+            lock_for_this_process(&file)?;
             let (position, torn) = resume(&mut file)?;
             let size = file.metadata()?.len();
             let appended = Appended { file, path: path.to_owned(), size, max_bytes: None };
@@ -277,6 +278,11 @@ impl AuditWriter {
             std::fs::rename(&appended.path, rotated)?;
         }
         let mut file = OpenOptions::new().create(true).append(true).read(true).open(&appended.path)?;
+        if same_file(&file, &appended.file) {
+            // Not renamed after all: the chain goes on in the file this writer holds.
+            return Ok(());
+        }
+        lock_for_this_process(&file)?;
         // A file someone else put there (or left) is continued after, never before.
         let (_, torn) = resume(&mut file)?;
         chain.torn = torn;
@@ -394,6 +400,21 @@ impl AuditSink for AuditWriter {
 impl fmt::Debug for AuditWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditWriter").field("deadline", &self.deadline).finish_non_exhaustive()
+    }
+}
+
+/// Takes the audit file for this process alone (an advisory lock, released when the file is
+/// closed): two processes appending to one file would interleave their chains, which then
+/// verify as broken. A second server on the same file refuses to start instead.
+fn lock_for_this_process(file: &File) -> io::Result<()> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(error) if error == rustix::io::Errno::WOULDBLOCK => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "another process writes this audit file (give each server a file of its own)",
+        )),
+        Err(error) => Err(error.into()),
     }
 }
 
