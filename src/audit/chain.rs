@@ -109,23 +109,43 @@ pub(crate) fn seal(lines: &mut Vec<u8>, position: Position, key: Option<&ChainKe
 /// for an empty file or one whose last line holds no chain. Also whether the file ends inside
 /// a line (a write cut short), which the next line must not be appended to.
 pub(crate) fn resume(file: &mut File) -> io::Result<(Position, bool)> {
-    const TAIL: u64 = 64 << 10;
     let length = file.metadata()?.len();
     if length == 0 {
         return Ok((Position::START, false));
     }
-    let from = length.saturating_sub(TAIL);
-    file.seek(SeekFrom::Start(from))?;
-    let mut tail = Vec::with_capacity((length - from) as usize);
-    file.read_to_end(&mut tail)?;
-    file.seek(SeekFrom::End(0))?;
-    let torn = tail.last() != Some(&b'\n');
-    let complete = match tail.iter().rposition(|byte| *byte == b'\n') {
-        Some(end) => &tail[..end],
-        None => return Ok((Position::START, torn)),
-    };
-    let last = complete.rsplit(|byte| *byte == b'\n').next().unwrap_or_default();
-    Ok((position_after(last).unwrap_or(Position::START), torn))
+    // The tail read grows until it holds the last complete line whole (a line can be long:
+    // a query may name many tables).
+    let mut tail_bytes: u64 = 64 << 10;
+    loop {
+        let from = length.saturating_sub(tail_bytes);
+        file.seek(SeekFrom::Start(from))?;
+        let mut tail = Vec::with_capacity((length - from) as usize);
+        file.read_to_end(&mut tail)?;
+        let torn = tail.last() != Some(&b'\n');
+        let Some(end) = tail.iter().rposition(|byte| *byte == b'\n') else {
+            if from == 0 {
+                file.seek(SeekFrom::End(0))?;
+                return Ok((Position::START, torn));
+            }
+            tail_bytes = tail_bytes.saturating_mul(4);
+            continue;
+        };
+        let complete = &tail[..end];
+        match complete.iter().rposition(|byte| *byte == b'\n') {
+            // The line before it began inside the tail, or the tail is the whole file.
+            Some(start) => {
+                let position = position_after(&complete[start + 1..]);
+                file.seek(SeekFrom::End(0))?;
+                return Ok((position.unwrap_or(Position::START), torn));
+            }
+            None if from == 0 => {
+                let position = position_after(complete);
+                file.seek(SeekFrom::End(0))?;
+                return Ok((position.unwrap_or(Position::START), torn));
+            }
+            None => tail_bytes = tail_bytes.saturating_mul(4),
+        }
+    }
 }
 
 /// Where the chain stands after `line`: its `seq` + 1 and its `hash`.
@@ -187,11 +207,20 @@ mod tests {
         std::fs::write(&path, &lines).expect("written");
         let mut file = std::fs::OpenOptions::new().read(true).append(true).open(&path).expect("opens");
         assert_eq!(resume(&mut file).expect("reads"), (after, false));
+        let sealed_two = lines.clone();
         // A write cut short: the chain resumes from the line before it, and says so.
         lines.extend_from_slice(b"{\"a\":3,\"se");
         std::fs::write(&path, &lines).expect("written");
         let mut file = std::fs::OpenOptions::new().read(true).append(true).open(&path).expect("opens");
         assert_eq!(resume(&mut file).expect("reads"), (after, true));
+        // A last line longer than the first read of the tail.
+        let mut long = format!("{{\"pad\":\"{}\"}}\n", "x".repeat(200 << 10)).into_bytes();
+        let after_long = seal(&mut long, after, None);
+        let mut both = sealed_two;
+        both.extend_from_slice(&long);
+        std::fs::write(&path, &both).expect("written");
+        let mut file = std::fs::OpenOptions::new().read(true).append(true).open(&path).expect("opens");
+        assert_eq!(resume(&mut file).expect("reads"), (after_long, false));
         std::fs::write(&path, b"").expect("emptied");
         let mut file = std::fs::OpenOptions::new().read(true).append(true).open(&path).expect("opens");
         assert_eq!(resume(&mut file).expect("reads"), (Position::START, false));
