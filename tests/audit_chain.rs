@@ -272,3 +272,62 @@ fn a_second_writer_on_the_same_file_is_refused_rather_than_interleaved() {
     serve(&path, None, 1, true);
     assert!(verify(&[&path], None).is_ok());
 }
+
+/// `line` (a sealed record, with its newline) sealed again at `seq` after `prev`, with no key,
+/// as whoever can edit the file could: the chain's own rules must find what the hashes cannot.
+fn reseal(line: &str, seq: u64, prev: &str) -> String {
+    use sha2::Digest;
+    let mut record: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).expect("a record");
+    record.remove("hash");
+    record.insert("seq".into(), seq.into());
+    record.insert("prev".into(), prev.into());
+    let body = serde_json::to_string(&record).expect("JSON");
+    let without = body.strip_suffix('}').expect("an object");
+    let hash = hex(&sha2::Sha256::digest(format!("{without}}}")));
+    format!("{without},\"hash\":\"{hash}\"}}\n")
+}
+
+fn hash_of(line: &str) -> String {
+    let record: serde_json::Value = serde_json::from_str(line).expect("a record");
+    record["hash"].as_str().expect("a hash").to_owned()
+}
+
+#[test]
+fn a_forged_line_is_found_by_the_chains_rules_where_its_hash_is_right() {
+    let dir = Dir::new("chain-forged");
+    let path = dir.file("audit.jsonl");
+    serve(&path, None, 2, true);
+    let original = lines(&path);
+    let forged = dir.file("forged.jsonl");
+    let check = |what: &str, lines: &[String], line: u64, reason: &str| {
+        write_lines(&forged, lines);
+        let broken = verify(&[&forged], None).expect_err(what);
+        assert_eq!(broken.line, line, "{what}: {broken}");
+        assert!(broken.reason.contains(reason), "{what}: {broken}");
+    };
+    // Line 3 deleted, and line 4 renumbered into its place: the sequence follows, the line
+    // before it does not.
+    let mut renumbered = original.clone();
+    renumbered.remove(2);
+    let prev = serde_json::from_str::<serde_json::Value>(&original[3]).expect("record")["prev"].clone();
+    renumbered[2] = reseal(&original[3], 2, prev.as_str().expect("hex"));
+    check("renumbered", &renumbered, 3, "does not follow");
+    // A record appended after the close, following it exactly.
+    let mut appended = original.clone();
+    let last = original.last().expect("a close").clone();
+    appended.push(reseal(&original[1], original.len() as u64, &hash_of(&last)));
+    check("appended after the close", &appended, original.len() as u64 + 1, "after the chain was closed");
+    // A line renumbered in place, following the line before it: the sequence is what breaks.
+    let mut skipped = original.clone();
+    skipped[2] = reseal(&original[2], 10, &hash_of(&original[1]));
+    check("renumbered in place", &skipped, 3, "sequence number 10 where 2 was expected");
+    // A line whose closing brace was edited: its hash still matches what it covers.
+    let mut unclosed = original.clone();
+    unclosed[1] = unclosed[1].replacen("\"}\n", "\"]\n", 1);
+    assert_ne!(unclosed[1], original[1]);
+    check("closing brace edited", &unclosed, 2, "not a sealed audit record");
+    // A chain whose first record claims to start from nothing, but does not.
+    let mut rebased = original.clone();
+    rebased[0] = reseal(&original[0], 0, &"1".repeat(64));
+    check("rebased", &rebased, 1, "start from nothing");
+}
