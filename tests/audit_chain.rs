@@ -15,7 +15,7 @@ impl Dir {
     fn new(name: &str) -> Dir {
         let mut random = [0u8; 6];
         getrandom::fill(&mut random).expect("random");
-        let path = std::env::temp_dir().join(format!("sqlwarden-{name}-{}", hex(&random)));
+        let path = std::env::temp_dir().join(format!("sqlwarden-{name}-{}", hex::encode(random)));
         std::fs::create_dir_all(&path).expect("dir");
         Dir(path)
     }
@@ -29,10 +29,6 @@ impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn record(stage: Stage) -> AuditRecord {
@@ -283,7 +279,7 @@ fn reseal(line: &str, seq: u64, prev: &str) -> String {
     record.insert("prev".into(), prev.into());
     let body = serde_json::to_string(&record).expect("JSON");
     let without = body.strip_suffix('}').expect("an object");
-    let hash = hex(&sha2::Sha256::digest(format!("{without}}}")));
+    let hash = hex::encode(sha2::Sha256::digest(format!("{without}}}")));
     format!("{without},\"hash\":\"{hash}\"}}\n")
 }
 

@@ -144,6 +144,9 @@ impl Transport {
     }
 }
 
+/// The origin of a call that came in no known way: written as nulls.
+const NO_ORIGIN: Origin = Origin { transport: None, mcp_session: None, request_id: None };
+
 impl Origin {
     /// A call that came in over `transport`.
     pub fn new(transport: Transport) -> Origin {
@@ -252,7 +255,7 @@ impl Serialize for AuditEvent<'_> {
         map.serialize_entry("identity", &self.session.map(SessionContext::identity))?;
         map.serialize_entry("tenant", &self.session.map(SessionContext::tenant))?;
         map.serialize_entry("tool", self.tool)?;
-        let origin = self.origin.cloned().unwrap_or_default();
+        let origin = self.origin.unwrap_or(&NO_ORIGIN);
         map.serialize_entry("transport", &origin.transport)?;
         let raw = |text: &Option<Box<str>>| {
             text.as_deref().and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
@@ -408,7 +411,6 @@ impl<W> fmt::Debug for JsonLinesSink<W> {
 /// escaping the session's fields (once, at bind) and the tool (once per batch) only. Returns
 /// where the lines start: the escaped tool name is kept in front of them.
 fn write_lines(lines: &mut Vec<u8>, batch: &AuditBatch<'_>) -> Result<usize, serde_json::Error> {
-    const NO_ORIGIN: Origin = Origin { transport: None, mcp_session: None, request_id: None };
     const NO_SESSION: &str = r#""session_id":null,"identity":null,"tenant":null"#;
     let session = batch.session.map_or(NO_SESSION, SessionContext::audit_json);
     // The escaped tool name goes first, once; each line copies it from there.
