@@ -77,6 +77,7 @@
 
 pub mod adapter;
 pub mod audit;
+pub mod auth;
 pub mod boundary;
 pub mod config;
 #[cfg(feature = "sqlite")]

@@ -28,8 +28,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serves MCP over stdin and stdout (the default).
-    Serve,
+    /// Serves MCP over stdin and stdout (the default), or over HTTP when the configuration has
+    /// [http] or --http is given.
+    Serve {
+        /// Serve MCP over Streamable HTTP on this address (such as 127.0.0.1:8080) instead of stdio.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+    },
     /// Runs one tool call through the full pipeline and prints its result as JSON.
     Call {
         /// The tool: query_read, list_tables or describe_table.
@@ -74,8 +79,8 @@ enum AuditCommand {
 fn main() -> ExitCode {
     start_with_memory_settings();
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.config),
+    match cli.command.unwrap_or(Command::Serve { http: None }) {
+        Command::Serve { http } => serve(cli.config, http),
         Command::Call { tool, arguments } => call(cli.config, &tool, &arguments),
         Command::Check => check(cli.config),
         Command::Audit { command: AuditCommand::Verify { hmac_key_env, files } } => {
@@ -151,6 +156,15 @@ fn with_service<F: std::future::Future<Output = ExitCode>>(
     config: Option<PathBuf>,
     work: impl FnOnce(Service) -> F,
 ) -> ExitCode {
+    with_service_serving(config, None, |service, _| work(service))
+}
+
+/// [`with_service`], with the HTTP settings the configuration (or `--http ADDR`) asks for.
+fn with_service_serving<F: std::future::Future<Output = ExitCode>>(
+    config: Option<PathBuf>,
+    http: Option<&str>,
+    work: impl FnOnce(Service, Option<Http>) -> F,
+) -> ExitCode {
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -159,10 +173,10 @@ fn with_service<F: std::future::Future<Output = ExitCode>>(
         }
     };
     let code = runtime.block_on(async {
-        match service(config) {
-            Ok(service) => {
+        match service(config, http) {
+            Ok((service, http)) => {
                 let audit = std::sync::Arc::clone(service.audit());
-                let code = work(service).await;
+                let code = work(service, http).await;
                 // Records of calls denied or cancelled were handed over without waiting; the
                 // audit's chain is closed.
                 if let Err(error) = audit.close(FLUSH_AT_EXIT) {
@@ -182,13 +196,21 @@ fn with_service<F: std::future::Future<Output = ExitCode>>(
     code
 }
 
-fn serve(config: Option<PathBuf>) -> ExitCode {
+fn serve(config: Option<PathBuf>, http: Option<String>) -> ExitCode {
     let logs = init_logs();
-    let code = with_service(config, |service| async move {
+    let code = with_service_serving(config, http.as_deref(), |service, http| async move {
         let service = std::sync::Arc::new(service);
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP on stdio");
         let hangups = tokio::spawn(reopen_audit_on_hangup(std::sync::Arc::clone(service.audit())));
-        let served = sqlwarden::mcp::serve_stdio(std::sync::Arc::clone(&service)).await;
+        let served = match http {
+            Some((http, auth)) => {
+                tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP over HTTP");
+                sqlwarden::mcp::serve_http(std::sync::Arc::clone(&service), http, auth).await
+            }
+            None => {
+                tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP on stdio");
+                sqlwarden::mcp::serve_stdio(std::sync::Arc::clone(&service)).await
+            }
+        };
         hangups.abort();
         let failures = service.boundary().audit_failures();
         if failures > 0 {
@@ -197,7 +219,8 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                tracing::error!(%error, "stdout failed");
+                tracing::error!(%error, "serving failed");
+                say(format_args!("{error}"));
                 ExitCode::FAILURE
             }
         }
@@ -326,19 +349,34 @@ fn check(config: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn service(config: Option<PathBuf>) -> Result<Service, String> {
-    let service = match config {
-        Some(path) => Service::from_config(Config::load(&path).map_err(|error| error.to_string())?),
+/// What the HTTP transport serves with: its settings and who may call it.
+type Http = (sqlwarden::config::HttpConfig, sqlwarden::config::AuthConfig);
+
+fn service(config: Option<PathBuf>, http_listen: Option<&str>) -> Result<(Service, Option<Http>), String> {
+    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
+    let mut warnings = Vec::new();
+    let (service, http) = match config {
+        Some(path) => {
+            let config = Config::load_serving(&path, http_listen).map_err(|error| error.to_string())?;
+            let http = config.http.clone().map(|http| (http, config.auth.clone()));
+            (Service::from_config(config), http)
+        }
         #[cfg(feature = "sqlite")]
-        None => Service::demo(),
+        None => {
+            let http = match http_listen {
+                Some(listen) => Some(sqlwarden::config::HttpConfig::without_auth(listen, &mut warnings)?),
+                None => None,
+            };
+            (Service::demo(), http)
+        }
         #[cfg(not(feature = "sqlite"))]
         None => return Err("this build has no demo database (cargo feature sqlite); pass --config".into()),
-    }
-    .map_err(|error| error.to_string())?;
-    for warning in service.warnings() {
+    };
+    let service = service.map_err(|error| error.to_string())?;
+    for warning in service.warnings().iter().chain(&warnings) {
         say(format_args!("warning: {warning}"));
     }
-    Ok(service)
+    Ok((service, http))
 }
 
 fn call(config: Option<PathBuf>, tool: &str, arguments: &str) -> ExitCode {

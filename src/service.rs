@@ -127,12 +127,7 @@ impl Service {
             if access == Access::Write && config.mode == Mode::ReadOnly {
                 warnings.push(format!("tool {} writes, but the server is read-only: it will be refused", grant.tool));
             }
-            let mut granted = Grant::new(&config.identity, &config.tenant, grant.tool.as_str())
-                .map_err(|error| ServiceError(format!("[[grants]] {error}")))?;
-            if let Some(at) = grant.expires_at {
-                granted = granted.expires_at(at);
-            }
-            grants.push(granted);
+            grants.push(grant.grant().map_err(|error| ServiceError(format!("[[grants]] {error}")))?);
         }
         let boundary = Boundary::builder(tools)
             .mode(config.mode)
@@ -160,6 +155,18 @@ impl Service {
     /// request id go on its audit records).
     pub async fn call_from(&self, origin: Origin, tool: &str, args: Value) -> Result<ToolOutput, Denial> {
         self.boundary.invoke_from(origin, Some(Arc::clone(&self.session)), tool, args).await
+    }
+
+    /// [`call_from`](Self::call_from), as `session` (a transport's verified caller; `None` is
+    /// denied).
+    pub async fn call_as(
+        &self,
+        origin: Origin,
+        session: Option<Arc<SessionContext>>,
+        tool: &str,
+        args: Value,
+    ) -> Result<ToolOutput, Denial> {
+        self.boundary.invoke_from(origin, session, tool, args).await
     }
 
     /// The boundary, for a transport to drive.

@@ -192,6 +192,7 @@ impl Boundary {
                     identity: session.identity(),
                     tenant: session.tenant(),
                     tool: tool.name.as_str(),
+                    scopes: session.scopes(),
                     now,
                 };
                 matches!(
@@ -341,6 +342,7 @@ impl<'b> Invocation<'b, ModeChecked> {
                 identity: resolution.session.identity(),
                 tenant: resolution.session.tenant(),
                 tool: resolution.name.as_str(),
+                scopes: resolution.session.scopes(),
                 now: clock.now(),
             };
             let unauthorized = || Denial::new(DenialCode::Unauthorized, "not authorized to invoke this tool");

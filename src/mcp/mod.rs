@@ -2,8 +2,11 @@
 //! boundary, unknown tool names included; `tools/list` shows only the tools the session is
 //! granted in the server's mode.
 
+mod front;
+mod http;
 mod result;
 mod stdio;
+mod stop;
 
 use std::sync::Arc;
 
@@ -16,10 +19,11 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
+pub use http::{HttpServer, serve_http};
 pub use stdio::{MAX_MESSAGE_BYTES, serve_stdio};
 
 use crate::audit::{Origin, Transport};
-use crate::policy::Access;
+use crate::policy::{Access, SessionContext};
 use crate::service::Service;
 use result::Outputs;
 
@@ -29,6 +33,15 @@ use result::Outputs;
 pub(crate) struct McpServer {
     service: Arc<Service>,
     outputs: Arc<Outputs>,
+    transport: Transport,
+}
+
+/// The verified caller of an HTTP request. The transport puts it in the request's extensions;
+/// rmcp hands them to the handler with the request.
+#[derive(Clone)]
+pub(crate) struct Caller {
+    session: Arc<SessionContext>,
+    mcp_session: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for McpServer {
@@ -40,13 +53,39 @@ impl std::fmt::Debug for McpServer {
 impl McpServer {
     /// A handler for `service` whose outputs the transport takes from `outputs`.
     pub(crate) fn new(service: Arc<Service>, outputs: Arc<Outputs>) -> Self {
-        McpServer { service, outputs }
+        McpServer { service, outputs, transport: Transport::Stdio }
     }
 
-    fn tools(&self) -> Vec<McpTool> {
+    /// A handler for HTTP: each request's session comes from its [`Caller`], never from the
+    /// configuration.
+    pub(crate) fn for_http(service: Arc<Service>, outputs: Arc<Outputs>) -> Self {
+        McpServer { service, outputs, transport: Transport::Http }
+    }
+
+    /// The session a request runs as, and where it came from. Over HTTP, a request without a
+    /// verified caller has no session, and the boundary denies it.
+    fn caller(&self, context: &RequestContext<RoleServer>) -> (Option<Arc<SessionContext>>, Origin) {
+        let origin = Origin::new(self.transport).request(&context.id);
+        match self.transport {
+            Transport::Http => match context.extensions.get::<Caller>() {
+                Some(caller) => {
+                    let origin = match &caller.mcp_session {
+                        Some(id) => origin.mcp_session(id),
+                        None => origin,
+                    };
+                    (Some(Arc::clone(&caller.session)), origin)
+                }
+                None => (None, origin),
+            },
+            _ => (Some(Arc::clone(self.service.session())), origin),
+        }
+    }
+
+    fn tools(&self, session: Option<&SessionContext>) -> Vec<McpTool> {
+        let Some(session) = session else { return Vec::new() };
         let boundary = self.service.boundary();
         boundary
-            .visible_tools(self.service.session())
+            .visible_tools(session)
             .into_iter()
             .map(|tool| {
                 let annotations = ToolAnnotations::new()
@@ -75,9 +114,10 @@ impl ServerHandler for McpServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(self.tools()))
+        let (session, _) = self.caller(&context);
+        Ok(ListToolsResult::with_all_items(self.tools(session.as_deref())))
     }
 
     async fn call_tool(
@@ -86,8 +126,8 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request.arguments.map_or_else(|| json!({}), Value::Object);
-        let origin = Origin::new(Transport::Stdio).request(&context.id);
-        let call = self.service.call_from(origin, &request.name, arguments);
+        let (session, origin) = self.caller(&context);
+        let call = self.service.call_as(origin, session, &request.name, arguments);
         // A cancelled request drops the call, which stops its statement on the database.
         let outcome = tokio::select! {
             outcome = call => outcome,

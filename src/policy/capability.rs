@@ -17,6 +17,8 @@ pub struct AuthzRequest<'a> {
     pub tenant: &'a str,
     /// The tool to invoke.
     pub tool: &'a str,
+    /// The scopes the caller's credential carries.
+    pub scopes: &'a [Box<str>],
     /// The time of the decision.
     pub now: SystemTime,
 }
@@ -44,11 +46,16 @@ impl<T: Authorizer + ?Sized> Authorizer for std::sync::Arc<T> {
     }
 }
 
-/// A grant: this identity, in this tenant, may invoke this one tool, optionally until a time.
+/// A grant: callers who match it may invoke this one tool, optionally until a time.
+///
+/// A grant matches on the identity, the tenant and a scope the caller's credential carries,
+/// each only if the grant names it: [`Grant::new`] names an identity and a tenant;
+/// [`Grant::to_anyone`] names none of them, and so matches every caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    identity: Box<str>,
-    tenant: Box<str>,
+    identity: Option<Box<str>>,
+    tenant: Option<Box<str>>,
+    scope: Option<Box<str>>,
     tool: ToolName,
     expires_at: Option<SystemTime>,
 }
@@ -66,16 +73,46 @@ pub enum GrantError {
     /// The tool is not a valid tool name (`*` included: there is no wildcard).
     #[error("grant {0}")]
     Tool(ToolNameError),
+    /// The scope is empty or holds white space or a control character.
+    #[error("grant scope must be one scope: not empty, without white space or control characters")]
+    Scope,
 }
 
 impl Grant {
     /// A grant with no expiry. Identity and tenant follow the same rules as a session's, and
     /// the tool must be a valid tool name, so `*` is refused.
     pub fn new(identity: &str, tenant: &str, tool: &str) -> Result<Self, GrantError> {
-        principal::check(identity).map_err(GrantError::Identity)?;
-        principal::check(tenant).map_err(GrantError::Tenant)?;
+        Grant::to_anyone(tool)?.identity(identity)?.tenant(tenant)
+    }
+
+    /// A grant of `tool` to every caller, until [`identity`](Self::identity),
+    /// [`tenant`](Self::tenant) or [`scope`](Self::scope) narrow it.
+    pub fn to_anyone(tool: &str) -> Result<Self, GrantError> {
         let tool = ToolName::new(tool).map_err(GrantError::Tool)?;
-        Ok(Grant { identity: identity.into(), tenant: tenant.into(), tool, expires_at: None })
+        Ok(Grant { identity: None, tenant: None, scope: None, tool, expires_at: None })
+    }
+
+    /// Narrows the grant to callers with this identity.
+    pub fn identity(mut self, identity: &str) -> Result<Self, GrantError> {
+        principal::check(identity).map_err(GrantError::Identity)?;
+        self.identity = Some(identity.into());
+        Ok(self)
+    }
+
+    /// Narrows the grant to callers in this tenant.
+    pub fn tenant(mut self, tenant: &str) -> Result<Self, GrantError> {
+        principal::check(tenant).map_err(GrantError::Tenant)?;
+        self.tenant = Some(tenant.into());
+        Ok(self)
+    }
+
+    /// Narrows the grant to callers whose credential carries this scope.
+    pub fn scope(mut self, scope: &str) -> Result<Self, GrantError> {
+        if scope.is_empty() || scope.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(GrantError::Scope);
+        }
+        self.scope = Some(scope.into());
+        Ok(self)
     }
 
     /// Makes the grant expire at `at`.
@@ -90,12 +127,14 @@ impl Grant {
         &self.tool
     }
 
-    /// Whether this grant allows `request`: every field matches exactly and, if the grant
-    /// expires, `now` is strictly before the expiry.
+    /// Whether this grant allows `request`: the tool matches exactly; the identity and the
+    /// tenant match exactly if the grant names them; the request carries the scope if the grant
+    /// names one; and, if the grant expires, `now` is strictly before the expiry.
     pub fn allows(&self, request: &AuthzRequest<'_>) -> bool {
-        *self.identity == *request.identity
-            && *self.tenant == *request.tenant
-            && self.tool.as_str() == request.tool
+        self.tool.as_str() == request.tool
+            && self.identity.as_deref().is_none_or(|identity| identity == request.identity)
+            && self.tenant.as_deref().is_none_or(|tenant| tenant == request.tenant)
+            && self.scope.as_deref().is_none_or(|scope| request.scopes.iter().any(|held| **held == *scope))
             && self.expires_at.is_none_or(|expiry| request.now < expiry)
     }
 }
@@ -143,7 +182,7 @@ mod tests {
     const T0: SystemTime = SystemTime::UNIX_EPOCH;
 
     fn request<'a>(identity: &'a str, tenant: &'a str, tool: &'a str) -> AuthzRequest<'a> {
-        AuthzRequest { identity, tenant, tool, now: T0 + Duration::from_secs(100) }
+        AuthzRequest { identity, tenant, tool, scopes: &[], now: T0 + Duration::from_secs(100) }
     }
 
     fn decide(caps: &Capabilities, req: &AuthzRequest<'_>) -> Decision {
@@ -199,5 +238,32 @@ mod tests {
             Grant::new("alice", "acme", "t").expect("valid"),
         ]);
         assert_eq!(decide(&caps, &request("alice", "acme", "t")), Decision::Allow);
+    }
+
+    #[test]
+    fn a_grant_matches_only_on_what_it_names() {
+        let scoped = |scopes: &'static [Box<str>]| AuthzRequest { scopes, ..request("alice", "acme", "t") };
+        let read: &'static [Box<str>] = Box::leak(Box::new(["read".into(), "other".into()]));
+        let anyone = Capabilities::from_grants([Grant::to_anyone("t").expect("valid")]);
+        assert_eq!(decide(&anyone, &request("bob", "globex", "t")), Decision::Allow);
+        assert_eq!(decide(&anyone, &request("bob", "globex", "u")), Decision::Deny, "the tool always matters");
+        let tenant = Capabilities::from_grants([Grant::to_anyone("t").and_then(|g| g.tenant("acme")).expect("valid")]);
+        assert_eq!(decide(&tenant, &request("bob", "acme", "t")), Decision::Allow);
+        assert_eq!(decide(&tenant, &request("bob", "globex", "t")), Decision::Deny);
+        let identity =
+            Capabilities::from_grants([Grant::to_anyone("t").and_then(|g| g.identity("bob")).expect("valid")]);
+        assert_eq!(decide(&identity, &request("bob", "globex", "t")), Decision::Allow);
+        assert_eq!(decide(&identity, &request("alice", "globex", "t")), Decision::Deny);
+        let scope = Capabilities::from_grants([Grant::to_anyone("t").and_then(|g| g.scope("read")).expect("valid")]);
+        assert_eq!(decide(&scope, &request("alice", "acme", "t")), Decision::Deny, "no scope held");
+        assert_eq!(decide(&scope, &scoped(read)), Decision::Allow);
+        let other = Capabilities::from_grants([Grant::to_anyone("t").and_then(|g| g.scope("rea")).expect("valid")]);
+        assert_eq!(decide(&other, &scoped(read)), Decision::Deny, "a scope matches whole");
+        for refused in ["", "a b", "a\tb", "x\u{7}"] {
+            assert!(
+                matches!(Grant::to_anyone("t").and_then(|g| g.scope(refused)), Err(GrantError::Scope)),
+                "{refused:?}"
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@ use super::principal::{self, PrincipalError};
 pub struct SessionContext {
     identity: Box<str>,
     tenant: Box<str>,
+    scopes: Box<[Box<str>]>,
     id: SessionId,
     bound_at: SystemTime,
     expires_at: Option<SystemTime>,
@@ -32,6 +33,7 @@ pub struct SessionId(Box<str>);
 pub struct SessionBuilder {
     identity: Option<String>,
     tenant: Option<String>,
+    scopes: Vec<Box<str>>,
     expires_at: Option<SystemTime>,
 }
 
@@ -42,6 +44,8 @@ pub enum SessionField {
     Identity,
     /// The caller's tenant.
     Tenant,
+    /// A scope of the caller's credential.
+    Scope,
 }
 
 impl fmt::Display for SessionField {
@@ -49,6 +53,7 @@ impl fmt::Display for SessionField {
         f.write_str(match self {
             SessionField::Identity => "identity",
             SessionField::Tenant => "tenant",
+            SessionField::Scope => "scope",
         })
     }
 }
@@ -87,6 +92,11 @@ impl SessionContext {
     /// On behalf of which tenant.
     pub fn tenant(&self) -> &str {
         &self.tenant
+    }
+
+    /// The scopes the caller's credential carries (none over stdio).
+    pub fn scopes(&self) -> &[Box<str>] {
+        &self.scopes
     }
 
     /// The random id drawn when the session was bound.
@@ -128,6 +138,12 @@ impl SessionBuilder {
         self
     }
 
+    /// Sets the scopes the caller's credential carries.
+    pub fn scopes(mut self, scopes: impl IntoIterator<Item = impl Into<Box<str>>>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Makes the session expire at `at`.
     pub fn expires_at(mut self, at: SystemTime) -> Self {
         self.expires_at = Some(at);
@@ -138,6 +154,9 @@ impl SessionBuilder {
     pub fn bind(self) -> Result<SessionContext, SessionError> {
         let identity = field(self.identity, SessionField::Identity)?;
         let tenant = field(self.tenant, SessionField::Tenant)?;
+        for scope in &self.scopes {
+            principal::check(scope).map_err(|reason| SessionError::Invalid { field: SessionField::Scope, reason })?;
+        }
         let mut random = [0u8; 16];
         getrandom::fill(&mut random).map_err(SessionError::Entropy)?;
         let id = hex::encode(random);
@@ -149,6 +168,7 @@ impl SessionBuilder {
         Ok(SessionContext {
             identity,
             tenant,
+            scopes: self.scopes.into_boxed_slice(),
             id: SessionId(id.into_boxed_str()),
             bound_at: SystemTime::now(),
             expires_at: self.expires_at,

@@ -26,6 +26,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+mod http;
+
+pub use http::{AuthConfig, BearerConfig, DEFAULT_PATH, HttpConfig};
+
 use crate::adapter::PoolOptions;
 use crate::policy::{Mode, QuotaPolicy, SessionContext, ToolName};
 use crate::sql::{AllowList, SqlDialect};
@@ -58,6 +62,10 @@ pub struct Config {
     pub audit_key: Option<crate::audit::ChainKey>,
     /// The size at which the audit file is rotated (`[audit] max_bytes`), if any.
     pub audit_max_bytes: Option<u64>,
+    /// The Streamable HTTP transport, when `[http]` (or `--http`) asks for it.
+    pub http: Option<HttpConfig>,
+    /// Who may call over HTTP.
+    pub auth: AuthConfig,
     /// Settings that are allowed but probably not meant, for the operator to see.
     pub warnings: Vec<String>,
 }
@@ -82,13 +90,39 @@ impl fmt::Debug for DatabaseConfig {
     }
 }
 
-/// One grant of the session.
+/// One grant: a tool, to the callers it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantConfig {
     /// The tool granted.
     pub tool: ToolName,
+    /// Only to this identity, if set.
+    pub identity: Option<String>,
+    /// Only to this tenant, if set.
+    pub tenant: Option<String>,
+    /// Only to callers whose token carries this scope, if set.
+    pub scope: Option<String>,
     /// When the grant ends (exclusive), if ever.
     pub expires_at: Option<SystemTime>,
+}
+
+impl GrantConfig {
+    /// The grant this entry describes: its tool, to the callers it names.
+    pub fn grant(&self) -> Result<crate::policy::Grant, crate::policy::GrantError> {
+        let mut granted = crate::policy::Grant::to_anyone(self.tool.as_str())?;
+        if let Some(identity) = &self.identity {
+            granted = granted.identity(identity)?;
+        }
+        if let Some(tenant) = &self.tenant {
+            granted = granted.tenant(tenant)?;
+        }
+        if let Some(scope) = &self.scope {
+            granted = granted.scope(scope)?;
+        }
+        if let Some(at) = self.expires_at {
+            granted = granted.expires_at(at);
+        }
+        Ok(granted)
+    }
 }
 
 /// Where audit records go.
@@ -126,6 +160,8 @@ struct RawConfig {
     grants: Vec<RawGrant>,
     #[serde(default)]
     audit: RawAudit,
+    http: Option<http::RawHttp>,
+    auth: Option<http::RawAuthChoice>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +235,9 @@ struct RawQuotas {
 #[serde(deny_unknown_fields)]
 struct RawGrant {
     tool: String,
+    identity: Option<String>,
+    tenant: Option<String>,
+    scope: Option<String>,
     expires_at: Option<String>,
 }
 
@@ -222,6 +261,25 @@ impl Config {
 
     /// Checks a configuration's text. `origin` names it in errors; `env` reads variables.
     pub fn parse(text: &str, origin: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::parse_serving(text, origin, env, None)
+    }
+
+    /// Reads and checks the file at `path`, with HTTP on `http_listen` if given (as
+    /// `sqlwarden serve --http ADDR` asks), whatever `[http] listen` says.
+    pub fn load_serving(path: &Path, http_listen: Option<&str>) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError { origin: origin.clone(), message: format!("cannot be read: {error}") })?;
+        Config::parse_serving(&text, &origin, |name| std::env::var(name).ok(), http_listen)
+    }
+
+    /// [`parse`](Self::parse), with HTTP on `http_listen` if given.
+    pub fn parse_serving(
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+        http_listen: Option<&str>,
+    ) -> Result<Config, ConfigError> {
         let fail = |message: String| ConfigError { origin: origin.to_owned(), message };
         let raw: RawConfig = toml::from_str(text).map_err(|error| fail(toml_error(text, &error)))?;
         let mut warnings = Vec::new();
@@ -361,10 +419,14 @@ impl Config {
                     fail(format!("[[grants]] expires_at {text:?} is not an RFC 3339 time such as 2027-01-01T00:00:00Z"))
                 })?),
             };
-            if grants.iter().any(|known| known.tool == tool) {
-                return Err(fail(format!("[[grants]] grants {tool} twice")));
+            let entry =
+                GrantConfig { tool, identity: grant.identity, tenant: grant.tenant, scope: grant.scope, expires_at };
+            // Checked as the service will build it.
+            entry.grant().map_err(|error| fail(format!("[[grants]] for {}: {error}", entry.tool)))?;
+            if grants.iter().any(|known| GrantConfig { expires_at, ..known.clone() } == entry) {
+                return Err(fail(format!("[[grants]] grants {} twice to the same callers", entry.tool)));
             }
-            grants.push(GrantConfig { tool, expires_at });
+            grants.push(entry);
         }
         if grants.is_empty() {
             warnings.push("no [[grants]]: the session may call no tool".into());
@@ -401,6 +463,8 @@ impl Config {
         if raw.audit.max_bytes == Some(0) {
             return Err(fail("[audit] max_bytes must be at least 1".into()));
         }
+        let http = http::http(raw.http, http_listen).map_err(fail)?;
+        let auth = http::auth(raw.auth, http.as_ref(), &mut warnings).map_err(fail)?;
         Ok(Config {
             database: DatabaseConfig { url, dialect, pool },
             identity: raw.session.identity,
@@ -414,6 +478,8 @@ impl Config {
             audit_deadline,
             audit_key,
             audit_max_bytes: raw.audit.max_bytes,
+            http,
+            auth,
             warnings,
         })
     }

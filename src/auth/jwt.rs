@@ -1,0 +1,364 @@
+//! JWT access tokens, verified as an OAuth 2.1 resource server does (RFC 9068's profile, with
+//! the audience of RFC 8707): by `jsonwebtoken`, against keys of the identity provider's JWKS.
+//!
+//! For every token, in this order, and any failure is a rejection:
+//!
+//! 1. the header names an algorithm of the pinned allow-list and a `kid`;
+//! 2. the JWKS holds a key with that `kid`, of that algorithm's family (and, if the key names
+//!    an algorithm, that one);
+//! 3. the signature verifies with that key;
+//! 4. `iss` is the configured issuer; `aud` contains the configured audience; `exp` is present
+//!    and not past; `nbf`, if present, is not in the future (both with the configured leeway);
+//! 5. the identity claim (and the tenant claim, if configured) are strings a session accepts.
+//!
+//! The allow-list can hold only asymmetric algorithms: `none` does not exist as an
+//! [`Algorithm`], and HMAC algorithms are refused when the settings are made, because a JWKS
+//! is public and an HMAC "public key" is the secret that signs.
+//!
+//! Keys are kept in memory. A token naming a `kid` the set lacks makes the set be read again
+//! (from the file, or fetched from the URL), at most once per `refresh_min`; a read that fails
+//! keeps the keys already held. With no keys at all, every token is rejected.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use super::fetch::Fetcher;
+use super::{Credential, Principal, Rejection};
+
+/// Where the JWKS is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A file holding the JWKS document.
+    File(PathBuf),
+    /// An `https` URL serving the JWKS document.
+    Url(url::Url),
+}
+
+/// How JWTs are verified.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The value `aud` must contain: this server's resource URI.
+    pub audience: String,
+    /// The signing algorithms accepted (asymmetric only).
+    pub algorithms: Vec<Algorithm>,
+    /// Where the keys are.
+    pub jwks: JwksSource,
+    /// The claim naming the caller (`sub` by default).
+    pub identity_claim: String,
+    /// The claim naming the caller's tenant; when unset, every caller is in `default_tenant`.
+    pub tenant_claim: Option<String>,
+    /// The tenant of callers when no tenant claim is configured.
+    pub default_tenant: String,
+    /// The claim holding the scopes (`scope`: a space-separated string, or an array).
+    pub scope_claim: String,
+    /// How far `exp` and `nbf` may be off.
+    pub leeway: Duration,
+    /// The least time between two reads of the JWKS caused by unknown `kid`s.
+    pub refresh_min: Duration,
+    /// How long a fetch of `jwks_url` may take.
+    pub fetch_timeout: Duration,
+    /// The CA certificates (PEM) `jwks_url`'s server is checked against, instead of the
+    /// system's roots.
+    pub jwks_ca_file: Option<PathBuf>,
+}
+
+/// Why the JWT settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// An algorithm of the allow-list is symmetric.
+    #[error("algorithm {0:?} is an HMAC algorithm, which a JWKS cannot hold safely: use RS*, PS*, ES* or EdDSA")]
+    Symmetric(Algorithm),
+    /// The allow-list is empty.
+    #[error("algorithms is empty")]
+    NoAlgorithm,
+    /// The JWKS cannot be read or holds no usable key.
+    #[error("the JWKS: {0}")]
+    Jwks(String),
+}
+
+/// The algorithm named `name` (`RS256`, `ES256`…), if it is one `jsonwebtoken` knows. `none`
+/// is not one.
+pub fn algorithm(name: &str) -> Option<Algorithm> {
+    name.parse().ok()
+}
+
+/// A key of the set, ready to verify with.
+struct Key {
+    decoding: DecodingKey,
+    /// The algorithm the key is pinned to by its JWK, if any.
+    algorithm: Option<Algorithm>,
+    family: Family,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Rsa,
+    Ec,
+    Ed,
+}
+
+fn family(algorithm: Algorithm) -> Option<Family> {
+    use Algorithm::*;
+    match algorithm {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Some(Family::Rsa),
+        ES256 | ES384 => Some(Family::Ec),
+        EdDSA => Some(Family::Ed),
+        HS256 | HS384 | HS512 => None,
+    }
+}
+
+/// The keys of one read of the JWKS, by `kid`.
+#[derive(Default)]
+struct KeySet(HashMap<String, Key>);
+
+impl KeySet {
+    /// The usable keys of a JWKS document: signing keys with a `kid`, of an asymmetric type.
+    /// Keys of other types (HMAC's `oct` among them) and keys for encryption are left out.
+    fn parse(document: &[u8]) -> Result<KeySet, String> {
+        let set: JwksDocument =
+            serde_json::from_slice(document).map_err(|error| format!("not a JWKS document ({error})"))?;
+        let mut keys = HashMap::new();
+        for value in set.keys {
+            // A key this crate cannot read (an unknown kty or curve) is skipped, not fatal.
+            let Ok(jwk) = serde_json::from_value::<Jwk>(value) else { continue };
+            let Some(kid) = jwk.common.key_id.clone() else { continue };
+            if matches!(jwk.common.public_key_use, Some(ref usage) if *usage != PublicKeyUse::Signature) {
+                continue;
+            }
+            let family = match jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Family::Rsa,
+                AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+                AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
+                AlgorithmParameters::OctetKey(_) => continue,
+            };
+            let algorithm = match jwk.common.key_algorithm {
+                None => None,
+                Some(named) => match named.to_string().parse::<Algorithm>() {
+                    Ok(algorithm) if self::family(algorithm) == Some(family) => Some(algorithm),
+                    // A key pinned to an algorithm it cannot verify (or an encryption one).
+                    _ => continue,
+                },
+            };
+            let Ok(decoding) = DecodingKey::from_jwk(&jwk) else { continue };
+            keys.insert(kid, Key { decoding, algorithm, family });
+        }
+        if keys.is_empty() {
+            return Err("it holds no signing key with a kid of type RSA, EC or OKP".into());
+        }
+        Ok(KeySet(keys))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct JwksDocument {
+    keys: Vec<Value>,
+}
+
+/// Verifies JWTs (see the module documentation).
+pub struct JwtVerifier {
+    settings: JwtSettings,
+    /// One validation per allowed algorithm, made once.
+    validations: HashMap<Algorithm, Validation>,
+    keys: RwLock<Arc<KeySet>>,
+    fetcher: Option<Fetcher>,
+    /// When the set was last read because of an unknown `kid`; one reader at a time.
+    refreshed: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = self.keys.read().map_or(0, |keys| keys.0.len());
+        f.debug_struct("JwtVerifier").field("issuer", &self.settings.issuer).field("keys", &keys).finish()
+    }
+}
+
+impl JwtVerifier {
+    /// A verifier with these settings. A JWKS file is read now, and must hold a usable key; a
+    /// JWKS URL is fetched on the first token (until it answers, every token is rejected).
+    pub async fn new(settings: JwtSettings) -> Result<JwtVerifier, SettingsError> {
+        if settings.algorithms.is_empty() {
+            return Err(SettingsError::NoAlgorithm);
+        }
+        let mut validations = HashMap::new();
+        for &algorithm in &settings.algorithms {
+            if family(algorithm).is_none() {
+                return Err(SettingsError::Symmetric(algorithm));
+            }
+            let mut validation = Validation::new(algorithm);
+            validation.set_issuer(&[&settings.issuer]);
+            validation.set_audience(&[&settings.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            validation.validate_aud = true;
+            validation.leeway = settings.leeway.as_secs();
+            validations.insert(algorithm, validation);
+        }
+        let (keys, fetcher) = match &settings.jwks {
+            JwksSource::File(path) => {
+                let document = std::fs::read(path)
+                    .map_err(|error| SettingsError::Jwks(format!("{} cannot be read: {error}", path.display())))?;
+                let keys = KeySet::parse(&document)
+                    .map_err(|error| SettingsError::Jwks(format!("{}: {error}", path.display())))?;
+                (keys, None)
+            }
+            JwksSource::Url(url) => {
+                let fetcher = Fetcher::new(settings.jwks_ca_file.as_deref()).map_err(SettingsError::Jwks)?;
+                if url.scheme() != "https" {
+                    return Err(SettingsError::Jwks("jwks_url must be an https URL".into()));
+                }
+                (KeySet::default(), Some(fetcher))
+            }
+        };
+        let verifier = JwtVerifier {
+            settings,
+            validations,
+            keys: RwLock::new(Arc::new(keys)),
+            fetcher,
+            refreshed: tokio::sync::Mutex::new(None),
+        };
+        if verifier.fetcher.is_some() {
+            // A provider that does not answer yet does not stop the server: every token is
+            // refused until the set is fetched.
+            match verifier.read_set().await {
+                Ok(set) => {
+                    verifier.replace(set);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the JWKS could not be fetched: every token is refused until it is")
+                }
+            }
+        }
+        Ok(verifier)
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &JwtSettings {
+        &self.settings
+    }
+
+    /// How many keys are held.
+    pub fn key_count(&self) -> usize {
+        self.keys.read().map_or(0, |keys| keys.0.len())
+    }
+
+    /// Verifies one token (see the module documentation).
+    pub async fn verify(&self, token: &str) -> Result<Principal, Rejection> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid("the token's header"))?;
+        let validation = self.validations.get(&header.alg).ok_or(Rejection::Invalid("the token's algorithm"))?;
+        let kid = header.kid.as_deref().ok_or(Rejection::Invalid("the token names no key"))?;
+        let keys = self.keys_with(kid).await;
+        let key = keys.0.get(kid).ok_or(Rejection::Invalid("the token's key is not in the JWKS"))?;
+        if family(header.alg) != Some(key.family) || key.algorithm.is_some_and(|pinned| pinned != header.alg) {
+            return Err(Rejection::Invalid("the token's algorithm does not fit its key"));
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
+            .map_err(|error| Rejection::Invalid(reason(&error)))?;
+        self.principal(&data.claims)
+    }
+
+    /// The key set, read again first if it lacks `kid` and was not read too recently.
+    async fn keys_with(&self, kid: &str) -> Arc<KeySet> {
+        let held = self.held();
+        if held.0.contains_key(kid) {
+            return held;
+        }
+        let mut refreshed = self.refreshed.lock().await;
+        // Another request may have read the set while this one waited.
+        let held = self.held();
+        if held.0.contains_key(kid) || refreshed.is_some_and(|at| at.elapsed() < self.settings.refresh_min) {
+            return held;
+        }
+        *refreshed = Some(Instant::now());
+        match self.read_set().await {
+            Ok(set) => {
+                tracing::info!(keys = set.0.len(), "the JWKS was read again");
+                self.replace(set)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the JWKS could not be read again; the keys held are kept");
+                held
+            }
+        }
+    }
+
+    fn replace(&self, set: KeySet) -> Arc<KeySet> {
+        let set = Arc::new(set);
+        if let Ok(mut keys) = self.keys.write() {
+            *keys = Arc::clone(&set);
+        }
+        set
+    }
+
+    fn held(&self) -> Arc<KeySet> {
+        self.keys.read().map_or_else(|_| Arc::new(KeySet::default()), |keys| Arc::clone(&keys))
+    }
+
+    async fn read_set(&self) -> Result<KeySet, String> {
+        let document = match &self.settings.jwks {
+            JwksSource::File(path) => std::fs::read(path).map_err(|error| error.to_string())?,
+            JwksSource::Url(url) => match &self.fetcher {
+                Some(fetcher) => fetcher.get(url, self.settings.fetch_timeout).await?,
+                None => return Err("no fetcher for the JWKS URL".into()),
+            },
+        };
+        KeySet::parse(&document)
+    }
+
+    fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, Rejection> {
+        let identity = claims
+            .get(&self.settings.identity_claim)
+            .and_then(Value::as_str)
+            .ok_or(Rejection::Invalid("the token has no identity claim"))?;
+        let tenant = match &self.settings.tenant_claim {
+            Some(claim) => {
+                claims.get(claim).and_then(Value::as_str).ok_or(Rejection::Invalid("the token has no tenant claim"))?
+            }
+            None => &self.settings.default_tenant,
+        };
+        let scopes = match claims.get(&self.settings.scope_claim) {
+            None => Vec::new(),
+            Some(Value::String(scopes)) => scopes.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some(Value::Array(scopes)) => scopes.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(_) => return Err(Rejection::Invalid("the token's scope claim")),
+        };
+        let expires_at =
+            claims.get("exp").and_then(Value::as_u64).map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp));
+        Ok(Principal {
+            identity: identity.to_owned(),
+            tenant: tenant.to_owned(),
+            scopes,
+            expires_at,
+            credential: Credential::Jwt,
+        })
+    }
+}
+
+/// The check a token failed, for the log (never for the client).
+fn reason(error: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind::*;
+    match error.kind() {
+        InvalidSignature => "the signature",
+        ExpiredSignature => "exp: the token has expired",
+        ImmatureSignature => "nbf: the token is not valid yet",
+        InvalidIssuer => "iss",
+        InvalidAudience => "aud",
+        MissingRequiredClaim(_) => "a required claim (exp, iss or aud) is missing",
+        InvalidAlgorithm | InvalidAlgorithmName => "the algorithm",
+        InvalidKeyFormat | InvalidRsaKey(_) | InvalidEcdsaKey => "the key",
+        _ => "the token is malformed",
+    }
+}
+
+/// Whether `token` has a JWS compact form's shape: three base64url parts.
+pub(super) fn looks_like_a_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
+}
