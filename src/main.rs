@@ -313,10 +313,15 @@ fn check(config: Option<PathBuf>) -> ExitCode {
     let report = runtime().and_then(|runtime| {
         runtime.block_on(async {
             let config = Config::load(&path).map_err(|error| error.to_string())?;
-            sqlwarden::service::check(config).await.map_err(|error| error.to_string())
+            let http = match &config.http {
+                Some(http) => Some(http_report(http, &config.auth).await),
+                None => None,
+            };
+            let report = sqlwarden::service::check(config).await.map_err(|error| error.to_string())?;
+            Ok((report, http))
         })
     });
-    let report = match report {
+    let (report, http) = match report {
         Ok(report) => report,
         Err(error) => {
             say(format_args!("{error}"));
@@ -333,6 +338,9 @@ fn check(config: Option<PathBuf>) -> ExitCode {
     for warning in &report.warnings {
         text.push_str(&format!("warning: {warning}\n"));
     }
+    for line in http.iter().flatten() {
+        text.push_str(&format!("http: {line}\n"));
+    }
     let code = if report.posture.findings.is_empty() {
         text.push_str("posture: the role may only read\n");
         ExitCode::SUCCESS
@@ -347,6 +355,28 @@ fn check(config: Option<PathBuf>) -> ExitCode {
         Ok(()) => code,
         Err(_) => ExitCode::FAILURE,
     }
+}
+
+/// `sqlwarden check`'s lines about the HTTP transport: where it listens, whether the JWKS can
+/// be read, and what weakens it.
+async fn http_report(http: &sqlwarden::config::HttpConfig, auth: &sqlwarden::config::AuthConfig) -> Vec<String> {
+    let mut lines = vec![format!("serving {} at {}{}", http.resource, http.listen, http.path)];
+    if let sqlwarden::config::AuthConfig::Bearer(bearer) = auth
+        && let Some(settings) = &bearer.jwt
+    {
+        match sqlwarden::auth::JwtVerifier::new(settings.clone()).await {
+            Ok(verifier) if verifier.key_count() > 0 => {
+                lines.push(format!("the JWKS holds {} usable signing keys", verifier.key_count()));
+            }
+            Ok(_) => lines.push("posture: the JWKS could not be fetched: every token would be refused".into()),
+            Err(error) => lines.push(format!("posture: {error}")),
+        }
+    }
+    let now = std::time::SystemTime::now();
+    lines.extend(
+        sqlwarden::config::http_posture(http, auth, now).into_iter().map(|finding| format!("posture: {finding}")),
+    );
+    lines
 }
 
 /// What the HTTP transport serves with: its settings and who may call it.

@@ -46,6 +46,11 @@ impl Drop for Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with("")
+    }
+
+    /// A server whose `[http]` section has `http` besides its listen address and origins.
+    fn start_with(http: &str) -> Server {
         let suffix = databases::unique_suffix();
         let database = std::env::temp_dir().join(format!("sqlwarden-http-{suffix}.db"));
         let connection = rusqlite::Connection::open(&database).unwrap();
@@ -66,6 +71,7 @@ tables = ["notes"]
 [http]
 listen = "127.0.0.1:{port}"
 allowed_origins = ["https://app.example.com"]
+{http}
 [auth]
 issuer = "{ISSUER}"
 jwks_file = "{jwks}"
@@ -477,4 +483,82 @@ fn sigterm_stops_the_server_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
+}
+
+/// At most `max_sessions` are open; an idle session is closed after `session_idle_s`, which
+/// makes room for a new one.
+#[test]
+fn sessions_are_capped_and_idle_ones_expire() {
+    let server = Server::start_with("max_sessions = 2\nsession_idle_s = 1");
+    let token = rs256(&claims(&server, "alice", "acme"));
+    let first = server.initialize(&token);
+    let _second = server.initialize(&token);
+    let third = server.post(Some(&token), None, &initialize());
+    assert_eq!(third.status, 503, "{}", third.body);
+    assert_eq!(third.json()["id"], json!(1), "the refusal answers the initialize by its id");
+    std::thread::sleep(Duration::from_millis(2500));
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert_eq!(server.post(Some(&token), Some(&first), &list).status, 404, "an idle session is closed");
+    let again = server.initialize(&token);
+    assert_eq!(server.tools(&token, &again), ["query_read"]);
+}
+
+/// GET opens the session's event stream (one at a time); it needs the session's owner.
+#[test]
+fn get_opens_one_event_stream_per_session() {
+    let server = Server::start();
+    let token = rs256(&claims(&server, "alice", "acme"));
+    let session = server.initialize(&token);
+    let bearer = format!("Bearer {token}");
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: {bearer}\r\nAccept: text/event-stream\r\n\
+         Mcp-Session-Id: {session}\r\n\r\n",
+        server.port
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = [0u8; 512];
+    let read = stream.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..read]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains("content-type: text/event-stream"), "{head}");
+    let accept =
+        [("Authorization", bearer.as_str()), ("Accept", "text/event-stream"), ("Mcp-Session-Id", session.as_str())];
+    assert_eq!(server.request("GET", "/mcp", &accept, "").status, 409, "one stream per session");
+    let plain = [("Authorization", bearer.as_str()), ("Mcp-Session-Id", session.as_str())];
+    assert_eq!(server.request("GET", "/mcp", &plain, "").status, 406);
+    let mallory = format!("Bearer {}", rs256(&claims(&server, "mallory", "acme")));
+    let foreign =
+        [("Authorization", mallory.as_str()), ("Accept", "text/event-stream"), ("Mcp-Session-Id", session.as_str())];
+    assert_eq!(server.request("GET", "/mcp", &foreign, "").status, 403);
+}
+
+/// The stateless revision (2026-07-28): no session, each request carries its own metadata and
+/// its own token, and runs as that token's principal.
+#[test]
+fn a_stateless_request_runs_as_its_own_token() {
+    let server = Server::start();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let stateless = |token: &str, message: &Value| {
+        let bearer = format!("Bearer {token}");
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Authorization", bearer.as_str()),
+            ("MCP-Protocol-Version", "2026-07-28"),
+        ];
+        server.request("POST", "/mcp", &headers, &message.to_string())
+    };
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}});
+    let alice = rs256(&claims(&server, "alice", "acme"));
+    let answer = stateless(&alice, &list);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["result"]["tools"][0]["name"], json!("query_read"), "{}", answer.body);
+    let bob = sign(Algorithm::ES256, "ec-1", "ec.pem", &claims(&server, "bob", "globex"));
+    assert_eq!(stateless(&bob, &list).json()["result"]["tools"][0]["name"], json!("list_tables"));
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "query_read", "arguments": {"query": "SELECT id FROM notes"}, "_meta": meta}});
+    assert_eq!(stateless(&alice, &call).json()["result"]["structuredContent"]["rows"], json!([[1]]));
+    assert_eq!(stateless(&bob, &call).json()["result"]["structuredContent"]["code"], json!("UNAUTHORIZED"));
+    assert_eq!(stateless("not-a-token", &call).status, 401);
 }

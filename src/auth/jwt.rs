@@ -362,3 +362,191 @@ fn reason(error: &jsonwebtoken::errors::Error) -> &'static str {
 pub(super) fn looks_like_a_jwt(token: &str) -> bool {
     token.split('.').count() == 3
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    const AUDIENCE: &str = "https://db.test/mcp";
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/auth").join(name)
+    }
+
+    fn settings(jwks: JwksSource, refresh_min: Duration) -> JwtSettings {
+        JwtSettings {
+            issuer: "https://idp.test".into(),
+            audience: AUDIENCE.into(),
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            jwks,
+            identity_claim: "sub".into(),
+            tenant_claim: None,
+            default_tenant: "default".into(),
+            scope_claim: "scope".into(),
+            leeway: Duration::from_secs(5),
+            refresh_min,
+            fetch_timeout: Duration::from_secs(2),
+            jwks_ca_file: None,
+        }
+    }
+
+    fn token(kid: &str, key: &str) -> String {
+        let pem = std::fs::read(fixture(key)).expect("the test key");
+        let exp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs() + 600;
+        let claims = serde_json::json!({"iss": "https://idp.test", "aud": [AUDIENCE, "other"], "sub": "alice",
+            "scope": "a b", "exp": exp});
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&pem).expect("PEM")).expect("signed")
+    }
+
+    /// A JWKS file of the test's own, starting as `initial`.
+    struct KeyFile(PathBuf);
+
+    impl KeyFile {
+        fn new(initial: &str) -> KeyFile {
+            let mut random = [0u8; 6];
+            getrandom::fill(&mut random).expect("random");
+            let path = std::env::temp_dir().join(format!("sqlwarden-jwks-{}.json", hex::encode(random)));
+            std::fs::copy(fixture(initial), &path).expect("copy");
+            KeyFile(path)
+        }
+
+        fn holds(&self, document: &str) {
+            std::fs::copy(fixture(document), &self.0).expect("copy");
+        }
+    }
+
+    impl Drop for KeyFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_reads_the_keys_again_and_a_failed_read_keeps_them() {
+        let file = KeyFile::new("jwks.json");
+        let verifier =
+            JwtVerifier::new(settings(JwksSource::File(file.0.clone()), Duration::ZERO)).await.expect("the JWKS");
+        assert_eq!(verifier.key_count(), 2);
+        let first = token("rsa-1", "rsa.pem");
+        let principal = verifier.verify(&first).await.expect("valid");
+        assert_eq!((principal.identity.as_str(), principal.tenant.as_str()), ("alice", "default"));
+        assert_eq!(principal.scopes, ["a", "b"]);
+        let rotated = token("rsa-2", "rsa-other.pem");
+        assert!(verifier.verify(&rotated).await.is_err(), "not in the set yet");
+        file.holds("jwks-other.json");
+        verifier.verify(&rotated).await.expect("read again on the unknown kid");
+        assert!(verifier.verify(&first).await.is_err(), "the rotated-out key is gone");
+        std::fs::remove_file(&file.0).expect("remove");
+        assert!(verifier.verify(&token("ec-9", "rsa.pem")).await.is_err());
+        verifier.verify(&rotated).await.expect("a failed read keeps the keys held");
+        std::fs::write(&file.0, b"{not json").expect("write");
+        assert!(verifier.verify(&first).await.is_err());
+        verifier.verify(&rotated).await.expect("an unreadable set keeps the keys held");
+    }
+
+    #[tokio::test]
+    async fn the_keys_are_read_again_at_most_once_per_interval() {
+        let file = KeyFile::new("jwks.json");
+        let verifier = JwtVerifier::new(settings(JwksSource::File(file.0.clone()), Duration::from_secs(3600)))
+            .await
+            .expect("the JWKS");
+        let rotated = token("rsa-2", "rsa-other.pem");
+        assert!(verifier.verify(&rotated).await.is_err(), "unknown: the set is read again, unchanged");
+        file.holds("jwks-other.json");
+        assert!(verifier.verify(&rotated).await.is_err(), "not read again within the interval");
+        verifier.verify(&token("rsa-1", "rsa.pem")).await.expect("the held keys still verify");
+    }
+
+    #[tokio::test]
+    async fn with_no_keys_every_token_is_refused() {
+        let unreachable = url::Url::parse("https://127.0.0.1:1/jwks.json").expect("URL");
+        let verifier =
+            JwtVerifier::new(settings(JwksSource::Url(unreachable), Duration::ZERO)).await.expect("starts anyway");
+        assert_eq!(verifier.key_count(), 0);
+        assert!(verifier.verify(&token("rsa-1", "rsa.pem")).await.is_err());
+        let plain = url::Url::parse("http://127.0.0.1:1/jwks.json").expect("URL");
+        assert!(JwtVerifier::new(settings(JwksSource::Url(plain), Duration::ZERO)).await.is_err(), "https only");
+    }
+
+    #[tokio::test]
+    async fn unsafe_settings_and_sets_are_refused() {
+        let file = JwksSource::File(fixture("jwks.json"));
+        let mut hmac = settings(file.clone(), Duration::ZERO);
+        hmac.algorithms = vec![Algorithm::RS256, Algorithm::HS256];
+        assert!(matches!(JwtVerifier::new(hmac).await, Err(SettingsError::Symmetric(Algorithm::HS256))));
+        let mut none = settings(file, Duration::ZERO);
+        none.algorithms.clear();
+        assert!(matches!(JwtVerifier::new(none).await, Err(SettingsError::NoAlgorithm)));
+        assert!(algorithm("none").is_none());
+        let only_hmac = br#"{"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}"#;
+        assert!(KeySet::parse(only_hmac).is_err(), "an HMAC key is never used");
+        let encryption = std::fs::read_to_string(fixture("jwks.json")).expect("JWKS").replace("\"sig\"", "\"enc\"");
+        assert!(KeySet::parse(encryption.as_bytes()).is_err(), "encryption keys are not signing keys");
+        let no_kid = std::fs::read_to_string(fixture("jwks.json")).expect("JWKS").replace("\"kid\"", "\"x-kid\"");
+        assert!(KeySet::parse(no_kid.as_bytes()).is_err(), "a key without a kid cannot be chosen");
+    }
+
+    /// Serves `document` over https (with the test certificate for 127.0.0.1) to every
+    /// connection; the URL of it.
+    async fn serve_over_tls(document: Vec<u8>) -> url::Url {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fixture("idp.pem"))
+            .expect("the certificate")
+            .collect::<Result<_, _>>()
+            .expect("PEM");
+        let key = PrivateKeyDer::from_pem_file(fixture("idp.key")).expect("the key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(certificates, key)
+            .expect("a server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, document) = (acceptor.clone(), document.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        document.len()
+                    );
+                    let _ = tls.write_all(head.as_bytes()).await;
+                    let _ = tls.write_all(&document).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        url::Url::parse(&format!("https://127.0.0.1:{port}/jwks.json")).expect("URL")
+    }
+
+    #[tokio::test]
+    async fn a_jwks_url_is_fetched_over_https_against_the_given_ca() {
+        let url = serve_over_tls(std::fs::read(fixture("jwks.json")).expect("JWKS")).await;
+        let mut trusted = settings(JwksSource::Url(url.clone()), Duration::ZERO);
+        trusted.jwks_ca_file = Some(fixture("ca.pem"));
+        let verifier = JwtVerifier::new(trusted).await.expect("starts");
+        assert_eq!(verifier.key_count(), 2, "fetched at startup");
+        verifier.verify(&token("rsa-1", "rsa.pem")).await.expect("valid");
+        // The system's roots do not know the test CA: nothing is fetched, every token refused.
+        let untrusted = JwtVerifier::new(settings(JwksSource::Url(url), Duration::ZERO)).await.expect("starts");
+        assert_eq!(untrusted.key_count(), 0);
+        assert!(untrusted.verify(&token("rsa-1", "rsa.pem")).await.is_err());
+    }
+}

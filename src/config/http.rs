@@ -130,6 +130,46 @@ impl HttpConfig {
     }
 }
 
+/// What `sqlwarden check` reports about the HTTP transport: settings that are allowed but
+/// weaken it, one sentence each.
+pub fn http_posture(http: &HttpConfig, auth: &AuthConfig, now: std::time::SystemTime) -> Vec<String> {
+    let mut findings = Vec::new();
+    let plain = http.resource.starts_with("http://");
+    if plain && !http.listen.ip().is_loopback() {
+        findings.push(format!(
+            "no TLS in front: {} is reachable from other machines and the resource URI is plain http; terminate \
+             TLS in front of it and set [http] resource to the https URI",
+            http.listen
+        ));
+    }
+    if http.allowed_origins.iter().any(|origin| origin == "*") {
+        findings.push("[http] allowed_origins holds \"*\": a web page on any site may call this server".into());
+    }
+    match auth {
+        AuthConfig::None => findings.push(format!(
+            "no [auth]: every request runs as [session], and anyone on this machine can call {}",
+            http.listen
+        )),
+        AuthConfig::Bearer(bearer) => {
+            for token in &bearer.tokens {
+                match token.expiry() {
+                    None => findings.push(format!("the static token of {} never expires", token.identity())),
+                    Some(at) => {
+                        let days = at.duration_since(now).map_or(0, |left| left.as_secs() / 86_400);
+                        if days > 90 {
+                            findings.push(format!(
+                                "the static token of {} is valid for {days} more days: rotate it at least every 90",
+                                token.identity()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    findings
+}
+
 /// The default MCP path.
 pub const DEFAULT_PATH: &str = "/mcp";
 
@@ -322,4 +362,80 @@ fn jwt_settings(
         fetch_timeout: Duration::from_millis(raw.jwks_timeout_ms.unwrap_or(5_000)),
         jwks_ca_file: raw.jwks_ca_file.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn raw(text: &str) -> RawHttp {
+        toml::from_str(text).expect("an [http] table")
+    }
+
+    #[test]
+    fn the_posture_names_what_weakens_the_transport() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let open =
+            http(Some(raw("listen = \"0.0.0.0:8080\"\nallowed_origins = [\"*\"]")), None).expect("valid").expect("on");
+        let token = |days: Option<u64>| {
+            let entry = StaticToken::new(&"a".repeat(64), "etl-bot", "acme", Vec::new()).expect("a hash");
+            match days {
+                Some(days) => entry.expires_at(now + Duration::from_secs(days * 86_400)),
+                None => entry,
+            }
+        };
+        let bearer = |tokens| {
+            AuthConfig::Bearer(Box::new(BearerConfig {
+                jwt: None,
+                tokens,
+                authorization_servers: Vec::new(),
+                scopes_supported: Vec::new(),
+            }))
+        };
+        let findings = http_posture(&open, &bearer(vec![token(None), token(Some(400)), token(Some(30))]), now);
+        assert_eq!(findings.len(), 4, "{findings:?}");
+        assert!(findings[0].starts_with("no TLS in front"), "{findings:?}");
+        assert!(findings[1].contains("allowed_origins"), "{findings:?}");
+        assert!(findings[2].contains("never expires") && findings[3].contains("400 more days"), "{findings:?}");
+        let behind_tls = http(Some(raw("listen = \"0.0.0.0:8080\"\nresource = \"https://db.example.com/mcp\"")), None)
+            .expect("valid")
+            .expect("on");
+        assert!(http_posture(&behind_tls, &bearer(vec![token(Some(30))]), now).is_empty());
+        let local = http(None, Some("127.0.0.1:8080")).expect("valid").expect("on");
+        let findings = http_posture(&local, &AuthConfig::None, now);
+        assert!(findings.len() == 1 && findings[0].starts_with("no [auth]"), "{findings:?}");
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused() {
+        let mut warnings = Vec::new();
+        let public = http(None, Some("0.0.0.0:8080")).expect("valid");
+        let refused = auth(None, public.as_ref(), &mut warnings).expect_err("no auth beyond loopback");
+        assert!(refused.contains("not a loopback address"), "{refused}");
+        let none: RawAuthChoice = RawAuthChoice::Word("none".into());
+        assert!(auth(Some(none), public.as_ref(), &mut warnings).is_err(), "auth = \"none\" is loopback only");
+        let local = http(None, Some("127.0.0.1:8080")).expect("valid");
+        assert!(matches!(
+            auth(Some(RawAuthChoice::Word("none".into())), local.as_ref(), &mut warnings),
+            Ok(AuthConfig::None)
+        ));
+        let table = |text: &str| RawAuthChoice::Table(Box::new(toml::from_str(text).expect("an [auth] table")));
+        for (text, reason) in [
+            ("issuer = \"i\"\njwks_file = \"k\"\nalgorithms = [\"HS256\"]", "HMAC"),
+            ("issuer = \"i\"\njwks_file = \"k\"\nalgorithms = [\"none\"]", "not a signing algorithm"),
+            ("issuer = \"i\"\njwks_file = \"k\"\nalgorithms = []", "empty"),
+            ("issuer = \"i\"\njwks_url = \"http://idp/jwks\"", "https"),
+            ("issuer = \"i\"", "jwks_file or jwks_url"),
+            ("jwks_file = \"k\"", "without issuer"),
+            ("issuer = \"i\"\njwks_file = \"k\"\nleeway_s = 3600", "clock skew"),
+            ("", "accepts no credential"),
+        ] {
+            let refused = auth(Some(table(text)), public.as_ref(), &mut warnings).expect_err(text);
+            assert!(refused.contains(reason), "{text}: {refused}");
+        }
+        for bad in ["listen = \"nowhere\"", "path = \"mcp\"", "max_sessions = 0", "resource = \"ftp://x/mcp\""] {
+            assert!(http(Some(raw(bad)), None).is_err(), "{bad}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 mod http;
 
-pub use http::{AuthConfig, BearerConfig, DEFAULT_PATH, HttpConfig};
+pub use http::{AuthConfig, BearerConfig, DEFAULT_PATH, HttpConfig, http_posture};
 
 use crate::adapter::PoolOptions;
 use crate::policy::{Mode, QuotaPolicy, SessionContext, ToolName};
