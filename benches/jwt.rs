@@ -1,5 +1,7 @@
 //! What verifying one bearer token costs the HTTP transport, with the key already held: an
-//! RS256 and an ES256 JWT against the test JWKS (tests/fixtures/auth), and a static token.
+//! RS256 and an ES256 JWT against the test JWKS (tests/fixtures/auth), the first time (every
+//! check, the signature included) and again (the token remembered as verified: `exp` and `nbf`
+//! against the clock), and a static token.
 //!
 //! Run with `cargo bench --bench jwt`.
 
@@ -50,10 +52,21 @@ fn jwt(c: &mut Criterion) {
     let jwt = runtime.block_on(JwtVerifier::new(settings)).expect("the JWKS");
     let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"a-static-machine-token"));
     let tokens = StaticTokens::new(vec![StaticToken::new(&hash, "etl-bot", "acme", Vec::new()).expect("a hash")]);
+    let rs256 = token(Algorithm::RS256, "rsa-1", "rsa.pem");
+    let es256 = token(Algorithm::ES256, "ec-1", "ec.pem");
+    for (name, token) in [("jwt/rs256_first", &rs256), ("jwt/es256_first", &es256)] {
+        c.bench_function(name, |b| {
+            b.iter_batched(
+                || jwt.forget_verified(),
+                |()| runtime.block_on(jwt.verify(black_box(token))).expect("accepted"),
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
     let verifier = Verifier::new(Some(jwt), tokens);
     for (name, token) in [
-        ("jwt/rs256", token(Algorithm::RS256, "rsa-1", "rsa.pem")),
-        ("jwt/es256", token(Algorithm::ES256, "ec-1", "ec.pem")),
+        ("jwt/rs256_again", rs256),
+        ("jwt/es256_again", es256),
         ("jwt/static_token", "a-static-machine-token".to_owned()),
     ] {
         let header = format!("Bearer {token}");

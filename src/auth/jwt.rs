@@ -15,13 +15,20 @@
 //! [`Algorithm`], and HMAC algorithms are refused when the settings are made, because a JWKS
 //! is public and an HMAC "public key" is the secret that signs.
 //!
+//! A token that passed every check is remembered, by its SHA-256, in the key set that verified
+//! it: the same token again (an agent sends one token with every request) skips steps 1 to 3
+//! and 5, whose answers depend only on its bytes and the keys, while `exp` and `nbf` are
+//! checked against the clock on every request as before. A new key set starts with nothing
+//! remembered, so a key removed from the JWKS stops vouching for tokens at once. At most
+//! [`REMEMBERED`] tokens are remembered; then the memory starts over.
+//!
 //! Keys are kept in memory. A token naming a `kid` the set lacks makes the set be read again
 //! (from the file, or fetched from the URL), at most once per `refresh_min`; a read that fails
 //! keeps the keys already held. With no keys at all, every token is rejected.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
@@ -115,11 +122,35 @@ fn family(algorithm: Algorithm) -> Option<Family> {
     }
 }
 
-/// The keys of one read of the JWKS, by `kid`.
+/// The most tokens a key set remembers as verified.
+pub const REMEMBERED: usize = 10_000;
+
+/// The keys of one read of the JWKS, by `kid`, and the tokens they verified.
 #[derive(Default)]
-struct KeySet(HashMap<String, Key>);
+struct KeySet(HashMap<String, Key>, Mutex<HashMap<[u8; 32], Verified>>);
+
+/// A token that passed every check: what it stands for, and its time bounds.
+struct Verified {
+    principal: Principal,
+    exp: u64,
+    nbf: Option<u64>,
+}
 
 impl KeySet {
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Verified> {
+        let remembered = self.1.lock().ok()?;
+        remembered.get(digest).map(|known| Verified { principal: known.principal.clone(), ..*known })
+    }
+
+    fn remember(&self, digest: [u8; 32], verified: Verified) {
+        if let Ok(mut remembered) = self.1.lock() {
+            if remembered.len() >= REMEMBERED {
+                remembered.clear();
+            }
+            remembered.insert(digest, verified);
+        }
+    }
+
     /// The usable keys of a JWKS document: signing keys with a `kid`, of an asymmetric type.
     /// Keys of other types (HMAC's `oct` among them) and keys for encryption are left out.
     fn parse(document: &[u8]) -> Result<KeySet, String> {
@@ -153,7 +184,7 @@ impl KeySet {
         if keys.is_empty() {
             return Err("it holds no signing key with a kid of type RSA, EC or OKP".into());
         }
-        Ok(KeySet(keys))
+        Ok(KeySet(keys, Mutex::default()))
     }
 }
 
@@ -245,6 +276,13 @@ impl JwtVerifier {
         &self.settings
     }
 
+    /// Forgets the tokens remembered as verified: the next use of each is verified in full.
+    pub fn forget_verified(&self) {
+        if let Ok(mut remembered) = self.held().1.lock() {
+            remembered.clear();
+        }
+    }
+
     /// How many keys are held.
     pub fn key_count(&self) -> usize {
         self.keys.read().map_or(0, |keys| keys.0.len())
@@ -252,6 +290,11 @@ impl JwtVerifier {
 
     /// Verifies one token (see the module documentation).
     pub async fn verify(&self, token: &str) -> Result<Principal, Rejection> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(verified) = self.held().remembered(&digest) {
+            return self.in_time(verified);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid("the token's header"))?;
         let validation = self.validations.get(&header.alg).ok_or(Rejection::Invalid("the token's algorithm"))?;
         let kid = header.kid.as_deref().ok_or(Rejection::Invalid("the token names no key"))?;
@@ -262,7 +305,34 @@ impl JwtVerifier {
         }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
             .map_err(|error| Rejection::Invalid(reason(&error)))?;
-        self.principal(&data.claims)
+        let principal = self.principal(&data.claims)?;
+        // Only a whole-second exp is remembered (any other was accepted by jsonwebtoken's rules,
+        // and is checked by them again next time).
+        if let Some(exp) = data.claims.get("exp").and_then(Value::as_u64) {
+            let nbf = match data.claims.get("nbf") {
+                None => None,
+                Some(nbf) => match nbf.as_u64() {
+                    Some(nbf) => Some(nbf),
+                    None => return Ok(principal),
+                },
+            };
+            keys.remember(digest, Verified { principal: principal.clone(), exp, nbf });
+        }
+        Ok(principal)
+    }
+
+    /// A remembered token, if `exp` and `nbf` still hold now (with the leeway), as
+    /// `jsonwebtoken` checks them.
+    fn in_time(&self, verified: Verified) -> Result<Principal, Rejection> {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        let leeway = self.settings.leeway.as_secs();
+        if verified.exp < now.saturating_sub(leeway) {
+            return Err(Rejection::Invalid("exp: the token has expired"));
+        }
+        if verified.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err(Rejection::Invalid("nbf: the token is not valid yet"));
+        }
+        Ok(verified.principal)
     }
 
     /// The key set, read again first if it lacks `kid` and was not read too recently.
@@ -445,6 +515,25 @@ mod tests {
         std::fs::write(&file.0, b"{not json").expect("write");
         assert!(verifier.verify(&first).await.is_err());
         verifier.verify(&rotated).await.expect("an unreadable set keeps the keys held");
+    }
+
+    /// A token remembered as verified is still refused once its `exp` has passed.
+    #[tokio::test]
+    async fn a_remembered_token_expires_on_time() {
+        let mut short = settings(JwksSource::File(fixture("jwks.json")), Duration::ZERO);
+        short.leeway = Duration::ZERO;
+        let verifier = JwtVerifier::new(short).await.expect("the JWKS");
+        let pem = std::fs::read(fixture("rsa.pem")).expect("the test key");
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs();
+        let claims = serde_json::json!({"iss": "https://idp.test", "aud": AUDIENCE, "sub": "alice", "exp": now + 1});
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-1".into());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&pem).expect("PEM")).expect("signed");
+        verifier.verify(&token).await.expect("valid");
+        verifier.verify(&token).await.expect("remembered, still valid");
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(verifier.verify(&token).await, Err(Rejection::Invalid("exp: the token has expired")));
     }
 
     #[tokio::test]

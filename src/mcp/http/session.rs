@@ -89,7 +89,7 @@ impl Router {
 
 /// rmcp's side of one session (or of one stateless request).
 struct Channel {
-    incoming: mpsc::Receiver<ClientMessage>,
+    incoming: mpsc::Receiver<Box<ClientMessage>>,
     outputs: Arc<Outputs>,
     router: Arc<Router>,
 }
@@ -117,8 +117,9 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
         }
     }
 
-    fn receive(&mut self) -> impl std::future::Future<Output = Option<ClientMessage>> + Send {
-        self.incoming.recv()
+    async fn receive(&mut self) -> Option<ClientMessage> {
+        // A channel's receive is cancel-safe, as rmcp's select loop needs.
+        self.incoming.recv().await.map(|message| *message)
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
@@ -130,7 +131,9 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
 /// One rmcp service and the way to it.
 #[derive(Clone)]
 pub(super) struct Conversation {
-    forward: mpsc::Sender<ClientMessage>,
+    /// Boxed: a channel holds its first block of slots from the start, and an idle session
+    /// should cost little.
+    forward: mpsc::Sender<Box<ClientMessage>>,
     pub(super) router: Arc<Router>,
 }
 
@@ -170,7 +173,7 @@ impl Conversation {
         if let JsonRpcMessage::Request(request) = &mut message {
             request.request.extensions_mut().insert(caller.clone());
         }
-        self.forward.send(message).await.is_ok()
+        self.forward.send(Box::new(message)).await.is_ok()
     }
 }
 

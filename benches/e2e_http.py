@@ -2,9 +2,9 @@
 """End-to-end benchmark over Streamable HTTP: the release `sqlwarden` binary with a JWT verified
 on every request, and optionally DBHub over its HTTP transport, side by side in one run.
 
-    python3 benches/http.py                            # sqlwarden alone
-    python3 benches/http.py --dbhub /tmp/dbhub/node_modules/@bytebase/dbhub/dist/index.js
-    python3 benches/http.py --no-build --n 3000 --concurrency 16
+    python3 benches/e2e_http.py                            # sqlwarden alone
+    python3 benches/e2e_http.py --dbhub /tmp/dbhub/node_modules/@bytebase/dbhub/dist/index.js
+    python3 benches/e2e_http.py --no-build --n 3000 --concurrency 16
 
 It builds the release binary, loads the PostgreSQL fixtures of benches/e2e.py (`customers`:
 10,000 rows; `orders`: 100,000), and serves them over HTTP with `[auth]` reading the test JWKS
