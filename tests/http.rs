@@ -562,3 +562,36 @@ fn a_stateless_request_runs_as_its_own_token() {
     assert_eq!(stateless(&bob, &call).json()["result"]["structuredContent"]["code"], json!("UNAUTHORIZED"));
     assert_eq!(stateless("not-a-token", &call).status, 401);
 }
+
+/// A session outlives the token that opened it: a request bringing a fresh token (a refreshed
+/// one) goes on in the same session, past the first token's `exp`.
+#[test]
+fn a_session_outlives_the_token_that_opened_it() {
+    let server = Server::start();
+    let mut short = claims(&server, "alice", "acme");
+    short["exp"] = json!(now() + 1);
+    let first = rs256(&short);
+    let session = server.initialize(&first);
+    std::thread::sleep(Duration::from_millis(2100));
+    let refreshed = rs256(&claims(&server, "alice", "acme"));
+    let result = server.call(&refreshed, &session, "query_read", json!({"query": "SELECT id FROM notes"}));
+    assert_eq!(result["structuredContent"]["rows"], json!([[1]]), "{result}");
+}
+
+/// A client that sends its headers too slowly is cut off, and the server goes on serving.
+#[test]
+fn a_slow_client_is_cut_off_at_the_header_read_timeout() {
+    let server = Server::start_with("header_read_timeout_ms = 300");
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+    let began = Instant::now();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    assert!(began.elapsed() < Duration::from_secs(3), "the connection was held {:?}", began.elapsed());
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let token = rs256(&claims(&server, "alice", "acme"));
+    let session = server.initialize(&token);
+    assert_eq!(server.tools(&token, &session), ["query_read"]);
+}

@@ -476,16 +476,15 @@ impl HttpServer {
     }
 }
 
-/// The session context of a verified principal.
+/// The session context of a verified principal. It has no expiry of its own: the token is
+/// verified on every request, and an MCP session outlives the token that opened it as long as
+/// each request brings a valid one (a refreshed token, say).
 fn context_of(principal: &Principal) -> Result<SessionContext, crate::policy::SessionError> {
-    let mut builder = SessionContext::builder()
+    SessionContext::builder()
         .identity(&principal.identity)
         .tenant(&principal.tenant)
-        .scopes(principal.scopes.iter().map(String::as_str));
-    if let Some(at) = principal.expires_at {
-        builder = builder.expires_at(at);
-    }
-    builder.bind()
+        .scopes(principal.scopes.iter().map(String::as_str))
+        .bind()
 }
 
 /// Sends one checked message through `conversation` and waits for its answer: 200 with the
