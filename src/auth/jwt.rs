@@ -428,11 +428,6 @@ fn reason(error: &jsonwebtoken::errors::Error) -> &'static str {
     }
 }
 
-/// Whether `token` has a JWS compact form's shape: three base64url parts.
-pub(super) fn looks_like_a_jwt(token: &str) -> bool {
-    token.split('.').count() == 3
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

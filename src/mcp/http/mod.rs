@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use super::front::{self, Check, INVALID_REQUEST};
 use super::{Caller, MAX_MESSAGE_BYTES};
 use crate::audit::{AuditBatch, AuditDecision, AuditRecord, Origin, Stage, Transport};
-use crate::auth::{Principal, Rejection, Verifier};
+use crate::auth::{Principal, Verifier};
 use crate::config::{AuthConfig, HttpConfig};
 use crate::denial::DenialCode;
 use crate::policy::SessionContext;
@@ -248,9 +248,10 @@ impl HttpServer {
             Ok(principal) => principal,
             Err(rejection) => {
                 tracing::info!(reason = %rejection, "an HTTP request was refused: its credential");
-                return Err(match rejection {
-                    Rejection::Missing => self.challenge(None),
-                    Rejection::Invalid(_) => self.unauthorized("invalid_token", "the token is not accepted"),
+                return Err(if rejection.token_was_given() {
+                    self.unauthorized("invalid_token", "the token is not accepted")
+                } else {
+                    self.challenge(None)
                 });
             }
         };
