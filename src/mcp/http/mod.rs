@@ -59,6 +59,10 @@ pub struct HttpServer {
     metadata: Bytes,
     metadata_url: String,
     metadata_paths: [String; 2],
+    /// The `Host` values this server answers to, lower case (see [`host_names`]).
+    hosts: Vec<String>,
+    /// `[http] allowed_hosts`, lower case.
+    allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -110,6 +114,8 @@ impl HttpServer {
             metadata: Bytes::from(metadata.to_string()),
             metadata_url,
             metadata_paths: [METADATA_PATH.to_owned(), format!("{METADATA_PATH}{}", config.path)],
+            hosts: host_names(&config.listen, &resource),
+            allowed_hosts: config.allowed_hosts.iter().map(|host| host.to_ascii_lowercase()).collect(),
             config,
             verifier,
             sessions,
@@ -217,24 +223,9 @@ impl HttpServer {
 
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        let listen = self.config.listen;
-        let port = listen.port();
-        let mut names = vec![listen.to_string()];
-        if listen.ip().is_loopback() {
-            names.extend([format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")]);
-        }
-        if let Ok(resource) = url::Url::parse(&self.config.resource)
-            && let Some(name) = resource.host_str()
-        {
-            names.push(match resource.port() {
-                Some(port) => format!("{name}:{port}"),
-                None => name.to_owned(),
-            });
-        }
-        names.iter().any(|name| name.eq_ignore_ascii_case(&host))
-            || self.config.allowed_hosts.iter().any(|allowed| {
-                let allowed = allowed.to_ascii_lowercase();
-                allowed == host || (!allowed.contains(':') && host.rsplit_once(':').is_some_and(|(h, _)| h == allowed))
+        self.hosts.contains(&host)
+            || self.allowed_hosts.iter().any(|allowed| {
+                *allowed == host || (!allowed.contains(':') && host.rsplit_once(':').is_some_and(|(h, _)| h == allowed))
             })
     }
 
@@ -261,13 +252,12 @@ impl HttpServer {
         })
     }
 
-    fn challenge(&self, error: Option<(&str, &str)>) -> Response<Body> {
+    fn challenge(&self, refusal: Option<(&str, &str)>) -> Response<Body> {
         let mut value = format!("Bearer resource_metadata=\"{}\"", self.metadata_url);
-        if let Some((code, description)) = error {
+        if let Some((code, description)) = refusal {
             value.push_str(&format!(", error=\"{code}\", error_description=\"{description}\""));
         }
-        let mut response =
-            error_response(StatusCode::UNAUTHORIZED, Value::Null, INVALID_REQUEST, "authentication is required");
+        let mut response = error(StatusCode::UNAUTHORIZED, Value::Null, INVALID_REQUEST, "authentication is required");
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
@@ -314,23 +304,10 @@ impl HttpServer {
             ),
             (None, true) => self.initialize(&body, context).await,
             (Some(id), false) => {
-                let Some(session) = self.sessions.get(&id) else {
-                    return error(
-                        StatusCode::NOT_FOUND,
-                        Value::Null,
-                        INVALID_REQUEST,
-                        "no such session: initialize again",
-                    );
+                let session = match self.owned_session(&id, &context) {
+                    Ok(session) => session,
+                    Err(refusal) => return refusal,
                 };
-                if !session.is_owned_by(&context) {
-                    self.audit_hijack(&context, &id);
-                    return error(
-                        StatusCode::FORBIDDEN,
-                        Value::Null,
-                        INVALID_REQUEST,
-                        "this session belongs to another principal",
-                    );
-                }
                 let _busy = session.begin();
                 let caller = session.caller(context);
                 exchange(&session.conversation, &body, &caller).await.unwrap_or_else(|refusal| refusal)
@@ -360,7 +337,7 @@ impl HttpServer {
                     Err(_) => {
                         return error(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            readable_id(body),
+                            front::readable_id(body),
                             INVALID_REQUEST,
                             "too many sessions are open; try again later",
                         );
@@ -370,7 +347,7 @@ impl HttpServer {
             Err(OpenError::Entropy) => {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    readable_id(body),
+                    front::readable_id(body),
                     INVALID_REQUEST,
                     "cannot draw a session id",
                 );
@@ -401,18 +378,10 @@ impl HttpServer {
         let Some(id) = header_text(request.headers(), SESSION_HEADER) else {
             return error(StatusCode::BAD_REQUEST, Value::Null, INVALID_REQUEST, "Mcp-Session-Id is required");
         };
-        let Some(session) = self.sessions.get(id) else {
-            return error(StatusCode::NOT_FOUND, Value::Null, INVALID_REQUEST, "no such session");
+        let session = match self.owned_session(id, context) {
+            Ok(session) => session,
+            Err(refusal) => return refusal,
         };
-        if !session.is_owned_by(context) {
-            self.audit_hijack(context, id);
-            return error(
-                StatusCode::FORBIDDEN,
-                Value::Null,
-                INVALID_REQUEST,
-                "this session belongs to another principal",
-            );
-        }
         let Some(events) = session.conversation.router.open_stream() else {
             return error(StatusCode::CONFLICT, Value::Null, INVALID_REQUEST, "this session's stream is open already");
         };
@@ -435,20 +404,34 @@ impl HttpServer {
         let Some(id) = header_text(request.headers(), SESSION_HEADER) else {
             return error(StatusCode::BAD_REQUEST, Value::Null, INVALID_REQUEST, "Mcp-Session-Id is required");
         };
+        if let Err(refusal) = self.owned_session(id, context) {
+            return refusal;
+        }
+        self.sessions.close(id);
+        respond(StatusCode::NO_CONTENT, "application/json", Bytes::new())
+    }
+
+    /// The open session `id`, if `context` is the principal that opened it: else 404, or 403
+    /// and an audit record.
+    fn owned_session(&self, id: &str, context: &SessionContext) -> Result<Arc<session::Session>, Response<Body>> {
         let Some(session) = self.sessions.get(id) else {
-            return error(StatusCode::NOT_FOUND, Value::Null, INVALID_REQUEST, "no such session");
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                Value::Null,
+                INVALID_REQUEST,
+                "no such session: initialize again",
+            ));
         };
         if !session.is_owned_by(context) {
             self.audit_hijack(context, id);
-            return error(
+            return Err(error(
                 StatusCode::FORBIDDEN,
                 Value::Null,
                 INVALID_REQUEST,
                 "this session belongs to another principal",
-            );
+            ));
         }
-        self.sessions.close(id);
-        respond(StatusCode::NO_CONTENT, "application/json", Bytes::new())
+        Ok(session)
     }
 
     /// Writes the audit record of a request refused because it used another principal's
@@ -475,6 +458,24 @@ impl HttpServer {
             tracing::error!(%error, "cannot write the audit record of a session hijack");
         }
     }
+}
+
+/// The `Host` values a server listening on `listen` for `resource` answers to, lower case: the
+/// listen address (with `localhost`, `127.0.0.1` and `[::1]` on loopback) and the resource's
+/// host.
+fn host_names(listen: &std::net::SocketAddr, resource: &url::Url) -> Vec<String> {
+    let port = listen.port();
+    let mut names = vec![listen.to_string()];
+    if listen.ip().is_loopback() {
+        names.extend([format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")]);
+    }
+    if let Some(name) = resource.host_str() {
+        names.push(match resource.port() {
+            Some(port) => format!("{name}:{port}"),
+            None => name.to_owned(),
+        });
+    }
+    names.iter().map(|name| name.to_ascii_lowercase()).collect()
 }
 
 /// The session context of a verified principal. It has no expiry of its own: the token is
@@ -575,10 +576,6 @@ fn is_initialize(body: &[u8]) -> bool {
     serde_json::from_slice::<Method<'_>>(body).is_ok_and(|message| message.method.as_deref() == Some("initialize"))
 }
 
-fn readable_id(body: &[u8]) -> Value {
-    front::readable_id(body)
-}
-
 fn accepts_json(headers: &http::HeaderMap) -> bool {
     let mut values = headers.get_all(header::ACCEPT).iter().peekable();
     if values.peek().is_none() {
@@ -604,7 +601,7 @@ async fn read_body(body: hyper::body::Incoming) -> Result<Vec<u8>, Response<Body
     let limited = Limited::new(body, MAX_MESSAGE_BYTES);
     match tokio::time::timeout(Duration::from_secs(30), limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(error_response(
+        Ok(Err(cause)) if cause.is::<http_body_util::LengthLimitError>() => Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             Value::Null,
             INVALID_REQUEST,
@@ -634,13 +631,9 @@ fn jsonrpc_error(line: Vec<u8>) -> Response<Body> {
     respond(status, "application/json", Bytes::from(line))
 }
 
-fn error_response(status: StatusCode, id: Value, code: i64, message: &str) -> Response<Body> {
+fn error(status: StatusCode, id: Value, code: i64, message: &str) -> Response<Body> {
     let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
     respond(status, "application/json", Bytes::from(body.to_string()))
-}
-
-fn error(status: StatusCode, id: Value, code: i64, message: &str) -> Response<Body> {
-    error_response(status, id, code, message)
 }
 
 fn not_allowed(allow: &'static str) -> Response<Body> {
