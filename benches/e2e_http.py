@@ -12,13 +12,13 @@ of tests/fixtures/auth. One RS256 token is signed with `openssl` (the test key, 
 hour); every request carries it, and the server verifies it on every request. DBHub, when
 given, serves the same database with a static bearer token (the only authentication it has).
 
-Each case (point query, 1,000 rows) runs at 1, 16 and 64 requests in flight: as many client
-threads, each with its own keep-alive connection and MCP session. The table gives calls/s,
-p50/p99 latency as the client saw it, the server's CPU time per call (from /proc/PID/stat) and
-its peak RSS (VmHWM). Then `--idle-sessions` sessions (1,000) are opened on a fresh sqlwarden
+Each case (point query, 1,000 rows) runs at 1, 16 and 64 requests in flight: as many keep-alive
+connections, each with its own MCP session, driven by one client thread with a selector. The
+table gives calls/s, p50/p99 latency as the client saw it, the server's CPU time per call (from
+/proc/PID/stat) and its peak RSS (VmHWM). Then `--idle-sessions` sessions (1,000) are opened on a fresh sqlwarden
 and left idle, and its resident memory is read.
 
-The client is Python (http.client in threads): on this 2-core machine it competes with the
+The client is Python (raw sockets and a selector): on this 2-core machine it competes with the
 server for CPU, so calls/s and latency are a floor for both servers alike; the CPU per call is
 the server's own. Python 3 standard library only, plus `openssl` and, for DBHub, `node`.
 """
@@ -28,11 +28,11 @@ import base64
 import http.client
 import json
 import os
+import selectors
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -138,50 +138,97 @@ def open_session(connection, server):
     return session
 
 
-def run_case(server, query, concurrency, n, warmup):
-    """`n` calls from `concurrency` threads; latencies, errors, elapsed, server CPU."""
-    latencies, errors = [], [0]
-    lock = threading.Lock()
-    remaining = [n + warmup]
-    measured_start = [None]
-    start_ticks = [None]
-    barrier = threading.Barrier(concurrency)
+def response(buffer):
+    """The first whole HTTP/1.1 response in `buffer`: (status, body, the bytes after it), or None."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = buffer[:end].decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    status, at = int(lines[0].split()[1]), end + 4
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        if len(buffer) < at + length:
+            return None
+        body, rest = buffer[at:at + length], buffer[at + length:]
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            line_end = buffer.find(b"\r\n", at)
+            if line_end < 0:
+                return None
+            size = int(buffer[at:line_end].split(b";")[0], 16)
+            if len(buffer) < line_end + 4 + size:
+                return None
+            body += buffer[line_end + 2:line_end + 2 + size]
+            at = line_end + 4 + size
+            if size == 0:
+                break
+        rest = buffer[at:]
+    else:
+        body, rest = b"", buffer[at:]
+    if headers.get("content-type", "").startswith("text/event-stream"):
+        for line in body.decode().splitlines():
+            if line.startswith("data:"):
+                body = line[5:].strip().encode()
+    return status, body, rest
 
-    def worker():
+
+def run_case(server, query, concurrency, n, warmup):
+    """`n` calls (after `warmup`) over `concurrency` keep-alive connections, each with its own session,
+    from one thread with a selector: a request is sent on a connection as soon as its previous answer
+    is read. Latencies, errors, calls/s, server CPU."""
+    selector = selectors.DefaultSelector()
+    total, sent, done = n + warmup, 0, 0
+    latencies, errors, measured_start, start_ticks = [], 0, None, None
+    for _ in range(concurrency):
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         session = open_session(connection, server)
-        barrier.wait()
-        call = 0
-        while True:
-            with lock:
-                if remaining[0] == 0:
-                    break
-                remaining[0] -= 1
-                measured = remaining[0] < n
-                if measured and measured_start[0] is None:
-                    measured_start[0] = time.perf_counter()
-                    start_ticks[0] = cpu_ticks(server.process.pid)
-            call += 1
-            message = {"jsonrpc": "2.0", "id": call, "method": "tools/call",
-                       "params": {"name": server.tool, "arguments": server.argument(query)}}
-            began = time.perf_counter()
-            status, _, body = post(connection, server, session, message)
-            took = time.perf_counter() - began
-            ok = status == 200 and b'"isError":true' not in body and b'"error"' not in body[:200]
-            with lock:
-                if measured:
-                    latencies.append(took)
-                    if not ok:
-                        errors[0] += 1
-        connection.close()
+        headers = "".join(f"{name}: {value}\r\n" for name, value in server.headers(session).items())
+        state = {"sock": connection.sock, "connection": connection, "buffer": b"", "began": 0.0, "call": 0,
+                 "head": f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{headers}"}
+        selector.register(connection.sock, selectors.EVENT_READ, state)
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - measured_start[0]
-    ticks = cpu_ticks(server.process.pid) - start_ticks[0]
+    def send(state):
+        state["call"] += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": state["call"], "method": "tools/call",
+                           "params": {"name": server.tool, "arguments": server.argument(query)}}).encode()
+        state["began"] = time.perf_counter()
+        state["sock"].sendall(f"{state['head']}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    for key in list(selector.get_map().values()):
+        send(key.data)
+        sent += 1
+    if warmup == 0:
+        measured_start, start_ticks = time.perf_counter(), cpu_ticks(server.process.pid)
+    while done < total:
+        for key, _ in selector.select(timeout=60):
+            state = key.data
+            data = state["sock"].recv(1 << 16)
+            if not data:
+                raise RuntimeError(f"{server.name} closed a connection")
+            state["buffer"] += data
+            parsed = response(state["buffer"])
+            if parsed is None:
+                continue
+            status, body, state["buffer"] = parsed
+            done += 1
+            if done == warmup:
+                measured_start, start_ticks = time.perf_counter(), cpu_ticks(server.process.pid)
+            elif done > warmup:
+                latencies.append(time.perf_counter() - state["began"])
+                if not (status == 200 and b'"isError":true' not in body and b'"error"' not in body[:200]):
+                    if not errors:
+                        print(f"{server.name}: first error: {status} {body[:300]!r}", file=sys.stderr)
+                    errors += 1
+            if sent < total:
+                send(state)
+                sent += 1
+    elapsed = time.perf_counter() - measured_start
+    ticks = cpu_ticks(server.process.pid) - start_ticks
+    for key in list(selector.get_map().values()):
+        key.data["connection"].close()
+    selector.close()
     latencies.sort()
     hz = os.sysconf("SC_CLK_TCK")
     return {
@@ -190,7 +237,7 @@ def run_case(server, query, concurrency, n, warmup):
         "p99_us": round(latencies[int(len(latencies) * 0.99)] * 1e6),
         "cpu_us_per_call": round(ticks / hz / n * 1e6, 1),
         "peak_rss_mib": round(status_kb(server.process.pid, "VmHWM") / 1024, 1),
-        "errors": errors[0],
+        "errors": errors,
     }
 
 
