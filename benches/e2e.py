@@ -16,6 +16,10 @@ With --baseline BINARY (a release build of another commit), each case runs both 
 turn, --rounds times, on the same fixtures, and the table gives each one's median p50 and
 median server CPU per call, and the change in CPU.
 
+With --redis [URL] (default redis://127.0.0.1:6379/0), each case runs twice: with the quotas
+in this process, and with `[quotas] backend = "redis"` (keys under `sqlwarden-bench:`), so the
+table shows what a shared reservation adds to a call.
+
 Connection settings come from SQLWARDEN_TEST_POSTGRES_URL and SQLWARDEN_TEST_MYSQL_URL (the
 test suite's variables), defaulting to this machine's servers. Python 3 standard library only.
 """
@@ -121,14 +125,16 @@ BACKENDS = {
 }
 
 
-def config(url, schema, directory):
-    path = os.path.join(directory, f"{schema}.toml")
+def config(url, schema, directory, redis=None):
+    path = os.path.join(directory, f"{schema}{'-redis' if redis else ''}.toml")
+    store = f'backend = "redis"\nredis_url = "{redis}"\nkey_prefix = "sqlwarden-bench:"\n' if redis else ""
     with open(path, "w") as f:
         f.write(
             f'[database]\nurl = "{url}"\n'
             f'[allowlist]\nschemas = ["{schema}"]\ntables = ["customers", "orders"]\n'
-            # Benchmarks make thousands of calls a second: the quota is not what is measured.
-            "[quotas]\nrate_per_minute = 100000000\nburst = 1000000\nmax_concurrent = 64\n"
+            # Benchmarks make thousands of calls a second: the quota's limits are not what is
+            # measured (its cost is, with --redis).
+            "[quotas]\nrate_per_minute = 100000000\nburst = 1000000\nmax_concurrent = 64\n" + store +
             '[[grants]]\ntool = "query_read"\n'
             f'[audit]\npath = "{os.path.join(directory, "audit.jsonl")}"\n'
         )
@@ -154,6 +160,8 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the benchmark databases")
     parser.add_argument("--no-build", action="store_true", help="use the release binary as it is")
     parser.add_argument("--baseline", help="another sqlwarden binary to run side by side, in the same run")
+    parser.add_argument("--redis", nargs="?", const="redis://127.0.0.1:6379/0",
+                        help="also run each case with the quotas in this Redis")
     parser.add_argument("--rounds", type=int, default=None,
                         help="runs of each binary per case (1; 5 with --baseline), medians reported")
     options = parser.parse_args()
@@ -197,10 +205,13 @@ def cases(options):
             print(f"loading {label} fixtures…", file=sys.stderr)
             url, schema = load()
             try:
-                path = config(url, schema, directory)
+                paths = [(label, config(url, schema, directory))]
+                if options.redis:
+                    paths.append((f"{label}, quotas in Redis", config(url, schema, directory, options.redis)))
                 for name, query, limit in [("point query", POINT, 100), ("1,000 rows", ROWS, 1000)]:
                     for concurrency in (1, 8):
-                        yield label, name, query, limit, concurrency, path
+                        for case_label, path in paths:
+                            yield case_label, name, query, limit, concurrency, path
             finally:
                 if not options.keep:
                     drop()

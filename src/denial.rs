@@ -33,6 +33,10 @@ pub enum DenialCode {
     DbError,
     /// An internal fault; details are in the server's log, never in the answer.
     Internal,
+    /// An egress budget (rows or bytes an hour) is spent; the message says when it refills.
+    BudgetExhausted,
+    /// The shared quota store could not answer in time, so nothing is admitted.
+    QuotaUnavailable,
 }
 
 impl DenialCode {
@@ -50,6 +54,8 @@ impl DenialCode {
             DenialCode::ResultTooLarge => "RESULT_TOO_LARGE",
             DenialCode::DbError => "DB_ERROR",
             DenialCode::Internal => "INTERNAL",
+            DenialCode::BudgetExhausted => "BUDGET_EXHAUSTED",
+            DenialCode::QuotaUnavailable => "QUOTA_UNAVAILABLE",
         }
     }
 }
@@ -118,6 +124,8 @@ mod tests {
             (DenialCode::ResultTooLarge, "RESULT_TOO_LARGE"),
             (DenialCode::DbError, "DB_ERROR"),
             (DenialCode::Internal, "INTERNAL"),
+            (DenialCode::BudgetExhausted, "BUDGET_EXHAUSTED"),
+            (DenialCode::QuotaUnavailable, "QUOTA_UNAVAILABLE"),
         ];
         for (code, text) in all {
             assert_eq!(code.as_str(), text);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::audit::ReadFacts;
 use crate::denial::{Denial, DenialCode};
-use crate::policy::{Access, Mode, QuotaPermit, SessionContext, ToolName};
+use crate::policy::{Access, Allowance, Mode, QuotaPermit, SessionContext, ToolName};
 
 /// An access class at the type level: [`Read`] or [`Write`]. Sealed.
 #[diagnostic::on_unimplemented(
@@ -133,6 +133,13 @@ impl<'a, A: AccessClass> Evidence<'a, A> {
     /// stopped. It carries no authority; it only delays the slot's release.
     pub fn hold_slot(&self) -> SlotHold {
         SlotHold(self.call.slot.clone())
+    }
+
+    /// What the call may return under the egress budgets (`[quotas] rows_per_hour`,
+    /// `bytes_per_hour`): reserved for it when it was admitted, and charged, less what it did not
+    /// return, when it ends. A read returns no more: fewer rows, marked truncated.
+    pub fn allowance(&self) -> Allowance {
+        self.call.slot.as_ref().map(|slot| slot.allowance()).unwrap_or_default()
     }
 
     /// The admitted call this evidence stands for.

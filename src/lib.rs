@@ -89,6 +89,7 @@ pub mod logging;
 pub mod mcp;
 mod pipe;
 pub mod policy;
+pub mod quota;
 pub mod service;
 pub mod sql;
 pub mod tools;

@@ -341,16 +341,28 @@ fn check(config: Option<PathBuf>) -> ExitCode {
     for line in http.iter().flatten() {
         text.push_str(&format!("http: {line}\n"));
     }
-    let code = if report.posture.findings.is_empty() {
+    let mut code = match &report.quota_store {
+        Some(Ok(())) => {
+            text.push_str("quotas: redis answers\n");
+            ExitCode::SUCCESS
+        }
+        Some(Err(error)) => {
+            text.push_str(&format!(
+                "quotas: redis cannot be reached ({error}): every call would be denied with QUOTA_UNAVAILABLE\n"
+            ));
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    };
+    if report.posture.findings.is_empty() {
         text.push_str("posture: the role may only read\n");
-        ExitCode::SUCCESS
     } else {
         for finding in &report.posture.findings {
             text.push_str(&format!("posture: the database role can do more than read: {finding}\n"));
         }
         text.push_str("posture: use a read-only role (see README.md)\n");
-        ExitCode::FAILURE
-    };
+        code = ExitCode::FAILURE;
+    }
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Ok(()) => code,
         Err(_) => ExitCode::FAILURE,

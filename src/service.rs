@@ -8,10 +8,11 @@ use serde_json::Value;
 use crate::adapter::{self, Adapter, Posture};
 use crate::audit::{AuditSink, AuditWriter, Origin};
 use crate::boundary::Boundary;
-use crate::config::{AuditTarget, Config};
+use crate::config::{AuditTarget, Config, QuotaStore};
 use crate::denial::Denial;
 use crate::evidence::{Evidence, Read};
 use crate::policy::{Access, Capabilities, Grant, Mode, QuotaEngine, SessionContext};
+use crate::quota::RedisQuotas;
 use crate::sql::{SqlDialect, SqlValidator};
 use crate::tools::reference::{DescribeTable, ListTables, QueryRead};
 use crate::tools::{ToolError, ToolOutput, ToolRegistry};
@@ -129,12 +130,14 @@ impl Service {
             }
             grants.push(grant.grant().map_err(|error| ServiceError(format!("[[grants]] {error}")))?);
         }
-        let boundary = Boundary::builder(tools)
-            .mode(config.mode)
-            .authorizer(Capabilities::from_grants(grants))
-            .quotas(QuotaEngine::new(config.quotas))
-            .audit(Arc::clone(&audit))
-            .build();
+        let builder = Boundary::builder(tools).mode(config.mode).authorizer(Capabilities::from_grants(grants));
+        let builder = match &config.quota_store {
+            QuotaStore::Memory => builder.quotas(QuotaEngine::new(config.quotas)),
+            QuotaStore::Redis(redis) => builder.quotas(
+                RedisQuotas::new(redis, config.quotas).map_err(|error| ServiceError(format!("[quotas] {error}")))?,
+            ),
+        };
+        let boundary = builder.audit(Arc::clone(&audit)).build();
         let session = bind_session(config)?;
         Ok(Service {
             boundary,
@@ -201,6 +204,8 @@ pub struct CheckReport {
     pub posture: Posture,
     /// Settings that are allowed but probably not meant.
     pub warnings: Vec<String>,
+    /// With `backend = "redis"`, whether Redis answered: without it every call is denied.
+    pub quota_store: Option<Result<(), String>>,
 }
 
 /// The check's own read tool: the adapter's posture, through the boundary like any call.
@@ -259,11 +264,19 @@ pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
         tables: Vec<serde::de::IgnoredAny>,
     }
     let listed: Listed = serde_json::from_str(listed.as_json()).map_err(|error| ServiceError(error.to_string()))?;
+    let quota_store = match &config.quota_store {
+        QuotaStore::Memory => None,
+        QuotaStore::Redis(redis) => Some(match RedisQuotas::new(redis, config.quotas) {
+            Ok(quotas) => quotas.ping().await,
+            Err(error) => Err(error),
+        }),
+    };
     Ok(CheckReport {
         dialect: config.database.dialect,
         visible_tables: listed.tables.len(),
         posture,
         warnings: config.warnings,
+        quota_store,
     })
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use common::*;
 use serde_json::json;
 use sqlwarden::policy::{
-    Admission, Authorizer, AuthzRequest, Capabilities, Decision, Grant, Mode, QuotaDenied, QuotaKey, QuotaPermit,
+    Admission, AdmitFuture, Authorizer, AuthzRequest, Capabilities, Decision, Grant, Mode, QuotaDenied, QuotaRequest,
 };
 use sqlwarden::{Boundary, DenialCode, ToolRegistry};
 
@@ -25,15 +25,31 @@ impl Authorizer for Panicking {
     }
 }
 impl Admission for Panicking {
-    fn admit(&self, _: &QuotaKey<'_>) -> Result<QuotaPermit, QuotaDenied> {
+    fn admit<'a>(&'a self, _: QuotaRequest<'a>) -> AdmitFuture<'a> {
         panic!("quota bug")
+    }
+}
+
+/// Panics while its admission is awaited, not when it is asked.
+struct PanickingLater;
+impl Admission for PanickingLater {
+    fn admit<'a>(&'a self, _: QuotaRequest<'a>) -> AdmitFuture<'a> {
+        Box::pin(async { panic!("quota bug, later") })
     }
 }
 
 struct Broken;
 impl Admission for Broken {
-    fn admit(&self, _: &QuotaKey<'_>) -> Result<QuotaPermit, QuotaDenied> {
-        Err(QuotaDenied::Failed("counter store unreachable".into()))
+    fn admit<'a>(&'a self, _: QuotaRequest<'a>) -> AdmitFuture<'a> {
+        Box::pin(std::future::ready(Err(QuotaDenied::Failed("counter store unreachable".into()))))
+    }
+}
+
+/// A shared quota store that does not answer.
+struct Unreachable;
+impl Admission for Unreachable {
+    fn admit<'a>(&'a self, _: QuotaRequest<'a>) -> AdmitFuture<'a> {
+        Box::pin(std::future::ready(Err(QuotaDenied::Unavailable("timed out".into()))))
     }
 }
 
@@ -80,7 +96,7 @@ async fn an_authorizer_panic_is_a_denial() {
 
 #[tokio::test]
 async fn a_quota_failure_or_panic_is_a_denial() {
-    for quotas in [Box::new(Broken) as Box<dyn Admission>, Box::new(Panicking)] {
+    for quotas in [Box::new(Broken) as Box<dyn Admission>, Box::new(Panicking), Box::new(PanickingLater)] {
         let effects = Arc::new(Effects::default());
         let boundary = Boundary::builder(tools(&effects))
             .authorizer(Allow)
@@ -90,6 +106,26 @@ async fn a_quota_failure_or_panic_is_a_denial() {
         assert_eq!(call(&boundary).await.code(), DenialCode::Internal);
         effects.assert_untouched();
     }
+}
+
+#[tokio::test]
+async fn a_quota_store_that_does_not_answer_denies_with_quota_unavailable_and_is_audited() {
+    let effects = Arc::new(Effects::default());
+    let sink = Arc::new(MemorySink::default());
+    let boundary =
+        Boundary::builder(tools(&effects)).authorizer(Allow).quotas(Unreachable).audit(Arc::clone(&sink)).build();
+    let denied = call(&boundary).await;
+    assert_eq!(denied.code(), DenialCode::QuotaUnavailable);
+    assert!(!denied.message().contains("timed out"), "the store's error stays in the log: {denied}");
+    effects.assert_untouched();
+    let events = sink.events.lock().expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|event| event.stage == sqlwarden::audit::Stage::Admit
+                && event.code == Some(DenialCode::QuotaUnavailable)),
+        "the denial is on record: {events:?}"
+    );
 }
 
 #[tokio::test]

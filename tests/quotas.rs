@@ -11,7 +11,8 @@ use serde_json::json;
 use sqlwarden::DenialCode;
 use sqlwarden::audit::{AuditDecision, Stage};
 use sqlwarden::policy::{
-    Admission, ManualClock, Mode, QuotaConfigError, QuotaDenied, QuotaEngine, QuotaKey, QuotaPolicy,
+    Allowance, Egress, ManualClock, Mode, QuotaConfigError, QuotaDenied, QuotaEngine, QuotaKey, QuotaPolicy,
+    QuotaRequest,
 };
 
 fn policy(rate_per_minute: u32, burst: u32, max_concurrent: u32) -> QuotaPolicy {
@@ -45,13 +46,14 @@ fn the_default_policy_is_documented_and_neither_unlimited_nor_deny_all() {
     assert_eq!(engine.policy(), &default);
     assert_eq!(
         format!("{engine:?}"),
-        "QuotaEngine { policy: QuotaPolicy { rate_per_minute: 600, burst: 60, max_concurrent: 4, max_keys: 10000 }, keys: 0 }"
+        "QuotaEngine { policy: QuotaPolicy { rate_per_minute: 600, burst: 60, max_concurrent: 4, max_keys: 10000, \
+         cost_per_minute: None, rows_per_hour: None, bytes_per_hour: None }, keys: 0 }"
     );
-    let held: Vec<_> = (0..100).filter_map(|_| engine.admit(&KEY).ok()).collect();
+    let held: Vec<_> = (0..100).filter_map(|_| engine.try_admit(&KEY.into()).ok()).collect();
     assert_eq!(held.len(), 4, "the default concurrency limit holds while permits are held");
     drop(held);
     let mut admitted = 4;
-    while engine.admit(&KEY).is_ok() {
+    while engine.try_admit(&KEY.into()).is_ok() {
         admitted += 1;
     }
     assert_eq!(admitted, 60, "then the default burst");
@@ -72,36 +74,36 @@ fn rate_allows_a_burst_then_refills_one_call_per_interval() {
     let (engine, clock) = engine(policy(60, 3, 100));
     assert_eq!(engine.policy(), &policy(60, 3, 100));
     for _ in 0..3 {
-        drop(engine.admit(&KEY).expect("within the burst"));
+        drop(engine.try_admit(&KEY.into()).expect("within the burst"));
     }
-    let Err(QuotaDenied::Rate { retry_after }) = engine.admit(&KEY) else { panic!("the burst is spent") };
+    let Err(QuotaDenied::Rate { retry_after }) = engine.try_admit(&KEY.into()) else { panic!("the burst is spent") };
     assert_eq!(retry_after, Duration::from_secs(1), "60 a minute is one a second");
 
     clock.advance(Duration::from_millis(999));
-    assert!(matches!(engine.admit(&KEY), Err(QuotaDenied::Rate { .. })), "not yet refilled");
+    assert!(matches!(engine.try_admit(&KEY.into()), Err(QuotaDenied::Rate { .. })), "not yet refilled");
     clock.advance(Duration::from_millis(1));
-    drop(engine.admit(&KEY).expect("one call refilled"));
-    assert!(matches!(engine.admit(&KEY), Err(QuotaDenied::Rate { .. })), "only one");
+    drop(engine.try_admit(&KEY.into()).expect("one call refilled"));
+    assert!(matches!(engine.try_admit(&KEY.into()), Err(QuotaDenied::Rate { .. })), "only one");
 }
 
 #[test]
 fn the_bucket_never_holds_more_than_the_burst() {
     let (engine, clock) = engine(policy(60, 3, 100));
     clock.advance(Duration::from_secs(3600));
-    let admitted = (0..10).filter_map(|_| engine.admit(&KEY).ok()).count();
+    let admitted = (0..10).filter_map(|_| engine.try_admit(&KEY.into()).ok()).count();
     assert_eq!(admitted, 3);
 }
 
 #[test]
 fn concurrency_is_limited_while_permits_are_held() {
     let (engine, _clock) = engine(policy(6000, 100, 2));
-    let first = engine.admit(&KEY).expect("1 of 2");
-    let second = engine.admit(&KEY).expect("2 of 2");
+    let first = engine.try_admit(&KEY.into()).expect("1 of 2");
+    let second = engine.try_admit(&KEY.into()).expect("2 of 2");
     assert_eq!(engine.in_flight(&KEY), 2);
-    assert_eq!(engine.admit(&KEY).err(), Some(QuotaDenied::Concurrency));
+    assert_eq!(engine.try_admit(&KEY.into()).err(), Some(QuotaDenied::Concurrency));
     drop(first);
     assert_eq!(engine.in_flight(&KEY), 1);
-    let third = engine.admit(&KEY).expect("a slot was released");
+    let third = engine.try_admit(&KEY.into()).expect("a slot was released");
     drop((second, third));
     assert_eq!(engine.in_flight(&KEY), 0);
 }
@@ -109,25 +111,25 @@ fn concurrency_is_limited_while_permits_are_held() {
 #[test]
 fn admission_is_atomic_across_dimensions() {
     let (engine, clock) = engine(policy(1, 2, 1));
-    let held = engine.admit(&KEY).expect("token 1 of 2, slot 1 of 1");
+    let held = engine.try_admit(&KEY.into()).expect("token 1 of 2, slot 1 of 1");
     // A concurrency denial must not spend a token…
     for _ in 0..5 {
-        assert_eq!(engine.admit(&KEY).err(), Some(QuotaDenied::Concurrency));
+        assert_eq!(engine.try_admit(&KEY.into()).err(), Some(QuotaDenied::Concurrency));
     }
     drop(held);
-    drop(engine.admit(&KEY).expect("token 2 of 2 is still there"));
+    drop(engine.try_admit(&KEY.into()).expect("token 2 of 2 is still there"));
     // …and a rate denial must not keep a slot.
-    assert!(matches!(engine.admit(&KEY), Err(QuotaDenied::Rate { .. })));
+    assert!(matches!(engine.try_admit(&KEY.into()), Err(QuotaDenied::Rate { .. })));
     assert_eq!(engine.in_flight(&KEY), 0);
     clock.advance(Duration::from_secs(60));
-    drop(engine.admit(&KEY).expect("a token refilled and the slot is free"));
+    drop(engine.try_admit(&KEY.into()).expect("a token refilled and the slot is free"));
 }
 
 #[test]
 fn keys_are_isolated_between_tenants_identities_and_tools() {
     let (engine, _clock) = engine(policy(1, 1, 1));
-    let spent = engine.admit(&KEY).expect("the first call");
-    assert!(engine.admit(&KEY).is_err(), "this key is exhausted in both dimensions");
+    let spent = engine.try_admit(&KEY.into()).expect("the first call");
+    assert!(engine.try_admit(&KEY.into()).is_err(), "this key is exhausted in both dimensions");
     let neighbours = [
         QuotaKey { tenant: "globex", ..KEY },
         QuotaKey { identity: "bob", ..KEY },
@@ -136,8 +138,10 @@ fn keys_are_isolated_between_tenants_identities_and_tools() {
         QuotaKey { tenant: "acme:ada", identity: "", tool: "query_read" },
         QuotaKey { tenant: "acme", identity: "ada:query_read", tool: "" },
     ];
-    let _held: Vec<_> =
-        neighbours.iter().map(|key| engine.admit(key).unwrap_or_else(|e| panic!("{key:?}: {e}"))).collect();
+    let _held: Vec<_> = neighbours
+        .iter()
+        .map(|key| engine.try_admit(&(*key).into()).unwrap_or_else(|e| panic!("{key:?}: {e}")))
+        .collect();
     drop(spent);
 }
 
@@ -149,7 +153,7 @@ fn a_thousand_keys_never_share_state() {
         .iter()
         .map(|identity| {
             let key = QuotaKey { identity, ..KEY };
-            engine.admit(&key).unwrap_or_else(|e| panic!("{identity} shares another key's state: {e}"))
+            engine.try_admit(&key.into()).unwrap_or_else(|e| panic!("{identity} shares another key's state: {e}"))
         })
         .collect();
     assert_eq!(engine.tracked_keys(), 1000);
@@ -166,16 +170,16 @@ fn key_state_is_bounded_and_eviction_never_drops_a_held_permit() {
     let b = QuotaKey { identity: "b", ..KEY };
     let c = QuotaKey { identity: "c", ..KEY };
 
-    let held_a = engine.admit(&a).expect("a");
-    drop(engine.admit(&b).expect("b"));
-    assert_eq!(engine.admit(&c).err(), Some(QuotaDenied::KeyTableFull), "b's bucket has not refilled");
+    let held_a = engine.try_admit(&a.into()).expect("a");
+    drop(engine.try_admit(&b.into()).expect("b"));
+    assert_eq!(engine.try_admit(&c.into()).err(), Some(QuotaDenied::KeyTableFull), "b's bucket has not refilled");
     assert_eq!(engine.tracked_keys(), 2);
 
     clock.advance(Duration::from_secs(1));
-    drop(engine.admit(&c).expect("b is idle and refilled, so it is forgotten"));
+    drop(engine.try_admit(&c.into()).expect("b is idle and refilled, so it is forgotten"));
     assert_eq!(engine.tracked_keys(), 2);
     assert_eq!(engine.in_flight(&a), 1, "a's held permit survived the eviction");
-    assert_eq!(engine.admit(&a).err(), Some(QuotaDenied::Concurrency), "and still counts");
+    assert_eq!(engine.try_admit(&a.into()).err(), Some(QuotaDenied::Concurrency), "and still counts");
     drop(held_a);
 }
 
@@ -184,12 +188,17 @@ fn evicting_a_refilled_key_costs_it_nothing() {
     let (engine, clock) = engine(policy(60, 2, 1).with_max_keys(1).expect("valid"));
     let a = QuotaKey { identity: "a", ..KEY };
     let b = QuotaKey { identity: "b", ..KEY };
-    drop(engine.admit(&a).expect("a"));
+    drop(engine.try_admit(&a.into()).expect("a"));
+    drop(engine.try_admit(&a.into()).expect("a's whole burst"));
     clock.advance(Duration::from_secs(1));
-    assert_eq!(engine.admit(&b).err(), Some(QuotaDenied::KeyTableFull), "a's burst of 2 takes 2 s to refill");
+    assert_eq!(
+        engine.try_admit(&b.into()).err(),
+        Some(QuotaDenied::KeyTableFull),
+        "a's burst of 2 takes 2 s to refill"
+    );
     clock.advance(Duration::from_secs(1));
-    drop(engine.admit(&b).expect("a is now indistinguishable from a fresh key"));
-    drop(engine.admit(&b).expect("b has its own burst"));
+    drop(engine.try_admit(&b.into()).expect("a is now indistinguishable from a fresh key"));
+    drop(engine.try_admit(&b.into()).expect("b has its own burst"));
 }
 
 #[tokio::test]
@@ -350,4 +359,94 @@ async fn a_slot_held_for_a_statement_still_running_is_released_only_when_it_ends
     assert_eq!(engine.in_flight(&key), 0, "released once the statement ended");
     let again = boundary.invoke(Some(s), "lingering", json!({})).await.expect_err("admitted, then times out");
     assert_eq!(again.code(), DenialCode::Timeout);
+}
+
+fn spending(policy: QuotaPolicy) -> (QuotaEngine, Arc<ManualClock>) {
+    engine(policy)
+}
+
+fn ask(tool: &'static str, cost: u32, rows: Option<u64>) -> QuotaRequest<'static> {
+    QuotaRequest { key: QuotaKey { tool, ..KEY }, cost, egress: rows.map(|rows| Egress { rows, bytes: 1_000_000 }) }
+}
+
+#[test]
+fn the_cost_quota_bounds_the_sum_of_a_principals_costs_across_its_tools() {
+    let (engine, clock) = spending(policy(6000, 100, 100).with_cost_per_minute(20).expect("valid"));
+    let first = engine.try_admit(&ask("query_read", 10, None)).expect("10 of 20");
+    let second = engine.try_admit(&ask("list_tables", 10, None)).expect("20 of 20, on another tool");
+    let Err(QuotaDenied::Cost { retry_after }) = engine.try_admit(&ask("describe_table", 1, None)) else {
+        panic!("the minute's cost is spent")
+    };
+    assert_eq!(retry_after, Duration::from_secs(3), "20 a minute: one unit every 3 s");
+    let other = QuotaRequest { key: QuotaKey { identity: "grace", ..KEY }, cost: 10, egress: None };
+    drop(engine.try_admit(&other).expect("another identity has its own cost quota"));
+    assert_eq!(engine.try_admit(&ask("query_read", 21, None)).err(), Some(QuotaDenied::CostTooHigh { cost: 21 }));
+    drop((first, second));
+    clock.advance(Duration::from_secs(29));
+    assert!(matches!(engine.try_admit(&ask("query_read", 10, None)), Err(QuotaDenied::Cost { .. })), "9 units back");
+    clock.advance(Duration::from_secs(1));
+    drop(engine.try_admit(&ask("query_read", 10, None)).expect("10 units back after 30 s"));
+}
+
+#[test]
+fn a_denial_in_any_dimension_consumes_nothing_in_the_others() {
+    let (engine, clock) =
+        spending(policy(60, 2, 100).with_cost_per_minute(10).and_then(|p| p.with_rows_per_hour(50)).expect("valid"));
+    drop(engine.try_admit(&ask("query_read", 10, Some(50))).expect("everything at once"));
+    // Cost denied: the rate's second token and the budget stay; budget denied: likewise.
+    assert!(matches!(engine.try_admit(&ask("query_read", 1, Some(1))), Err(QuotaDenied::Cost { .. })));
+    clock.advance(Duration::from_secs(60));
+    let denied = engine.try_admit(&ask("query_read", 1, Some(1)));
+    assert!(matches!(denied, Err(QuotaDenied::Budget { budget: "rows", .. })), "{denied:?}");
+    assert_eq!(engine.egress_used(&KEY).rows, 50);
+    drop(engine.try_admit(&ask("list_tables", 1, None)).expect("a call that reads no rows is not charged"));
+    // The rate: 2 at once, one a second; the denials above took none.
+    drop(engine.try_admit(&ask("query_read", 1, None)).expect("the rate's token is still there"));
+}
+
+#[test]
+fn a_budget_reserves_what_a_read_may_return_and_gives_back_what_it_did_not() {
+    let (engine, clock) = spending(policy(6000, 100, 100).with_rows_per_hour(100).expect("valid"));
+    let first = engine.try_admit(&ask("query_read", 1, Some(60))).expect("60 of 100");
+    assert_eq!(first.allowance(), Allowance { rows: Some(60), bytes: None });
+    let second = engine.try_admit(&ask("query_read", 1, Some(60))).expect("what is left");
+    assert_eq!(second.allowance().rows, Some(40), "capped to what is left, never more");
+    let Err(QuotaDenied::Budget { budget: "rows", refills_in }) = engine.try_admit(&ask("query_read", 1, Some(1)))
+    else {
+        panic!("all 100 rows are reserved by calls in flight")
+    };
+    assert_eq!(refills_in, QuotaPolicy::BUDGET_WINDOW);
+    first.charge(Egress { rows: 10, bytes: 200 });
+    drop(first);
+    assert_eq!(engine.egress_used(&KEY).rows, 50, "the first call returned 10 of its 60: 50 come back");
+    // A call that never says what it returned (it panicked, say) keeps its whole reservation.
+    drop(second);
+    assert_eq!(engine.egress_used(&KEY).rows, 50);
+    let third = engine.try_admit(&ask("query_read", 1, Some(100))).expect("50 left");
+    assert_eq!(third.allowance().rows, Some(50));
+    third.charge(Egress { rows: 50, bytes: 0 });
+    drop(third);
+    clock.advance(Duration::from_secs(1800));
+    let Err(QuotaDenied::Budget { refills_in, .. }) = engine.try_admit(&ask("query_read", 1, Some(1))) else {
+        panic!("spent")
+    };
+    assert_eq!(refills_in, Duration::from_secs(1800), "the window ends an hour after it began");
+    clock.advance(Duration::from_secs(1800));
+    let refilled = engine.try_admit(&ask("query_read", 1, Some(100))).expect("a new window");
+    assert_eq!(refilled.allowance().rows, Some(100));
+}
+
+#[test]
+fn a_reservation_settled_after_its_window_ended_gives_nothing_to_the_next() {
+    let (engine, clock) = spending(policy(6000, 100, 100).with_bytes_per_hour(1000).expect("valid"));
+    let late = engine.try_admit(&ask("query_read", 1, Some(10))).expect("the whole budget");
+    assert_eq!(late.allowance(), Allowance { rows: None, bytes: Some(1000) });
+    clock.advance(QuotaPolicy::BUDGET_WINDOW);
+    let fresh =
+        engine.try_admit(&QuotaRequest { egress: Some(Egress { rows: 1, bytes: 400 }), ..ask("query_read", 1, None) });
+    let fresh = fresh.expect("a new window");
+    late.charge(Egress::default());
+    drop(late);
+    assert_eq!(engine.egress_used(&KEY).bytes, 400, "the old window's refund does not land in the new one");
+    drop(fresh);
 }

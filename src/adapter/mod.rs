@@ -237,6 +237,9 @@ pub struct ReadOptions {
     /// The most bytes the rows may take as JSON; a larger result is refused with
     /// `RESULT_TOO_LARGE`, never cut short silently.
     pub max_bytes: usize,
+    /// What is left of an egress budget, in bytes of JSON: rows past it are left out whole and
+    /// the result is marked truncated (the caller says why). `None`: no budget.
+    pub budget_bytes: Option<usize>,
 }
 
 /// What a read returned.
@@ -391,7 +394,7 @@ mod tests {
     use crate::sql::AllowList;
 
     fn options(limit: usize, max_bytes: usize) -> ReadOptions {
-        ReadOptions { limit, timeout: Duration::from_secs(1), max_bytes }
+        ReadOptions { limit, timeout: Duration::from_secs(1), max_bytes, budget_bytes: None }
     }
 
     #[test]
@@ -514,6 +517,40 @@ mod tests {
         collector.push(&[json!("x"), json!("y")]).expect("fits");
         assert!(collector.replace(vec![(6..9, "1".into()), (2..5, "2".into())]).is_err(), "out of order");
         assert!(collector.replace(vec![(2..50, "1".into())]).is_err(), "out of range");
+    }
+
+    #[test]
+    fn a_byte_budget_leaves_out_whole_rows_and_marks_the_result_truncated() {
+        use serde_json::json;
+        let budgeted = |budget| RowCollector::new(ReadOptions { budget_bytes: Some(budget), ..options(10, 1000) });
+        // `[[1],[22],[333]]`: the rows end at 4, 9 and 15, the array at 16.
+        let mut collector = budgeted(10);
+        for value in [1, 22, 333] {
+            if !collector.is_full() {
+                collector.push(&[json!(value)]).expect("never refused for the budget");
+            }
+        }
+        assert!(collector.is_full(), "no row after one left out");
+        let result = collector.finish(Vec::new(), false);
+        assert_eq!((result.rows.as_json(), result.truncated), ("[[1],[22]]", true));
+        let mut whole = budgeted(16);
+        for value in [1, 22, 333] {
+            whole.push(&[json!(value)]).expect("fits");
+        }
+        let result = whole.finish(Vec::new(), false);
+        assert_eq!((result.rows.as_json(), result.truncated), ("[[1],[22],[333]]", false), "16 bytes fit in 16");
+        // Values printed later (PostgreSQL's types without a decoder) are counted again: the
+        // rows they push past the budget are left out, and values of rows left out are dropped.
+        let mut printed = budgeted(14);
+        for value in ["a", "b", "c"] {
+            if !printed.is_full() {
+                printed.push(&[json!(value)]).expect("fits");
+            }
+        }
+        // `[["a"],["b"]]` (13 bytes); "c" was left out, its value at 16..19 goes with it.
+        printed.replace(vec![(2..5, "\"aaaa\"".into()), (16..19, "\"x\"".into())]).expect("fits the cap");
+        let result = printed.finish(Vec::new(), false);
+        assert_eq!((result.rows.as_json(), result.truncated), (r#"[["aaaa"]]"#, true));
     }
 
     #[test]

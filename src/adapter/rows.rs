@@ -15,6 +15,10 @@ pub(crate) struct RowCollector {
     options: ReadOptions,
     /// How long the text was when the read last let other tasks run.
     yielded_at: usize,
+    /// With a byte budget, where each row's text ends, to cut the result back to whole rows.
+    row_ends: Vec<usize>,
+    /// Whether a row was left out to keep within the byte budget.
+    over_budget: bool,
 }
 
 impl RowCollector {
@@ -22,7 +26,14 @@ impl RowCollector {
     const YIELD_EVERY: usize = 1 << 20;
 
     pub(crate) fn new(options: ReadOptions) -> Self {
-        RowCollector { text: String::from("["), rows: 0, options, yielded_at: 0 }
+        RowCollector {
+            text: String::from("["),
+            rows: 0,
+            options,
+            yielded_at: 0,
+            row_ends: Vec::new(),
+            over_budget: false,
+        }
     }
 
     /// Whether the read has written [`Self::YIELD_EVERY`] bytes since it last yielded: then
@@ -46,9 +57,10 @@ impl RowCollector {
         self.text.len()
     }
 
-    /// Whether the limit is reached: a further row only means the result is truncated.
+    /// Whether the limit or the byte budget is reached: a further row only means the result is
+    /// truncated.
     pub(crate) fn is_full(&self) -> bool {
-        self.rows >= self.options.limit
+        self.rows >= self.options.limit || self.over_budget
     }
 
     /// Starts a row: write its values through the [`RowWriter`], then [`end`](RowWriter::end)
@@ -75,6 +87,15 @@ impl RowCollector {
     /// as the limit lets come, up to the byte cap and 1 MiB, rather than growing a step at a
     /// time.
     fn ended_row(&mut self) -> Result<(), AdapterError> {
+        if let Some(budget) = self.options.budget_bytes {
+            if self.text.len() + 1 > budget {
+                // Left out whole: the result ends with the row before, marked truncated.
+                self.text.truncate(self.row_ends.last().copied().unwrap_or(1));
+                self.over_budget = true;
+                return Ok(());
+            }
+            self.row_ends.push(self.text.len());
+        }
         self.rows += 1;
         if self.rows == 1 {
             let expected = self.text.len().saturating_mul(self.options.limit.saturating_sub(1));
@@ -85,25 +106,57 @@ impl RowCollector {
 
     /// Replaces values already written: each range of the text (in order, not overlapping)
     /// with the JSON text given for it. Then the byte cap is checked again.
-    pub(crate) fn replace(&mut self, replacements: Vec<(std::ops::Range<usize>, String)>) -> Result<(), AdapterError> {
+    pub(crate) fn replace(
+        &mut self,
+        mut replacements: Vec<(std::ops::Range<usize>, String)>,
+    ) -> Result<(), AdapterError> {
+        if self.over_budget {
+            // Values of a row left out for the byte budget are not in the text any more.
+            let kept = self.text.len();
+            replacements.retain(|(range, _)| range.start < kept);
+        }
         if replacements.is_empty() {
             return Ok(());
         }
         let mut text = String::with_capacity(self.text.len());
         let mut copied = 0;
+        // How far the text after the replacements so far has moved, to move the row ends by.
+        let (mut shift, mut moved) = (0isize, 0);
         for (range, value) in replacements {
             let kept = self
                 .text
                 .get(copied..range.start)
                 .filter(|_| range.start <= range.end && self.text.is_char_boundary(range.end))
                 .ok_or_else(|| AdapterError::invalid("a value to replace is out of place"))?;
+            while let Some(end) = self.row_ends.get_mut(moved).filter(|end| **end <= range.start) {
+                *end = end.saturating_add_signed(shift);
+                moved += 1;
+            }
             text.push_str(kept);
             text.push_str(&value);
+            shift += value.len() as isize - (range.end - range.start) as isize;
             copied = range.end;
         }
         text.push_str(&self.text[copied..]);
         self.text = text;
-        self.check()
+        for end in self.row_ends.iter_mut().skip(moved) {
+            *end = end.saturating_add_signed(shift);
+        }
+        self.check()?;
+        self.keep_within_budget();
+        Ok(())
+    }
+
+    /// Leaves out rows from the end until the text, closing bracket included, is within the
+    /// byte budget.
+    fn keep_within_budget(&mut self) {
+        let Some(budget) = self.options.budget_bytes else { return };
+        while self.rows > 0 && self.text.len() + 1 > budget {
+            self.row_ends.pop();
+            self.rows -= 1;
+            self.text.truncate(self.row_ends.last().copied().unwrap_or(1));
+            self.over_budget = true;
+        }
     }
 
     /// Refuses the result once its text, closing bracket included, is over the byte cap.
@@ -116,7 +169,11 @@ impl RowCollector {
 
     pub(crate) fn finish(mut self, columns: Vec<ResultColumn>, truncated: bool) -> QueryResult {
         self.text.push(']');
-        QueryResult { columns, rows: JsonRows { text: self.text, count: self.rows }, truncated }
+        QueryResult {
+            columns,
+            rows: JsonRows { text: self.text, count: self.rows },
+            truncated: truncated || self.over_budget,
+        }
     }
 }
 

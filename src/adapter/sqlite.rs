@@ -685,7 +685,8 @@ mod tests {
             .expect("fixture");
         let allow = AllowList::new(SqlDialect::Sqlite, "main").table("main", "t");
         let adapter = SqliteAdapter::open(&format!("sqlite:{}", path.display()), allow, 1).expect("opens");
-        let options = ReadOptions { limit: 10, timeout: Duration::from_secs(5), max_bytes: 1 << 20 };
+        let options =
+            ReadOptions { limit: 10, timeout: Duration::from_secs(5), max_bytes: 1 << 20, budget_bytes: None };
         for sql in [
             "INSERT INTO t VALUES (2)",
             "DELETE FROM t",

@@ -39,8 +39,9 @@ use crate::audit::{
 use crate::denial::{Denial, DenialCode};
 use crate::evidence::{AdmittedCall, BeforeCommit};
 use crate::policy::{
-    Access, Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, MAX_TOOL_NAME_LEN,
-    Mode, QuotaDenied, QuotaEngine, QuotaKey, QuotaPolicy, SessionContext, SystemClock,
+    Access, Admission as QuotaAdmission, Authorizer, AuthzRequest, Capabilities, Clock, Decision, Egress,
+    MAX_TOOL_NAME_LEN, Mode, QuotaDenied, QuotaEngine, QuotaKey, QuotaPolicy, QuotaRequest, SessionContext,
+    SystemClock,
 };
 use crate::tools::ToolOutput;
 use crate::tools::{ToolInfo, ToolRegistry};
@@ -261,7 +262,14 @@ impl Boundary {
         tool: &str,
         args: Value,
     ) -> Result<ToolOutput, Denial> {
-        self.invocation_from(origin, session, tool, args).resolve()?.check_mode()?.authorize()?.admit()?.run().await
+        self.invocation_from(origin, session, tool, args)
+            .resolve()?
+            .check_mode()?
+            .authorize()?
+            .admit()
+            .await?
+            .run()
+            .await
     }
 }
 
@@ -361,13 +369,29 @@ impl<'b> Invocation<'b, ModeChecked> {
 impl<'b> Invocation<'b, Authorized> {
     /// Reserves quota for the call, then writes the call's stage decisions to the audit sink.
     /// The reservation is released when the invocation ends, however it ends.
-    pub fn admit(self) -> Result<Invocation<'b, Admitted>, Denial> {
-        let key = QuotaKey {
-            tenant: self.proof.session.tenant(),
-            identity: self.proof.session.identity(),
-            tool: self.proof.name.as_str(),
+    pub async fn admit(self) -> Result<Invocation<'b, Admitted>, Denial> {
+        let outcome = {
+            let key = QuotaKey {
+                tenant: self.proof.session.tenant(),
+                identity: self.proof.session.identity(),
+                tool: self.proof.name.as_str(),
+            };
+            let (tool, args, quotas) = (&self.proof.tool, &self.call.args, &self.boundary.quotas);
+            // The tool's weighing of its input and the quota backend are both guarded: a panic,
+            // whether in the call or while it is awaited, is a denial.
+            match guarded(Stage::Admit, || {
+                Ok(quotas.admit(QuotaRequest { key, cost: tool.cost(args), egress: tool.egress(args) }))
+            }) {
+                Ok(admitting) => match AssertUnwindSafe(admitting).catch_unwind().await {
+                    Ok(admitted) => admitted.map_err(quota_denial),
+                    Err(_panic) => {
+                        tracing::error!(stage = Stage::Admit.as_str(), "quota admission panicked; denying");
+                        Err(Denial::internal())
+                    }
+                },
+                Err(denial) => Err(denial),
+            }
         };
-        let outcome = guarded(Stage::Admit, || self.boundary.quotas.admit(&key).map_err(quota_denial));
         let Invocation { boundary, mut call, proof } = self;
         let permit = match outcome {
             Ok(permit) => permit,
@@ -445,6 +469,16 @@ impl Invocation<'_, Admitted> {
         };
         cancelled.armed = false;
         drop(cancelled);
+        // A call that returned is charged what its read returned (nothing, when it read
+        // nothing or failed); a call that panicked keeps its whole egress reservation.
+        if let (Some(slot), Ok(returned)) = (&admitted.slot, &outcome) {
+            let facts = admitted.read.lock().ok().and_then(|read| read.as_ref().map(|read| (read.rows, read.bytes)));
+            let (rows, bytes) = match (returned, facts) {
+                (Ok(_), Some(facts)) => facts,
+                _ => (0, 0),
+            };
+            slot.charge(Egress { rows, bytes });
+        }
         // The call's own share of its quota slot. An adapter whose statement outlives the call
         // on the database keeps a share of its own until the database has stopped it.
         admitted.slot = None;
@@ -547,6 +581,25 @@ fn quota_denial(denied: QuotaDenied) -> Denial {
             Denial::new(DenialCode::RateLimited, "too many calls in flight; retry when one finishes")
         }
         QuotaDenied::KeyTableFull => Denial::new(DenialCode::RateLimited, "quota capacity reached; retry later"),
+        QuotaDenied::Cost { retry_after } => Denial::new(
+            DenialCode::RateLimited,
+            format!("cost quota reached; retry in {} ms", retry_after.as_millis().max(1)),
+        ),
+        QuotaDenied::CostTooHigh { cost } => Denial::new(
+            DenialCode::RateLimited,
+            format!("this call costs {cost}, more than the cost quota allows at once; ask for fewer rows"),
+        ),
+        QuotaDenied::Budget { budget, refills_in } => Denial::new(
+            DenialCode::BudgetExhausted,
+            format!(
+                "the hourly {budget} budget is spent (or held by calls in flight); it refills in {} s",
+                refills_in.as_secs().max(1)
+            ),
+        ),
+        QuotaDenied::Unavailable(error) => {
+            tracing::error!(%error, "the quota store did not answer; denying");
+            Denial::new(DenialCode::QuotaUnavailable, "quotas cannot be checked right now; retry later")
+        }
         other => {
             tracing::error!(error = %other, "quota evaluation failed; denying");
             Denial::internal()

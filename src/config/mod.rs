@@ -27,8 +27,11 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 mod http;
+mod quotas;
 
+pub use crate::quota::RedisQuotaConfig;
 pub use http::{AuthConfig, BearerConfig, DEFAULT_PATH, HttpConfig, http_posture};
+pub use quotas::QuotaStore;
 
 use crate::adapter::PoolOptions;
 use crate::policy::{Mode, QuotaPolicy, SessionContext, ToolName};
@@ -50,8 +53,10 @@ pub struct Config {
     pub allow: AllowList,
     /// Row, time and size limits of `query_read`.
     pub limits: ReadLimits,
-    /// Call quotas per (tenant, identity, tool).
+    /// Call quotas per (tenant, identity, tool), cost and egress budgets per (tenant, identity).
     pub quotas: QuotaPolicy,
+    /// Where quota state lives: this process, or a Redis the replicas share.
+    pub quota_store: QuotaStore,
     /// The tools the session may call.
     pub grants: Vec<GrantConfig>,
     /// Where audit records go.
@@ -155,7 +160,7 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
-    quotas: RawQuotas,
+    quotas: quotas::RawQuotas,
     #[serde(default)]
     grants: Vec<RawGrant>,
     #[serde(default)]
@@ -221,14 +226,6 @@ struct RawLimits {
     default_timeout_ms: Option<u64>,
     max_timeout_ms: Option<u64>,
     max_result_bytes: Option<usize>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawQuotas {
-    rate_per_minute: Option<u32>,
-    burst: Option<u32>,
-    max_concurrent: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -402,13 +399,7 @@ impl Config {
             )));
         }
 
-        let quota_defaults = QuotaPolicy::default();
-        let quotas = QuotaPolicy::new(
-            raw.quotas.rate_per_minute.unwrap_or(quota_defaults.rate_per_minute()),
-            raw.quotas.burst.unwrap_or(quota_defaults.burst()),
-            raw.quotas.max_concurrent.unwrap_or(quota_defaults.max_concurrent()),
-        )
-        .map_err(|error| fail(format!("[quotas] {error}")))?;
+        let (quotas, quota_store) = quotas::quotas(raw.quotas, &env).map_err(fail)?;
 
         let mut grants: Vec<GrantConfig> = Vec::with_capacity(raw.grants.len());
         for grant in raw.grants {
@@ -473,6 +464,7 @@ impl Config {
             allow,
             limits,
             quotas,
+            quota_store,
             grants,
             audit,
             audit_deadline,

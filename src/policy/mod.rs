@@ -13,6 +13,9 @@ pub mod tool_name;
 pub use capability::{Authorizer, AuthzRequest, Capabilities, Decision, Grant, GrantError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use mode::{Access, Mode};
-pub use quota::{Admission, QuotaConfigError, QuotaDenied, QuotaEngine, QuotaKey, QuotaPermit, QuotaPolicy};
+pub use quota::{
+    Admission, AdmitFuture, Allowance, Egress, Gcra, GcraDenied, QuotaConfigError, QuotaDenied, QuotaEngine, QuotaKey,
+    QuotaPermit, QuotaPolicy, QuotaRequest, Release, budget_grant,
+};
 pub use session::{SessionContext, SessionError, SessionId};
 pub use tool_name::{MAX_TOOL_NAME_LEN, ToolName, ToolNameError};

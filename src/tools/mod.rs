@@ -25,8 +25,8 @@ use serde_json::Value;
 use crate::adapter::AdapterError;
 use crate::denial::{Denial, DenialCode};
 use crate::evidence::{AccessClass, AdmittedCall, Evidence};
-use crate::policy::Access;
 use crate::policy::SessionContext;
+use crate::policy::{Access, Egress};
 
 /// A tool callable through the boundary.
 ///
@@ -72,6 +72,23 @@ pub trait Tool: Send + Sync + 'static {
     /// input type still decides what is valid).
     fn input_schema(&self) -> serde_json::Map<String, Value> {
         any_object()
+    }
+
+    /// What a call with these arguments costs against `[quotas] cost_per_minute`: 1 unless the
+    /// tool weighs its input. The arguments are not validated yet: read them leniently. A cost
+    /// of 0 counts as 1.
+    fn cost(&self, args: &Value) -> u32 {
+        let _ = args;
+        1
+    }
+
+    /// For a tool whose calls return rows from the database, the most a call with these
+    /// arguments could return. Such a call is charged against the egress budgets
+    /// (`[quotas] rows_per_hour`, `bytes_per_hour`) and may return no more than what is left
+    /// of them ([`Evidence::allowance`]). `None`, the default: the tool returns no rows.
+    fn egress(&self, args: &Value) -> Option<Egress> {
+        let _ = args;
+        None
     }
 
     /// Runs the tool. Only the boundary can call this: `evidence` cannot be made anywhere else.
@@ -277,6 +294,8 @@ pub(crate) trait ErasedTool: Send + Sync {
     fn description(&self) -> &str;
     fn input_schema(&self) -> serde_json::Map<String, Value>;
     fn access(&self) -> Access;
+    fn cost(&self, args: &Value) -> u32;
+    fn egress(&self, args: &Value) -> Option<Egress>;
     fn call<'a>(&'a self, call: &'a AdmittedCall, args: Value) -> BoxFuture<'a, Result<ToolOutput, ToolError>>;
 }
 
@@ -291,6 +310,14 @@ impl<T: Tool> ErasedTool for T {
 
     fn access(&self) -> Access {
         T::Access::ACCESS
+    }
+
+    fn cost(&self, args: &Value) -> u32 {
+        Tool::cost(self, args).max(1)
+    }
+
+    fn egress(&self, args: &Value) -> Option<Egress> {
+        Tool::egress(self, args)
     }
 
     fn call<'a>(&'a self, call: &'a AdmittedCall, args: Value) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {

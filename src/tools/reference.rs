@@ -14,6 +14,7 @@ use crate::adapter::{
 use crate::audit::ReadFacts;
 use crate::denial::{Denial, DenialCode};
 use crate::evidence::{Evidence, Read};
+use crate::policy::Egress;
 use crate::sql::SqlValidator;
 
 /// Defaults and hard caps for `query_read`.
@@ -56,6 +57,15 @@ impl QueryRead {
     pub fn new(adapter: Arc<dyn Adapter>, validator: SqlValidator, limits: ReadLimits) -> Self {
         QueryRead { adapter, validator, limits }
     }
+
+    /// The rows a call with these (unvalidated) arguments may return: its `limit`, capped, or
+    /// the default.
+    fn rows_asked(&self, args: &Value) -> usize {
+        match args.get("limit").and_then(Value::as_u64) {
+            Some(limit) if limit > 0 => usize::try_from(limit).unwrap_or(usize::MAX).min(self.limits.max_rows),
+            _ => self.limits.default_rows,
+        }
+    }
 }
 
 /// The input of `query_read`.
@@ -84,8 +94,31 @@ pub struct QueryReadOutput {
     pub row_count: usize,
     /// Whether the query had more rows than returned.
     pub truncated: bool,
+    /// Why, when it was cut short by what is left of an egress budget rather than by the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_by: Option<Truncation>,
     /// How long the database took, in milliseconds.
     pub elapsed_ms: u64,
+}
+
+/// Which egress budget cut a result short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Truncation {
+    /// What was left of `[quotas] rows_per_hour`.
+    #[serde(rename = "rows_per_hour")]
+    RowsPerHour,
+    /// What was left of `[quotas] bytes_per_hour`.
+    #[serde(rename = "bytes_per_hour")]
+    BytesPerHour,
+}
+
+impl Truncation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Truncation::RowsPerHour => "rows_per_hour",
+            Truncation::BytesPerHour => "bytes_per_hour",
+        }
+    }
 }
 
 impl Tool for QueryRead {
@@ -99,7 +132,7 @@ impl Tool for QueryRead {
 
     /// The rows are JSON text already: they are copied in, not serialized again.
     fn output_json(output: QueryReadOutput) -> Result<ToolOutput, ToolError> {
-        let QueryReadOutput { columns, rows, row_count, truncated, elapsed_ms } = output;
+        let QueryReadOutput { columns, rows, row_count, truncated, truncated_by, elapsed_ms } = output;
         let columns = serde_json::to_string(&columns).map_err(ToolError::internal)?;
         let mut text = String::with_capacity(columns.len() + rows.as_json().len() + 80);
         text.push_str("{\"columns\":");
@@ -110,6 +143,11 @@ impl Tool for QueryRead {
         text.push_str(itoa::Buffer::new().format(row_count));
         text.push_str(",\"truncated\":");
         text.push_str(if truncated { "true" } else { "false" });
+        if let Some(by) = truncated_by {
+            text.push_str(",\"truncated_by\":\"");
+            text.push_str(by.as_str());
+            text.push('"');
+        }
         text.push_str(",\"elapsed_ms\":");
         text.push_str(itoa::Buffer::new().format(elapsed_ms));
         text.push('}');
@@ -154,12 +192,26 @@ impl Tool for QueryRead {
         )
     }
 
+    /// One unit per 100 rows the call may return (rounded up): a call for 1,000 rows costs 10.
+    fn cost(&self, args: &Value) -> u32 {
+        u32::try_from(self.rows_asked(args).div_ceil(100)).unwrap_or(u32::MAX)
+    }
+
+    fn egress(&self, args: &Value) -> Option<Egress> {
+        let rows = u64::try_from(self.rows_asked(args)).unwrap_or(u64::MAX);
+        Some(Egress { rows, bytes: u64::try_from(self.limits.max_result_bytes).unwrap_or(u64::MAX) })
+    }
+
     async fn call(&self, evidence: Evidence<'_, Read>, input: QueryReadInput) -> Result<QueryReadOutput, ToolError> {
-        let limit = match input.limit {
+        let asked = match input.limit {
             None => self.limits.default_rows,
             Some(0) => return Err(invalid("limit must be at least 1").into()),
             Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX).min(self.limits.max_rows),
         };
+        // No call returns more than what is left of the egress budgets.
+        let allowance = evidence.allowance();
+        let to_usize = |left: u64| usize::try_from(left).unwrap_or(usize::MAX);
+        let limit = allowance.rows.map_or(asked, |left| asked.min(to_usize(left)));
         let timeout = match input.timeout_ms {
             None => self.limits.default_timeout,
             Some(0) => return Err(invalid("timeout_ms must be at least 1").into()),
@@ -167,7 +219,12 @@ impl Tool for QueryRead {
         };
         let params = input.params.iter().enumerate().map(param).collect::<Result<Vec<_>, _>>()?;
         let query = self.validator.validate(&input.query, params.len())?;
-        let options = ReadOptions { limit, timeout, max_bytes: self.limits.max_result_bytes };
+        let options = ReadOptions {
+            limit,
+            timeout,
+            max_bytes: self.limits.max_result_bytes,
+            budget_bytes: allowance.bytes.map(to_usize).filter(|left| *left < self.limits.max_result_bytes),
+        };
         let started = Instant::now();
         // The audit's execute record names the query's shape and what it returned.
         let admitted = evidence.admitted();
@@ -190,7 +247,14 @@ impl Tool for QueryRead {
             }
         });
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Ok(QueryReadOutput { columns, row_count: rows.len(), rows, truncated, elapsed_ms })
+        // Cut short before the limit: only the byte budget does that (the byte cap refuses).
+        let truncated_by = match truncated {
+            false => None,
+            true if rows.len() < limit => Some(Truncation::BytesPerHour),
+            true if limit < asked => Some(Truncation::RowsPerHour),
+            true => None,
+        };
+        Ok(QueryReadOutput { columns, row_count: rows.len(), rows, truncated, truncated_by, elapsed_ms })
     }
 }
 
@@ -348,6 +412,7 @@ mod tests {
             rows: JsonRows::from_values(&[vec![json!(1), json!("x")], vec![Value::Null, json!({"k": [1.5, null]})]]),
             row_count: 2,
             truncated: true,
+            truncated_by: Some(Truncation::RowsPerHour),
             elapsed_ms: 7,
         };
         let written = QueryRead::output_json(output()).expect("json");
@@ -356,7 +421,7 @@ mod tests {
         assert_eq!(
             written.to_value().expect("parses"),
             json!({"columns": [{"name": "a", "type": "int4"}], "rows": [[1, "x"], [null, {"k": [1.5, null]}]],
-                   "row_count": 2, "truncated": true, "elapsed_ms": 7})
+                   "row_count": 2, "truncated": true, "truncated_by": "rows_per_hour", "elapsed_ms": 7})
         );
     }
 

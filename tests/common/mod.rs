@@ -15,8 +15,8 @@ use sqlwarden::adapter::{
 };
 use sqlwarden::audit::{AuditBatch, AuditDecision, AuditError, AuditSink, Stage};
 use sqlwarden::policy::{
-    Admission, Authorizer, AuthzRequest, Capabilities, Decision, Grant, ManualClock, Mode, QuotaDenied, QuotaEngine,
-    QuotaKey, QuotaPermit, QuotaPolicy, SessionContext,
+    Admission, AdmitFuture, Authorizer, AuthzRequest, Capabilities, Decision, Grant, ManualClock, Mode, QuotaEngine,
+    QuotaPermit, QuotaPolicy, QuotaRequest, SessionContext,
 };
 use sqlwarden::sql::{SqlDialect, ValidatedQuery};
 use sqlwarden::{Boundary, DenialCode, Evidence, Read, Tool, ToolError, Write};
@@ -355,10 +355,12 @@ impl Drop for Release {
 }
 
 impl<Q: Admission> Admission for CountingQuota<Q> {
-    fn admit(&self, key: &QuotaKey<'_>) -> Result<QuotaPermit, QuotaDenied> {
-        let permit = self.inner.admit(key)?;
-        self.effects.quota_admits.fetch_add(1, SeqCst);
-        Ok(QuotaPermit::from_guard(Release { _inner: permit, effects: Arc::clone(&self.effects) }))
+    fn admit<'a>(&'a self, request: QuotaRequest<'a>) -> AdmitFuture<'a> {
+        Box::pin(async move {
+            let permit = self.inner.admit(request).await?;
+            self.effects.quota_admits.fetch_add(1, SeqCst);
+            Ok(QuotaPermit::from_guard(Release { _inner: permit, effects: Arc::clone(&self.effects) }))
+        })
     }
 }
 

@@ -124,7 +124,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .resolve()?
         .check_mode()?
         .authorize()?
-        .admit()?;
+        .admit()
+        .await?;
     let listed = admitted.run().await?;
     assert_eq!(listed.to_value()?[0]["name"], "customers");
 

@@ -488,7 +488,8 @@ mod tests {
         client.batch_execute(&format!("DELETE FROM {schema}.effects")).await.expect("reset");
 
         let sql = format!("SELECT {schema}.effect()");
-        let options = ReadOptions { limit: 10, timeout: Duration::from_secs(5), max_bytes: 1 << 20 };
+        let options =
+            ReadOptions { limit: 10, timeout: Duration::from_secs(5), max_bytes: 1 << 20, budget_bytes: None };
         let shapes = Shapes::default();
         let failing = ReadTx { client: &client, begin: "SELECT 1/0", open: AtomicBool::new(false) };
         let context = ReadContext { sql: &sql, params: &[], options, shapes: &shapes };
