@@ -7,7 +7,9 @@
 -- ARGV: 1 rate period, 2 rate tolerance, 3 max concurrent, 4 lease id, 5 lease length,
 --       6 cost cells (0: no cost quota), 7 cost period, 8 cost tolerance,
 --       9 rows a window (0: no rows budget), 10 bytes a window (0: no bytes budget),
---       11 rows wanted, 12 bytes wanted (-1: the call is not charged), 13 window length.
+--       11 rows wanted, 12 bytes wanted (-1: the call is not charged), 13 window length,
+--       then from 14 the reservations of finished calls of the same principal and tool to give
+--       back first (see give_back), so that a call's release rides on the next admission.
 -- Returns {0, rows granted, bytes granted, window start} (-1: no budget of that kind), or a
 -- refusal: {1} concurrency, {2, wait} rate, {3, wait} cost, {4} cost above the burst,
 -- {5, refills in} rows budget, {6, refills in} bytes budget.
@@ -16,6 +18,7 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local function int(value) return string.format('%.0f', value) end
 local function ms(us) return math.floor(us / 1000) + 1 end
 
+give_back(KEYS[2], KEYS[4], 14)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {1} end
 

@@ -1,5 +1,5 @@
 //! Quota state in Redis, shared by every replica: [`RedisQuotas`], an
-//! [`Admission`](crate::policy::Admission) with the same limits and the same arithmetic as the
+//! [`Admission`] with the same limits and the same arithmetic as the
 //! in-process [`QuotaEngine`](crate::policy::QuotaEngine).
 //!
 //! One call's admission is one round trip: one Lua script (`admit.lua`) reads the server's
@@ -9,7 +9,8 @@
 //! - the concurrency, a lease per call in a sorted set per (tenant, identity, tool), scored by
 //!   its expiry, so that a replica that dies mid-call holds its slots no longer than `lease_s`.
 //!   A running call's lease is renewed every third of `lease_s`; it is given back when the
-//!   call's permit drops, however the call ended;
+//!   call's permit drops, however the call ended: with the next admission of the same principal
+//!   and tool (so a call costs one round trip), or on its own after [`FLUSH_AFTER`];
 //! - the cost per minute, a GCRA per (tenant, identity);
 //! - the egress budgets, a window per (tenant, identity): the call reserves what it may return,
 //!   up to what is left, and gives back what it did not return when it ends.
@@ -80,6 +81,64 @@ pub struct RedisQuotas {
     scripts: Arc<Scripts>,
     /// The leases of calls still running, by number: renewed until their permits drop.
     running: Arc<Mutex<HashMap<u64, Running>>>,
+    /// Reservations of finished calls not yet given back, by lease key.
+    pending: Arc<Pending>,
+}
+
+/// How long a finished call's reservation waits for an admission of the same principal and
+/// tool to carry it back before it is sent on its own. Until then, other replicas count its
+/// slot as taken (never as free) and its unreturned egress as spent.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(20);
+
+/// Finished calls' reservations waiting to be given back, and the flusher's bell.
+#[derive(Default)]
+struct Pending {
+    by_lease_key: Mutex<HashMap<String, Waiting>>,
+    bell: tokio::sync::Notify,
+    /// Set when the quotas are dropped: the flusher sends what waits, then ends.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// The reservations of one principal and tool waiting to be given back.
+struct Waiting {
+    budget_key: String,
+    calls: Vec<GiveBack>,
+}
+
+/// One finished call's reservation: its lease, and the egress to give back to its window.
+struct GiveBack {
+    lease_id: String,
+    window: Option<String>,
+    back: Egress,
+}
+
+impl Pending {
+    /// The reservations waiting under `lease_key`, taken to be sent.
+    fn take(&self, lease_key: &str) -> Vec<GiveBack> {
+        self.by_lease_key
+            .lock()
+            .ok()
+            .and_then(|mut waiting| waiting.remove(lease_key))
+            .map_or_else(Vec::new, |w| w.calls)
+    }
+
+    /// Everything waiting, taken to be sent.
+    fn take_all(&self) -> HashMap<String, Waiting> {
+        self.by_lease_key.lock().map(|mut waiting| std::mem::take(&mut *waiting)).unwrap_or_default()
+    }
+}
+
+/// `count, then for each call: lease id, window start ('' when not charged), rows, bytes`: the
+/// arguments `give_back.lua` reads.
+fn give_back_args(invocation: &mut redis::ScriptInvocation<'_>, calls: &[GiveBack]) {
+    invocation.arg(calls.len());
+    for call in calls {
+        invocation
+            .arg(&call.lease_id)
+            .arg(call.window.as_deref().unwrap_or(""))
+            .arg(call.back.rows)
+            .arg(call.back.bytes);
+    }
 }
 
 /// A running call's lease: its key and id, and when it was last renewed.
@@ -119,13 +178,15 @@ impl RedisQuotas {
             replica: hex::encode(random),
             next_lease: AtomicU64::new(0),
             scripts: Arc::new(Scripts {
-                admit: Script::new(include_str!("admit.lua")),
-                release: Script::new(include_str!("release.lua")),
+                admit: Script::new(&[include_str!("give_back.lua"), include_str!("admit.lua")].concat()),
+                release: Script::new(&[include_str!("give_back.lua"), include_str!("release.lua")].concat()),
                 renew: Script::new(include_str!("renew.lua")),
             }),
             running: Arc::new(Mutex::new(HashMap::new())),
+            pending: Arc::new(Pending::default()),
         };
         quotas.renew_running();
+        quotas.flush_pending();
         Ok(quotas)
     }
 
@@ -182,6 +243,10 @@ impl RedisQuotas {
             .arg(signed(wants.map(|wants| wants.rows)))
             .arg(signed(wants.map(|wants| wants.bytes)))
             .arg(micros(QuotaPolicy::BUDGET_WINDOW));
+        // Finished calls of this principal and tool ride along. Should this round trip fail,
+        // they are not sent again (a refund might then be counted twice): their leases expire
+        // and their unreturned egress stays spent.
+        give_back_args(&mut invocation, &self.pending.take(&lease_key));
         let mut connection = self.manager.clone();
         let reply: Vec<i64> = invocation.invoke_async(&mut connection).await.map_err(|error| unavailable(&error))?;
         let wait = |index: usize| Duration::from_micros(reply.get(index).copied().unwrap_or(0).max(0).unsigned_abs());
@@ -208,10 +273,8 @@ impl RedisQuotas {
             budget_key,
             window,
             reserved: Egress { rows: allowance.rows.unwrap_or(0), bytes: allowance.bytes.unwrap_or(0) },
-            manager: self.manager.clone(),
-            scripts: Arc::clone(&self.scripts),
             running: Arc::downgrade(&self.running),
-            timeout: self.timeout.max(Duration::from_secs(1)),
+            pending: Arc::downgrade(&self.pending),
         };
         Ok(QuotaPermit::new(release, allowance))
     }
@@ -257,6 +320,39 @@ impl RedisQuotas {
     }
 }
 
+impl RedisQuotas {
+    /// Starts the task that sends, [`FLUSH_AFTER`] after a call has finished, the reservations
+    /// no admission has carried back. When these quotas are dropped, it sends what waits, then
+    /// ends.
+    fn flush_pending(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (pending, scripts, manager) = (Arc::clone(&self.pending), Arc::clone(&self.scripts), self.manager.clone());
+        let timeout = self.timeout.max(Duration::from_secs(1));
+        runtime.spawn(async move {
+            loop {
+                pending.bell.notified().await;
+                let closed = pending.closed.load(Ordering::Relaxed);
+                if !closed {
+                    tokio::time::sleep(FLUSH_AFTER).await;
+                }
+                for (lease_key, Waiting { budget_key, calls }) in pending.take_all() {
+                    let mut invocation = scripts.release.key(&lease_key);
+                    invocation.key(&budget_key);
+                    give_back_args(&mut invocation, &calls);
+                    let mut connection = manager.clone();
+                    let sent = tokio::time::timeout(timeout, invocation.invoke_async::<i64>(&mut connection)).await;
+                    if !matches!(sent, Ok(Ok(_))) {
+                        tracing::warn!("could not give back finished calls' quota; their leases expire after lease_s");
+                    }
+                }
+                if closed {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 impl Admission for RedisQuotas {
     fn admit<'a>(&'a self, request: QuotaRequest<'a>) -> AdmitFuture<'a> {
         Box::pin(async move {
@@ -265,6 +361,13 @@ impl Admission for RedisQuotas {
                 Err(_) => Err(QuotaDenied::Unavailable("redis did not answer in time".into())),
             }
         })
+    }
+}
+
+impl Drop for RedisQuotas {
+    fn drop(&mut self) {
+        self.pending.closed.store(true, Ordering::Relaxed);
+        self.pending.bell.notify_one();
     }
 }
 
@@ -280,8 +383,9 @@ impl std::fmt::Debug for RedisQuotas {
 }
 
 /// Gives a Redis reservation back when the call's permit drops: the lease, and the egress
-/// reserved but not returned. It is sent from a task of its own; should it never arrive, the
-/// lease expires after `lease_s` and the unreturned egress stays spent (fail closed).
+/// reserved but not returned. It waits for the next admission of the same principal and tool to
+/// carry it, or for the flusher; should neither send it, the lease expires after `lease_s` and
+/// the unreturned egress stays spent (fail closed).
 struct RedisRelease {
     number: u64,
     lease_key: String,
@@ -290,37 +394,30 @@ struct RedisRelease {
     /// The budget window the reservation was taken from, if the call was charged.
     window: Option<String>,
     reserved: Egress,
-    manager: ConnectionManager,
-    scripts: Arc<Scripts>,
     running: Weak<Mutex<HashMap<u64, Running>>>,
-    timeout: Duration,
+    pending: Weak<Pending>,
 }
 
 impl Release for RedisRelease {
     fn release(self: Box<Self>, used: Option<Egress>) {
-        if let Some(running) = self.running.upgrade()
+        let RedisRelease { number, lease_key, lease_id, budget_key, window, reserved, running, pending } = *self;
+        if let Some(running) = running.upgrade()
             && let Ok(mut running) = running.lock()
         {
-            running.remove(&self.number);
+            running.remove(&number);
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let back = used.map_or(Egress::default(), |used| Egress {
-            rows: self.reserved.rows.saturating_sub(used.rows),
-            bytes: self.reserved.bytes.saturating_sub(used.bytes),
+            rows: reserved.rows.saturating_sub(used.rows),
+            bytes: reserved.bytes.saturating_sub(used.bytes),
         });
-        runtime.spawn(async move {
-            let mut invocation = self.scripts.release.key(&self.lease_key);
-            invocation
-                .key(&self.budget_key)
-                .arg(&self.lease_id)
-                .arg(self.window.as_deref().unwrap_or(""))
-                .arg(back.rows)
-                .arg(back.bytes);
-            let mut connection = self.manager.clone();
-            let released = tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut connection)).await;
-            if !matches!(released, Ok(Ok(_))) {
-                tracing::warn!("could not release a call's quota lease; it expires after lease_s");
-            }
-        });
+        let Some(pending) = pending.upgrade() else { return };
+        if let Ok(mut waiting) = pending.by_lease_key.lock() {
+            waiting
+                .entry(lease_key)
+                .or_insert_with(|| Waiting { budget_key, calls: Vec::new() })
+                .calls
+                .push(GiveBack { lease_id, window, back });
+        }
+        pending.bell.notify_one();
     }
 }
