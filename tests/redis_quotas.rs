@@ -345,10 +345,8 @@ fn while_redis_is_away_every_call_is_denied_with_quota_unavailable_then_the_serv
         return;
     };
     let database = Table::new(100);
-    let config = database.config(&format!(
-        "[quotas]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout_ms = 100\nrows_per_hour = 1000000\n",
-        private.url()
-    ));
+    let config = database
+        .config(&format!("[quotas]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout_ms = 100\n", private.url()));
     let mut server = McpProcess::start(&["--config", &config.path()]);
     server.initialize();
     assert_eq!(code_of(&server.call("query_read", json!({"query": "SELECT id FROM t", "limit": 1}))), None);
@@ -672,4 +670,47 @@ async fn a_call_costs_one_round_trip_its_release_rides_on_the_next_admission() {
     assert_eq!(used, (calls * 10).to_string(), "every call gave back the 90 rows it did not return");
     let leases = prefix.keys().into_iter().filter(|key| key.contains(":lease:")).count();
     assert_eq!(leases, 0, "and every lease");
+}
+
+#[tokio::test]
+async fn a_redis_that_restarts_without_its_data_hands_out_no_fresh_burst_and_no_fresh_budget() {
+    if redis().is_none() {
+        return;
+    }
+    let Some(mut private) = PrivateRedis::start() else {
+        databases::unavailable("redis-server (to start a private one)", &"it did not start");
+        return;
+    };
+    let prefix = Prefix::new(&private.url());
+    let policy = QuotaPolicy::new(60, 3, 10).and_then(|p| p.with_rows_per_hour(100)).expect("valid");
+    let quotas = RedisQuotas::new(&settings(&private.url(), &prefix, Duration::from_secs(60)), policy).expect("redis");
+    let read = || request(1, Some(Egress { rows: 40, bytes: 1000 }));
+    for expected in [40, 40, 20] {
+        let permit = quotas.admit(read()).await.expect("within the burst and the budget");
+        assert_eq!(permit.allowance().rows, Some(expected));
+        permit.charge(Egress { rows: expected, bytes: 100 });
+    }
+    // Redis goes away and comes back empty (no persistence, as on these machines).
+    private.stop();
+    assert!(private.restart(), "redis-server starts again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        match quotas.admit(read()).await {
+            Err(QuotaDenied::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other,
+        }
+    };
+    assert!(matches!(after, Err(QuotaDenied::Rate { .. })), "the burst stays spent: {after:?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after = quotas.admit(read()).await;
+    assert!(
+        matches!(after, Err(QuotaDenied::Budget { budget: "rows", .. })),
+        "a token came back, the budget did not: {after:?}"
+    );
+    // What was restored is stored: a replica that never saw this principal finds it spent too.
+    let fresh = RedisQuotas::new(&settings(&private.url(), &prefix, Duration::from_secs(60)), policy).expect("redis");
+    let after = fresh.admit(read()).await;
+    assert!(matches!(after, Err(QuotaDenied::Budget { budget: "rows", .. })), "{after:?}");
 }

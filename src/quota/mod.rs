@@ -15,6 +15,10 @@
 //! - the egress budgets, a window per (tenant, identity): the call reserves what it may return,
 //!   up to what is left, and gives back what it did not return when it ends.
 //!
+//! Each replica remembers the state the script last returned and sends it along: a key missing
+//! while what was seen of it still runs means Redis lost its data, and the script restores it
+//! as spent (the bucket empty, the budget window used up until it ends).
+//!
 //! Every key has a TTL, so an idle principal costs nothing. When Redis does not answer within
 //! `redis_timeout_ms`, the call is denied ([`QuotaDenied::Unavailable`], `QUOTA_UNAVAILABLE`):
 //! nothing is admitted without the shared state.
@@ -83,6 +87,67 @@ pub struct RedisQuotas {
     running: Arc<Mutex<HashMap<u64, Running>>>,
     /// Reservations of finished calls not yet given back, by lease key.
     pending: Arc<Pending>,
+    /// What this replica last saw of each key's state.
+    seen: Seen,
+}
+
+/// What a replica last saw of the state in Redis, as the admission script returned it: the
+/// rate's TAT by rate key, and the cost's TAT and the budget window by principal. It is sent
+/// with each admission, so that the script can tell a key Redis lost (a restart without its
+/// data) from one that expired, and restore the lost one as spent: no fresh burst, no fresh
+/// budget. Bounded: a table past `max_keys` entries is emptied (and what it held can no longer
+/// tell a loss).
+#[derive(Default)]
+struct Seen(Mutex<SeenTables>);
+
+#[derive(Default)]
+struct SeenTables {
+    rate: HashMap<String, i64>,
+    cost: HashMap<String, i64>,
+    window: HashMap<String, (i64, i64, i64)>,
+}
+
+/// What was seen of one call's keys; 0 where nothing was.
+#[derive(Default)]
+struct Recalled {
+    rate_tat: i64,
+    cost_tat: i64,
+    window: (i64, i64, i64),
+}
+
+impl Seen {
+    fn recall(&self, rate_key: &str, principal: &str) -> Recalled {
+        let Ok(seen) = self.0.lock() else { return Recalled::default() };
+        Recalled {
+            rate_tat: seen.rate.get(rate_key).copied().unwrap_or(0),
+            cost_tat: seen.cost.get(principal).copied().unwrap_or(0),
+            window: seen.window.get(principal).copied().unwrap_or((0, 0, 0)),
+        }
+    }
+
+    /// Keeps the state an admission script returned: `[status, a, b, start, rate TAT, cost TAT,
+    /// rows, bytes]`, where 0 means not known.
+    fn remember(&self, rate_key: &str, principal: &str, reply: &[i64], max_keys: usize) {
+        let at = |index: usize| reply.get(index).copied().unwrap_or(0);
+        let Ok(mut seen) = self.0.lock() else { return };
+        let SeenTables { rate, cost, window } = &mut *seen;
+        if at(4) > 0 {
+            bounded_insert(rate, rate_key, at(4), max_keys);
+        }
+        if at(5) > 0 {
+            bounded_insert(cost, principal, at(5), max_keys);
+        }
+        if at(3) > 0 {
+            bounded_insert(window, principal, (at(3), at(6), at(7)), max_keys);
+        }
+    }
+}
+
+fn bounded_insert<V>(table: &mut HashMap<String, V>, key: &str, value: V, max_keys: usize) {
+    if table.len() >= max_keys && !table.contains_key(key) {
+        table.clear();
+    }
+    table.insert(key.to_owned(), value);
 }
 
 /// How long a finished call's reservation waits for an admission of the same principal and
@@ -184,6 +249,7 @@ impl RedisQuotas {
             }),
             running: Arc::new(Mutex::new(HashMap::new())),
             pending: Arc::new(Pending::default()),
+            seen: Seen::default(),
         };
         quotas.renew_running();
         quotas.flush_pending();
@@ -243,12 +309,15 @@ impl RedisQuotas {
             .arg(signed(wants.map(|wants| wants.rows)))
             .arg(signed(wants.map(|wants| wants.bytes)))
             .arg(micros(QuotaPolicy::BUDGET_WINDOW));
+        let seen = self.seen.recall(&rate_key, &principal);
+        invocation.arg(seen.rate_tat).arg(seen.cost_tat).arg(seen.window.0).arg(seen.window.1).arg(seen.window.2);
         // Finished calls of this principal and tool ride along. Should this round trip fail,
         // they are not sent again (a refund might then be counted twice): their leases expire
         // and their unreturned egress stays spent.
         give_back_args(&mut invocation, &self.pending.take(&lease_key));
         let mut connection = self.manager.clone();
         let reply: Vec<i64> = invocation.invoke_async(&mut connection).await.map_err(|error| unavailable(&error))?;
+        self.seen.remember(&rate_key, &principal, &reply, self.policy.max_keys());
         let wait = |index: usize| Duration::from_micros(reply.get(index).copied().unwrap_or(0).max(0).unsigned_abs());
         match reply.first().copied() {
             Some(0) => {}
