@@ -432,6 +432,7 @@ fn a_budget_reserves_what_a_read_may_return_and_gives_back_what_it_did_not() {
     };
     assert_eq!(refills_in, Duration::from_secs(1800), "the window ends an hour after it began");
     clock.advance(Duration::from_secs(1800));
+    assert_eq!(engine.egress_used(&KEY), Egress::default(), "the window is over at its end");
     let refilled = engine.try_admit(&ask("query_read", 1, Some(100))).expect("a new window");
     assert_eq!(refilled.allowance().rows, Some(100));
 }
@@ -449,4 +450,48 @@ fn a_reservation_settled_after_its_window_ended_gives_nothing_to_the_next() {
     drop(late);
     assert_eq!(engine.egress_used(&KEY).bytes, 400, "the old window's refund does not land in the new one");
     drop(fresh);
+}
+
+#[test]
+fn a_thousand_principals_never_share_a_cost_quota_or_a_budget() {
+    let (engine, _clock) =
+        spending(policy(6000, 100, 100).with_cost_per_minute(5).and_then(|p| p.with_rows_per_hour(7)).expect("valid"));
+    let identities: Vec<String> = (0..1000).map(|i| format!("user-{i}")).collect();
+    for identity in &identities {
+        let ask =
+            QuotaRequest { key: QuotaKey { identity, ..KEY }, cost: 5, egress: Some(Egress { rows: 7, bytes: 1 }) };
+        let permit = engine.try_admit(&ask).unwrap_or_else(|e| panic!("{identity} shares another's spending: {e}"));
+        assert_eq!(permit.allowance().rows, Some(7), "{identity} has a budget of its own");
+        permit.charge(Egress { rows: 7, bytes: 1 });
+    }
+    for identity in &identities {
+        assert_eq!(engine.egress_used(&QuotaKey { identity, ..KEY }).rows, 7);
+    }
+}
+
+#[test]
+fn a_principal_is_forgotten_only_once_its_cost_bucket_is_full_and_its_budget_window_over() {
+    let (engine, clock) = spending(
+        policy(6000, 100, 100)
+            .with_max_keys(2)
+            .and_then(|p| p.with_cost_per_minute(60))
+            .and_then(|p| p.with_rows_per_hour(10))
+            .expect("valid"),
+    );
+    let whole = |identity: &'static str| QuotaRequest {
+        key: QuotaKey { identity, ..KEY },
+        cost: 60,
+        egress: Some(Egress { rows: 10, bytes: 1 }),
+    };
+    for identity in ["a", "b"] {
+        let permit = engine.try_admit(&whole(identity)).expect("a minute's cost and the hour's rows");
+        permit.charge(Egress { rows: 10, bytes: 1 });
+    }
+    // The rate has refilled (the slots could go), but the spending of a and b has not.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(engine.try_admit(&whole("c")).err(), Some(QuotaDenied::KeyTableFull), "cost not refilled");
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(engine.try_admit(&whole("c")).err(), Some(QuotaDenied::KeyTableFull), "the windows still run");
+    clock.advance(QuotaPolicy::BUDGET_WINDOW);
+    drop(engine.try_admit(&whole("c")).expect("a and b are spent out and forgotten: forgetting changes nothing"));
 }
