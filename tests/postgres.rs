@@ -1224,7 +1224,12 @@ async fn a_read_ended_by_the_database_is_an_error_at_once_and_is_not_run_again()
     };
     let start = Instant::now();
     while db.running(&tag).await == 0 {
-        assert!(start.elapsed() < Duration::from_secs(10), "the read started");
+        // A bound on liveness, not a figure: on a loaded machine the read may take a while to
+        // start, and if it ends before it was seen, what it answered is the diagnosis.
+        if call.is_finished() {
+            panic!("the read ended before it was seen running: {:?}", call.await);
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the read started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let killed: i64 = db
