@@ -150,6 +150,7 @@ fn outcome(admitted: &Result<sqlwarden::policy::QuotaPermit, QuotaDenied>) -> St
         Ok(permit) => format!("admitted {:?}", permit.allowance()),
         Err(QuotaDenied::Rate { .. }) => "rate".into(),
         Err(QuotaDenied::Cost { .. }) => "cost".into(),
+        Err(QuotaDenied::Budget { budget, .. }) => format!("{budget} budget"),
         Err(denied) => format!("{denied}"),
     }
 }
@@ -292,6 +293,18 @@ struct PrivateRedis {
     child: Option<Child>,
 }
 
+/// A Redis of the test's own, when Redis is available (the shared one answers) and
+/// `redis-server` starts; otherwise the test says it was skipped (a failure when the
+/// databases are required).
+fn private_redis() -> Option<PrivateRedis> {
+    redis()?;
+    let private = PrivateRedis::start();
+    if private.is_none() {
+        databases::unavailable("redis-server (to start a private one)", &"it did not start");
+    }
+    private
+}
+
 impl PrivateRedis {
     fn start() -> Option<PrivateRedis> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
@@ -337,13 +350,7 @@ impl Drop for PrivateRedis {
 
 #[test]
 fn while_redis_is_away_every_call_is_denied_with_quota_unavailable_then_the_server_recovers() {
-    if redis().is_none() {
-        return;
-    }
-    let Some(mut private) = PrivateRedis::start() else {
-        databases::unavailable("redis-server (to start a private one)", &"it did not start");
-        return;
-    };
+    let Some(mut private) = private_redis() else { return };
     let database = Table::new(100);
     let config = database
         .config(&format!("[quotas]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout_ms = 100\n", private.url()));
@@ -638,13 +645,7 @@ fn check_says_whether_redis_answers() {
 
 #[tokio::test]
 async fn a_call_costs_one_round_trip_its_release_rides_on_the_next_admission() {
-    if redis().is_none() {
-        return;
-    }
-    let Some(private) = PrivateRedis::start() else {
-        databases::unavailable("redis-server (to start a private one)", &"it did not start");
-        return;
-    };
+    let Some(private) = private_redis() else { return };
     let address = format!("127.0.0.1:{}", private.port);
     let prefix = Prefix::new(&private.url());
     let policy = QuotaPolicy::new(600_000, 1000, 4).and_then(|p| p.with_rows_per_hour(1_000_000)).expect("valid");
@@ -670,17 +671,29 @@ async fn a_call_costs_one_round_trip_its_release_rides_on_the_next_admission() {
     assert_eq!(used, (calls * 10).to_string(), "every call gave back the 90 rows it did not return");
     let leases = prefix.keys().into_iter().filter(|key| key.contains(":lease:")).count();
     assert_eq!(leases, 0, "and every lease");
+
+    // A release waits FLUSH_AFTER for an admission to carry it, while other tasks run, rather
+    // than go out on its own at once. (Only a look taken well within FLUSH_AFTER tells.)
+    let mut looked = 0;
+    for _ in 0..5 {
+        let permit = quotas.admit(request(1, None)).await.expect("admitted");
+        drop(permit);
+        let dropped = Instant::now();
+        tokio::time::sleep(sqlwarden::quota::FLUSH_AFTER / 10).await;
+        let leased = prefix.keys().into_iter().any(|key| key.contains(":lease:"));
+        if dropped.elapsed() < sqlwarden::quota::FLUSH_AFTER / 2 {
+            looked += 1;
+            assert!(leased, "the release went out on its own before FLUSH_AFTER");
+        }
+        tokio::time::sleep(sqlwarden::quota::FLUSH_AFTER * 3).await;
+        assert!(!prefix.keys().into_iter().any(|key| key.contains(":lease:")), "then it goes out");
+    }
+    assert!(looked > 0, "no look was taken within FLUSH_AFTER / 2 of a release");
 }
 
 #[tokio::test]
 async fn a_redis_that_restarts_without_its_data_hands_out_no_fresh_burst_and_no_fresh_budget() {
-    if redis().is_none() {
-        return;
-    }
-    let Some(mut private) = PrivateRedis::start() else {
-        databases::unavailable("redis-server (to start a private one)", &"it did not start");
-        return;
-    };
+    let Some(mut private) = private_redis() else { return };
     let prefix = Prefix::new(&private.url());
     let policy = QuotaPolicy::new(60, 3, 10).and_then(|p| p.with_rows_per_hour(100)).expect("valid");
     let quotas = RedisQuotas::new(&settings(&private.url(), &prefix, Duration::from_secs(60)), policy).expect("redis");
@@ -691,17 +704,7 @@ async fn a_redis_that_restarts_without_its_data_hands_out_no_fresh_burst_and_no_
         permit.charge(Egress { rows: expected, bytes: 100 });
     }
     // Redis goes away and comes back empty (no persistence, as on these machines).
-    private.stop();
-    assert!(private.restart(), "redis-server starts again");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let after = loop {
-        match quotas.admit(read()).await {
-            Err(QuotaDenied::Unavailable(_)) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => break other,
-        }
-    };
+    let after = restart_then_admit(&mut private, &quotas, read()).await;
     assert!(matches!(after, Err(QuotaDenied::Rate { .. })), "the burst stays spent: {after:?}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let after = quotas.admit(read()).await;
@@ -713,4 +716,102 @@ async fn a_redis_that_restarts_without_its_data_hands_out_no_fresh_burst_and_no_
     let fresh = RedisQuotas::new(&settings(&private.url(), &prefix, Duration::from_secs(60)), policy).expect("redis");
     let after = fresh.admit(read()).await;
     assert!(matches!(after, Err(QuotaDenied::Budget { budget: "rows", .. })), "{after:?}");
+}
+
+/// The cost quota and the bytes budget deny in Redis as in the process, with the same answers:
+/// a call over what is left of the cost quota, and a read once the bytes are spent.
+#[tokio::test]
+async fn redis_denies_cost_and_bytes_exactly_as_the_in_process_engine_does() {
+    let Some(url) = redis() else { return };
+    let prefix = Prefix::new(&url);
+    let policy = QuotaPolicy::new(6000, 100, 10)
+        .and_then(|policy| policy.with_cost_per_minute(10))
+        .and_then(|policy| policy.with_bytes_per_hour(500))
+        .expect("valid");
+    let shared = RedisQuotas::new(&settings(&url, &prefix, Duration::from_secs(60)), policy).expect("redis");
+    let local = QuotaEngine::new(policy);
+    let read = |bytes| request(1, Some(Egress { rows: 10, bytes }));
+    let mut seen = Vec::new();
+    for (ask, charged) in [
+        (request(6, None), None),
+        (request(6, None), None),
+        (read(400), Some(400)),
+        (read(400), Some(100)),
+        (read(10), None),
+    ] {
+        let (from_shared, from_local) = (shared.admit(ask).await, local.admit(ask).await);
+        assert_eq!(outcome(&from_shared), outcome(&from_local), "after {seen:?}");
+        seen.push(outcome(&from_local));
+        for permit in [from_shared, from_local].into_iter().flatten() {
+            if let Some(bytes) = charged {
+                permit.charge(Egress { rows: 1, bytes });
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "admitted Allowance { rows: None, bytes: None }",
+            "cost",
+            "admitted Allowance { rows: None, bytes: Some(400) }",
+            "admitted Allowance { rows: None, bytes: Some(100) }",
+            "bytes budget",
+        ]
+    );
+}
+
+/// A cost quota spent before Redis lost its data stays spent after: it is not handed out again.
+#[tokio::test]
+async fn a_redis_that_restarts_without_its_data_hands_out_no_fresh_cost() {
+    let Some(mut private) = private_redis() else { return };
+    let prefix = Prefix::new(&private.url());
+    let policy = QuotaPolicy::new(6000, 100, 10).and_then(|p| p.with_cost_per_minute(3)).expect("valid");
+    let quotas = RedisQuotas::new(&settings(&private.url(), &prefix, Duration::from_secs(60)), policy).expect("redis");
+    for _ in 0..3 {
+        drop(quotas.admit(request(1, None)).await.expect("within the cost quota"));
+    }
+    let after = restart_then_admit(&mut private, &quotas, request(1, None)).await;
+    assert!(matches!(after, Err(QuotaDenied::Cost { .. })), "the cost quota stays spent: {after:?}");
+}
+
+/// Stops `private` and starts it again, empty; then what `quotas` answer `ask` once Redis
+/// answers again.
+async fn restart_then_admit(
+    private: &mut PrivateRedis,
+    quotas: &RedisQuotas,
+    ask: QuotaRequest<'static>,
+) -> Result<sqlwarden::policy::QuotaPermit, QuotaDenied> {
+    private.stop();
+    assert!(private.restart(), "redis-server starts again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match quotas.admit(ask).await {
+            Err(QuotaDenied::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Quotas dropped (a server shutting down) send at once the releases that wait, and their
+/// background tasks end.
+#[tokio::test]
+async fn dropped_quotas_give_back_what_waits_and_leave_no_task_behind() {
+    let Some(url) = redis() else { return };
+    let prefix = Prefix::new(&url);
+    let policy = QuotaPolicy::new(6000, 100, 10).expect("valid");
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let quotas = RedisQuotas::new(&settings(&url, &prefix, Duration::from_millis(300)), policy).expect("redis");
+    assert!(metrics.num_alive_tasks() > before, "the renewal and release tasks run");
+    drop(quotas.admit(request(1, None)).await.expect("admitted"));
+    drop(quotas);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while metrics.num_alive_tasks() > before {
+        assert!(Instant::now() < deadline, "the quotas' tasks end once they are dropped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let leases = prefix.keys().into_iter().filter(|key| key.contains(":lease:")).count();
+    assert_eq!(leases, 0, "the lease was given back before the tasks ended");
 }
