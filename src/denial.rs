@@ -37,6 +37,8 @@ pub enum DenialCode {
     BudgetExhausted,
     /// The shared quota store could not answer in time, so nothing is admitted.
     QuotaUnavailable,
+    /// The query reaches a denied column, or a masked one other than by selecting it as it is.
+    ColumnDenied,
 }
 
 impl DenialCode {
@@ -56,6 +58,7 @@ impl DenialCode {
             DenialCode::Internal => "INTERNAL",
             DenialCode::BudgetExhausted => "BUDGET_EXHAUSTED",
             DenialCode::QuotaUnavailable => "QUOTA_UNAVAILABLE",
+            DenialCode::ColumnDenied => "COLUMN_DENIED",
         }
     }
 }
@@ -126,6 +129,7 @@ mod tests {
             (DenialCode::Internal, "INTERNAL"),
             (DenialCode::BudgetExhausted, "BUDGET_EXHAUSTED"),
             (DenialCode::QuotaUnavailable, "QUOTA_UNAVAILABLE"),
+            (DenialCode::ColumnDenied, "COLUMN_DENIED"),
         ];
         for (code, text) in all {
             assert_eq!(code.as_str(), text);

@@ -26,6 +26,7 @@ pub struct Service {
     session: Arc<SessionContext>,
     audit: Arc<dyn AuditSink>,
     warnings: Vec<String>,
+    untrusted_framing: bool,
     /// Keeps the demo database alive while the service is.
     #[cfg(feature = "sqlite")]
     _demo: Option<crate::demo::DemoDatabase>,
@@ -110,7 +111,8 @@ impl Service {
         audit: Arc<dyn AuditSink>,
     ) -> Result<Service, ServiceError> {
         let validator = SqlValidator::new(config.allow.clone()).with_budget(config.limits.max_result_bytes);
-        register(&mut tools, QueryRead::new(Arc::clone(&adapter), validator, config.limits))?;
+        let query_read = QueryRead::new(Arc::clone(&adapter), validator, config.limits);
+        register(&mut tools, query_read.with_mask_key(config.mask_key.clone()))?;
         register(&mut tools, ListTables::new(Arc::clone(&adapter)))?;
         register(&mut tools, DescribeTable::new(adapter))?;
         let mut warnings = Vec::new();
@@ -144,6 +146,7 @@ impl Service {
             session,
             audit,
             warnings,
+            untrusted_framing: config.untrusted_framing,
             #[cfg(feature = "sqlite")]
             _demo: None,
         })
@@ -190,6 +193,12 @@ impl Service {
     /// Settings that are allowed but probably not meant.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Whether the text content of a result holding rows is framed as untrusted data
+    /// (`[output] untrusted_framing`, on by default).
+    pub fn frames_untrusted_data(&self) -> bool {
+        self.untrusted_framing
     }
 }
 

@@ -30,8 +30,8 @@ fn the_demo_serves_the_reference_tools_over_stdio() {
         server.call("query_read", json!({"query": "SELECT id, name FROM customers WHERE id = ?", "params": [2]}));
     assert_eq!(rows["isError"], json!(false));
     assert_eq!(rows["structuredContent"]["rows"], json!([[2, "Alan Turing"]]));
-    let text: Value = serde_json::from_str(rows["content"][0]["text"].as_str().expect("text")).expect("JSON text");
-    assert_eq!(text, rows["structuredContent"], "the text copy is the same result");
+    let text = databases::unframe(rows["content"][0]["text"].as_str().expect("text"));
+    assert_eq!(text, rows["structuredContent"], "the text copy, framed as data, is the same result");
 
     let refused = server.call("query_read", json!({"query": "UPDATE customers SET name = 'x'"}));
     assert_eq!(refused["isError"], json!(true));
@@ -280,4 +280,48 @@ fn send_signal(pid: u32, signal: &str) -> i32 {
         .arg(pid.to_string())
         .status()
         .map_or(-1, |status| status.code().unwrap_or(-1))
+}
+
+/// A configuration with `[[columns]]` rules, served over stdio: a denied column is refused with
+/// `COLUMN_DENIED`, a masked one comes back masked, hashed with the key `[output]
+/// mask_key_env` names (the same hash from another server with the same key), and the rows'
+/// text content is framed as untrusted data unless `untrusted_framing = false`.
+#[test]
+fn column_rules_and_framing_hold_on_the_configured_server() {
+    let path = std::env::temp_dir().join(format!("sqlwarden-columns-{}.db", databases::unique_suffix()));
+    rusqlite::Connection::open(&path).expect("create").execute_batch(databases::PEOPLE).expect("fixture");
+    let config = |framing: bool| {
+        databases::ConfigFile::new(&format!(
+            "[database]\nurl = \"sqlite:{}\"\n[allowlist]\nschemas = [\"main\"]\ntables = [\"*\"]\n\
+             [[grants]]\ntool = \"query_read\"\n[[grants]]\ntool = \"describe_table\"\n\
+             [[columns]]\ntable = \"people\"\ndeny = [\"ssn\", \"password_hash\"]\n\
+             mask = {{ email = \"hash\", phone = \"last4\" }}\n\
+             [output]\nuntrusted_framing = {framing}\nmask_key_env = \"SQLWARDEN_TEST_MASK_KEY\"\n",
+            path.display()
+        ))
+    };
+    let key = ("SQLWARDEN_TEST_MASK_KEY", "k".repeat(32));
+    let read = |server: &mut McpProcess, query: &str| server.call("query_read", json!({"query": query}));
+    let mut hashes = Vec::new();
+    for framing in [true, false] {
+        let config = config(framing);
+        let mut server = McpProcess::start_with_env(&["--config", &config.path()], &[(key.0, key.1.as_str())]);
+        server.initialize();
+        let denied = read(&mut server, "SELECT id FROM people WHERE ssn LIKE 'SSN%'");
+        assert_eq!(denied["structuredContent"]["code"], json!("COLUMN_DENIED"), "{denied}");
+        assert!(denied["structuredContent"]["message"].as_str().unwrap_or_default().contains("ssn"), "{denied}");
+        let masked = read(&mut server, "SELECT id, email, phone FROM people WHERE id = 1");
+        let rows = &masked["structuredContent"]["rows"];
+        assert_eq!(rows[0][2], json!("****4321"), "{masked}");
+        hashes.push(rows[0][1].clone());
+        let text = masked["content"][0]["text"].as_str().expect("text");
+        match framing {
+            true => assert_eq!(databases::unframe(text), masked["structuredContent"]),
+            false => assert_eq!(serde_json::from_str::<Value>(text).expect("JSON"), masked["structuredContent"]),
+        }
+        assert!(!masked.to_string().to_lowercase().contains("planted"), "{masked}");
+        assert_eq!(server.finish(), Some(0));
+    }
+    assert_eq!(hashes[0], hashes[1], "one key, one hash, across servers");
+    let _ = std::fs::remove_file(path);
 }

@@ -840,3 +840,43 @@ async fn each_read_is_audited_with_its_fingerprint_tables_and_what_it_returned()
     let service = db.service(ReadLimits::default());
     databases::check_read_records(&service, "customers", &format!("{}.customers", db.name)).await;
 }
+
+/// MySQL's and MariaDB's own ways to a ruled column: backquotes, `_rowid`, `TABLE`, its JSON
+/// and string aggregates, REGEXP and full-text search, joins of its own.
+const MYSQL_COLUMN_BYPASSES: &[&str] = &[
+    "SELECT `ssn` FROM people",
+    "SELECT `SSN` FROM people",
+    "SELECT _rowid FROM people",
+    "TABLE people",
+    "SELECT JSON_OBJECT('s', ssn) AS j FROM people",
+    "SELECT JSON_ARRAYAGG(email) AS j FROM people",
+    "SELECT GROUP_CONCAT(email) AS g FROM people",
+    "SELECT id FROM people WHERE email REGEXP '^ann'",
+    "SELECT id FROM people WHERE MATCH (email) AGAINST ('ann')",
+    "SELECT HEX(ssn) AS h FROM people",
+    "SELECT id FROM people WHERE email LIKE BINARY 'ann%'",
+    "SELECT id FROM people WHERE ssn SOUNDS LIKE 'x'",
+    "SELECT * FROM people p STRAIGHT_JOIN teams t ON t.id = p.team",
+    "SELECT p.id FROM people p STRAIGHT_JOIN teams t ON t.ssn = p.ssn",
+    "SELECT email FROM people INTO @x",
+    "SELECT people.`email` FROM people",
+    "SELECT id FROM people WHERE INSTR(email, 'ann') > 0",
+    "SELECT IF(email LIKE 'a%', 1, 0) AS c FROM people",
+];
+
+/// See the PostgreSQL test of the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_rules_hold_on_every_way_to_a_column() {
+    let Some(db) = TestDb::create(databases::PEOPLE).await else { return };
+    let allow = || {
+        AllowList::new(SqlDialect::MySql, &db.name).schema(&db.name).columns(
+            &db.name,
+            "people",
+            databases::people_rule(),
+        )
+    };
+    let adapter = MySqlAdapter::connect(&db.url(), allow(), PoolOptions::default()).expect("adapter");
+    let service = Service::new(Arc::new(adapter), allow(), ReadLimits::default());
+    let (accepted, refused) = databases::column_rules_hold(&service, MYSQL_COLUMN_BYPASSES).await;
+    assert!(accepted >= 5 && refused >= 70, "accepted {accepted}, refused {refused}");
+}

@@ -277,3 +277,37 @@ async fn each_read_is_audited_with_its_fingerprint_tables_and_what_it_returned()
     let service = service(&file, ReadLimits::default());
     databases::check_read_records(&service, "customers", "main.customers").await;
 }
+
+/// SQLite's own ways to a ruled column: its row id under each of its names (an INTEGER
+/// PRIMARY KEY column is the row id), brackets and backquotes, its JSON and string functions.
+const SQLITE_COLUMN_BYPASSES: &[&str] = &[
+    "SELECT rowid FROM people",
+    "SELECT _rowid_ FROM people",
+    "SELECT oid FROM people",
+    "SELECT p.rowid FROM people p",
+    "SELECT [ssn] FROM people",
+    "SELECT `ssn` FROM people",
+    "SELECT \"SSN\" FROM people",
+    "SELECT 'ssn' FROM people",
+    "SELECT json_object('s', ssn) AS j FROM people",
+    "SELECT group_concat(email) AS g FROM people",
+    "SELECT json_group_array(email) AS a FROM people",
+    "SELECT id FROM people WHERE email GLOB 'ann*'",
+    "SELECT hex(ssn) AS h FROM people",
+    "SELECT id FROM people WHERE instr(email, 'ann') > 0",
+    "SELECT iif(email LIKE 'a%', 1, 0) AS c FROM people",
+    "SELECT id FROM people INDEXED BY sqlite_autoindex_people_1",
+];
+
+/// See the PostgreSQL test of the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_rules_hold_on_every_way_to_a_column() {
+    let file = TestFile::create(databases::PEOPLE);
+    let allow = || {
+        AllowList::new(SqlDialect::Sqlite, "main").schema("main").columns("main", "people", databases::people_rule())
+    };
+    let adapter = SqliteAdapter::open(&file.url(), allow(), 2).expect("opens");
+    let service = Service::new(Arc::new(adapter), allow(), ReadLimits::default());
+    let (accepted, refused) = databases::column_rules_hold(&service, SQLITE_COLUMN_BYPASSES).await;
+    assert!(accepted >= 5 && refused >= 70, "accepted {accepted}, refused {refused}");
+}

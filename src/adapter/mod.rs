@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::denial::{Denial, DenialCode};
 use crate::evidence::{Evidence, Read, Write};
 use crate::json;
-use crate::sql::{AllowList, ParamValue, SqlDialect, ValidatedQuery};
+use crate::sql::{AllowList, Mask, MaskKey, ParamValue, SqlDialect, ValidatedQuery};
 
 mod connection;
 mod error;
@@ -315,6 +315,50 @@ pub struct ColumnDescription {
     pub default: Option<String>,
     /// Comment, if any.
     pub comment: Option<String>,
+    /// The column's rule, if it has one: `denied`, or `masked: <mask>` (see `[[columns]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// A description as the allow-list's column rules let it be seen. A denied column is left out,
+/// with every key and index that names it, unless its table's rule shows denied columns (then
+/// it is marked `denied`); a masked column is marked with its mask. A foreign key to a denied
+/// column of another table is left out the same way. No value of a column is ever shown.
+pub(crate) fn with_column_rules(mut description: TableDescription, allow: &AllowList) -> TableDescription {
+    let hidden = |schema: &str, table: &str, column: &str| {
+        allow.column_rule(schema, table).is_some_and(|rule| rule.is_denied(column) && !rule.shows_denied())
+    };
+    // An index column may be an expression (`lower(email)`): any name in it counts.
+    let names = |text: &str| {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .filter(|word| !word.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (schema, table) = (description.schema.clone(), description.name.clone());
+    let here = |column: &str| hidden(&schema, &table, column);
+    if let Some(rule) = allow.column_rule(&schema, &table) {
+        description.columns.retain(|column| !here(&column.name));
+        for column in &mut description.columns {
+            if rule.is_denied(&column.name) {
+                column.rule = Some("denied".into());
+            } else if let Some(mask) = rule.mask_of(&column.name) {
+                column.rule = Some(format!("masked: {mask}"));
+            }
+        }
+        if description.primary_key.iter().any(|column| here(column)) {
+            description.primary_key.clear();
+        }
+        description.indexes.retain(|index| !index.columns.iter().flat_map(|column| names(column)).any(|n| here(&n)));
+    }
+    description.foreign_keys.retain(|key| {
+        !key.columns.iter().any(|column| here(column))
+            && !key
+                .referenced_columns
+                .iter()
+                .any(|column| hidden(&key.referenced_schema, &key.referenced_table, column))
+    });
+    description
 }
 
 /// One foreign key.

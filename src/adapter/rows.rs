@@ -314,6 +314,50 @@ impl JsonRows {
         &self.text
     }
 
+    /// The rows with the values of the columns at `masks`' positions masked, within
+    /// `budget_bytes` if given: rows that masking took past it are left out whole from the end,
+    /// and the second member says whether any was. (This parses the text: it fails only on
+    /// values nested deeper than `serde_json` reads, 128 levels.)
+    pub fn masked(
+        self,
+        masks: &[(usize, Mask)],
+        key: &MaskKey,
+        budget_bytes: Option<usize>,
+    ) -> Result<(JsonRows, bool), serde_json::Error> {
+        if masks.is_empty() {
+            return Ok((self, false));
+        }
+        let rows: Vec<Vec<&serde_json::value::RawValue>> = serde_json::from_str(&self.text)?;
+        let mut text = String::with_capacity(self.text.len());
+        text.push('[');
+        let (mut count, mut cut) = (0, false);
+        for row in &rows {
+            let start = text.len();
+            if count > 0 {
+                text.push(',');
+            }
+            text.push('[');
+            for (position, value) in row.iter().enumerate() {
+                if position > 0 {
+                    text.push(',');
+                }
+                match masks.iter().find(|(masked, _)| *masked == position) {
+                    Some((_, mask)) => text.push_str(&mask.apply(value.get(), key)),
+                    None => text.push_str(value.get()),
+                }
+            }
+            text.push(']');
+            if budget_bytes.is_some_and(|budget| text.len() + 1 > budget) {
+                text.truncate(start);
+                cut = true;
+                break;
+            }
+            count += 1;
+        }
+        text.push(']');
+        Ok((JsonRows { text, count }, cut))
+    }
+
     /// The rows as JSON values. (This parses the text: it fails only on values nested deeper
     /// than `serde_json` reads, 128 levels.)
     pub fn to_values(&self) -> Result<Vec<Vec<serde_json::Value>>, serde_json::Error> {

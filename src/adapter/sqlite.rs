@@ -324,10 +324,12 @@ impl Adapter for SqliteAdapter {
             }
             let allow = Arc::clone(&self.allow);
             let hold = evidence.hold_slot();
-            self.read_with(hold, INTROSPECTION_TIMEOUT, INTERNAL_MAX_VALUE, true, move |connection| {
-                describe(connection, &allow, &name.table)
-            })
-            .await
+            let described = self
+                .read_with(hold, INTROSPECTION_TIMEOUT, INTERNAL_MAX_VALUE, true, move |connection| {
+                    describe(connection, &allow, &name.table)
+                })
+                .await?;
+            Ok(super::with_column_rules(described, &self.allow))
         })
     }
 
@@ -555,6 +557,7 @@ fn describe(connection: &Connection, allow: &AllowList, table: &str) -> Result<T
             nullable: row.get::<_, i64>(2).map_err(sqlite)? == 0,
             default: row.get(3).map_err(sqlite)?,
             comment: None,
+            rule: None,
         });
     }
     drop(rows);

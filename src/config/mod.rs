@@ -35,7 +35,7 @@ pub use quotas::QuotaStore;
 
 use crate::adapter::PoolOptions;
 use crate::policy::{Mode, QuotaPolicy, SessionContext, ToolName};
-use crate::sql::{AllowList, SqlDialect};
+use crate::sql::{AllowList, ColumnRule, Mask, MaskKey, SqlDialect};
 use crate::tools::reference::ReadLimits;
 
 /// A configuration, read and checked.
@@ -59,6 +59,11 @@ pub struct Config {
     pub quota_store: QuotaStore,
     /// The tools the session may call.
     pub grants: Vec<GrantConfig>,
+    /// Whether row-returning results are framed as untrusted data in their text content
+    /// (`[output] untrusted_framing`, on by default).
+    pub untrusted_framing: bool,
+    /// The key of the `hash` column mask (`[output] mask_key_env`; random when unset).
+    pub mask_key: MaskKey,
     /// Where audit records go.
     pub audit: AuditTarget,
     /// How long a call waits for its audit records to be written before it is denied.
@@ -73,6 +78,48 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Settings that are allowed but probably not meant, for the operator to see.
     pub warnings: Vec<String>,
+}
+
+/// The shortest `hash` mask key taken, in bytes.
+const MIN_MASK_KEY_BYTES: usize = 32;
+
+/// Adds the `[[columns]]` rules to the allow-list. Each names an allowed table; a column is
+/// denied or masked, not both; a mask is `hash`, `last4` or `redact`.
+fn column_rules(mut allow: AllowList, entries: Vec<RawColumns>) -> Result<AllowList, String> {
+    let mut seen = std::collections::HashSet::new();
+    for entry in entries {
+        let (schema, table) = match (entry.schema, entry.table.split_once('.')) {
+            (Some(schema), _) => (schema, entry.table.clone()),
+            (None, Some((schema, table))) => (schema.to_owned(), table.to_owned()),
+            (None, None) => (allow.default_schema().to_owned(), entry.table.clone()),
+        };
+        let at = format!("[[columns]] table {schema}.{table}");
+        let resolved = allow.resolve(Some(&schema), &table);
+        if !allow.allows(&resolved) {
+            return Err(format!("{at}: the table is not in the allow-list"));
+        }
+        if !seen.insert(resolved.clone()) {
+            return Err(format!("{at} has rules twice; keep one entry per table"));
+        }
+        if entry.deny.is_empty() && entry.mask.is_empty() {
+            return Err(format!("{at} denies and masks nothing"));
+        }
+        let mut rule = ColumnRule::new().show_denied(entry.show_denied);
+        for column in &entry.deny {
+            if column.trim().is_empty() {
+                return Err(format!("{at}: deny lists an empty column name"));
+            }
+            rule = rule.deny(column).map_err(|error| format!("{at}: {error}"))?;
+        }
+        for (column, mask) in &entry.mask {
+            let mask = Mask::named(mask).ok_or_else(|| {
+                format!("{at}: mask {column} = {mask:?}: a mask is \"hash\", \"last4\" or \"redact\"")
+            })?;
+            rule = rule.mask(column, mask).map_err(|error| format!("{at}: {error}"))?;
+        }
+        allow = allow.columns(&resolved.schema, &resolved.table, rule);
+    }
+    Ok(allow)
 }
 
 /// The database settings. Its `Debug` never shows the URL, which may hold a password.
@@ -164,6 +211,10 @@ struct RawConfig {
     #[serde(default)]
     grants: Vec<RawGrant>,
     #[serde(default)]
+    columns: Vec<RawColumns>,
+    #[serde(default)]
+    output: RawOutput,
+    #[serde(default)]
     audit: RawAudit,
     http: Option<http::RawHttp>,
     auth: Option<http::RawAuthChoice>,
@@ -216,6 +267,38 @@ struct RawAllowList {
     /// Functions, session facts and catalog lookups beyond the dialect's own list.
     #[serde(default)]
     functions: Vec<String>,
+}
+
+/// `[[columns]]`: one table's denied and masked columns.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumns {
+    schema: Option<String>,
+    table: String,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    mask: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    show_denied: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    #[serde(default = "framing_on")]
+    untrusted_framing: bool,
+    mask_key_env: Option<String>,
+}
+
+fn framing_on() -> bool {
+    true
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput { untrusted_framing: true, mask_key_env: None }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -351,6 +434,27 @@ impl Config {
         if raw.allowlist.tables.is_empty() {
             warnings.push("[allowlist] lists no tables: query_read, list_tables and describe_table see none".into());
         }
+        allow = column_rules(allow, raw.columns).map_err(fail)?;
+        let mask_key = match raw.output.mask_key_env {
+            Some(name) => {
+                let key =
+                    env(&name).ok_or_else(|| fail(format!("[output] mask_key_env names {name}, which is not set")))?;
+                if key.len() < MIN_MASK_KEY_BYTES {
+                    return Err(fail(format!("[output] the key in {name} is shorter than {MIN_MASK_KEY_BYTES} bytes")));
+                }
+                MaskKey::new(key.into_bytes())
+            }
+            None => {
+                if allow.has_column_rules() {
+                    warnings.push(
+                        "[output] sets no mask_key_env: hash masks are stable only until the server restarts, \
+                         and differ between replicas"
+                            .into(),
+                    );
+                }
+                MaskKey::random().map_err(fail)?
+            }
+        };
 
         let limit_defaults = ReadLimits::default();
         let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
@@ -466,6 +570,8 @@ impl Config {
             quotas,
             quota_store,
             grants,
+            untrusted_framing: raw.output.untrusted_framing,
+            mask_key,
             audit,
             audit_deadline,
             audit_key,
@@ -563,6 +669,55 @@ mod tests {
 
     fn error(text: &str) -> String {
         parse(text).expect_err("refused").to_string()
+    }
+
+    /// `[[columns]]` rules reach the gate; a rule that names a table outside the allow-list,
+    /// a column both denied and masked, an unknown mask or a table twice is refused.
+    #[test]
+    fn column_rules_are_read_and_checked() {
+        let base = "[database]\nurl = \"postgres://h/db\"\n[allowlist]\ntables = [\"customers\", \"orders\"]\n";
+        let config = parse(&format!(
+            "{base}[[columns]]\ntable = \"Customers\"\ndeny = [\"ssn\"]\nmask = {{ email = \"hash\", phone = \"last4\" }}\n"
+        ))
+        .expect("valid");
+        let rule = config.allow.column_rule("public", "customers").expect("a rule");
+        assert!(rule.is_denied("SSN") && !rule.shows_denied());
+        assert_eq!((rule.mask_of("email"), rule.mask_of("phone")), (Some(Mask::Hash), Some(Mask::Last4)));
+        assert!(config.allow.column_rule("public", "orders").is_none());
+        assert!(config.untrusted_framing, "framing is on by default");
+        assert!(config.warnings.iter().any(|warning| warning.contains("mask_key_env")), "{:?}", config.warnings);
+        let validator = crate::sql::SqlValidator::new(config.allow.clone());
+        let denial = validator.validate("SELECT ssn FROM customers", 0).expect_err("refused");
+        assert_eq!(denial.code(), crate::denial::DenialCode::ColumnDenied);
+
+        for (entry, expected) in [
+            (
+                "table = \"secrets\"\ndeny = [\"x\"]",
+                "[[columns]] table public.secrets: the table is not in the allow-list",
+            ),
+            (
+                "table = \"customers\"\ndeny = [\"email\"]\nmask = { email = \"hash\" }",
+                "column email is both denied and masked",
+            ),
+            ("table = \"customers\"\nmask = { email = \"md5\" }", "a mask is \"hash\", \"last4\" or \"redact\""),
+            ("table = \"customers\"", "denies and masks nothing"),
+            ("table = \"customers\"\ndeny = [\"\"]", "deny lists an empty column name"),
+            ("table = \"customers\"\ndenied = [\"x\"]", "unknown field `denied`"),
+        ] {
+            let message = error(&format!("{base}[[columns]]\n{entry}\n"));
+            assert!(message.contains(expected), "{entry}: {message}");
+        }
+        let twice = format!(
+            "{base}[[columns]]\ntable = \"customers\"\ndeny = [\"a\"]\n[[columns]]\ntable = \"public.customers\"\ndeny = [\"b\"]\n"
+        );
+        assert!(error(&twice).contains("has rules twice"), "{}", error(&twice));
+
+        let off = parse(&format!("{base}[output]\nuntrusted_framing = false\n")).expect("valid");
+        assert!(!off.untrusted_framing);
+        let short = error(&format!("{base}[output]\nmask_key_env = \"DB_URL\"\n"));
+        assert!(short.contains("[output] the key in DB_URL is shorter than 32 bytes"), "{short}");
+        let unset = error(&format!("{base}[output]\nuntrusted_framing = true\nmask_key_env = \"NOPE\"\n"));
+        assert!(unset.contains("[output] mask_key_env names NOPE, which is not set"), "{unset}");
     }
 
     /// Session facts and catalog lookups are refused unless the operator lists them; what has

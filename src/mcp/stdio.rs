@@ -40,7 +40,7 @@ where
 {
     use rmcp::ServiceExt;
 
-    let outputs = Arc::new(Outputs::default());
+    let outputs = Arc::new(Outputs::default().framing(service.frames_untrusted_data()));
     let server = McpServer::new(service, Arc::clone(&outputs));
     let lifecycle = Arc::new(Lifecycle::default());
     let output = Arc::new(Output {

@@ -14,10 +14,12 @@
 //! exactly the tree that was checked. Anything the parser does not understand is rejected.
 
 mod amplify;
+mod columns;
 mod functions;
 mod walk;
 
 pub use amplify::ParamValue;
+pub use columns::{ColumnRule, Mask, MaskKey, Masks};
 
 /// Whether the gate lets `name` be called as a table in FROM (SQLite's `json_each`, say), so
 /// that an engine-side check can let the same through.
@@ -121,6 +123,8 @@ pub struct AllowList {
     schemas: HashMap<String, SchemaRule>,
     /// Functions, session facts and catalog lookups allowed beyond the dialect's own list.
     functions: HashSet<String>,
+    /// Denied and masked columns, by table.
+    columns: HashMap<TableName, ColumnRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +142,7 @@ impl AllowList {
             default_schema: dialect.fold_config(default_schema),
             schemas: HashMap::new(),
             functions: HashSet::new(),
+            columns: HashMap::new(),
         }
     }
 
@@ -179,6 +184,29 @@ impl AllowList {
         }
         self.functions.insert(name);
         Ok(self)
+    }
+
+    /// Denies or masks columns of one table (see [`ColumnRule`]): a query that reads it may
+    /// not reach a denied column in any way, and a masked column only as a bare selection,
+    /// whose values are masked on their way out. A table given rules again has only the last.
+    #[must_use]
+    pub fn columns(mut self, schema: &str, table: &str, rule: ColumnRule) -> Self {
+        let name = TableName { schema: self.dialect.fold_config(schema), table: self.dialect.fold_config(table) };
+        self.columns.insert(name, rule);
+        self
+    }
+
+    /// The column rules of a table, as the catalog or a query names it. Compared
+    /// case-insensitively in every dialect, so that a rule also holds for a PostgreSQL table
+    /// whose quoted name differs from it only by case: where a table could be the ruled one, it
+    /// is taken to be.
+    pub fn column_rule(&self, schema: &str, table: &str) -> Option<&ColumnRule> {
+        self.columns.get(&TableName { schema: schema.to_ascii_lowercase(), table: table.to_ascii_lowercase() })
+    }
+
+    /// Whether any table has column rules.
+    pub fn has_column_rules(&self) -> bool {
+        !self.columns.is_empty()
     }
 
     /// Whether `name` (lower case) was allowed by [`AllowList::function`].
@@ -256,6 +284,7 @@ pub struct ValidatedQuery {
     fingerprint: String,
     params: usize,
     amplification: amplify::Amplification,
+    masks: Masks,
 }
 
 impl ValidatedQuery {
@@ -285,6 +314,12 @@ impl ValidatedQuery {
         self.params
     }
 
+    /// The result's masked columns: (position, mask), by position. Each is a bare selection of
+    /// a masked column; its values must be masked before they leave the process.
+    pub fn masks(&self) -> &[(usize, Mask)] {
+        &self.masks
+    }
+
     /// The amplification guard, with the parameters' values: what the query's size-amplifying
     /// calls (`repeat`, `lpad`, format widths …) make together may not exceed `max_bytes`, the
     /// result cap. The validator checked the parts that are constant; parameters count too,
@@ -304,6 +339,7 @@ impl ValidatedQuery {
             fingerprint: self.fingerprint.clone(),
             params: self.params,
             amplification: self.amplification.clone(),
+            masks: self.masks.clone(),
         }
     }
 }
@@ -520,8 +556,23 @@ impl SqlValidator {
         tables.sort();
         tables.dedup();
         let text = statement.to_string();
-        let query =
-            ValidatedQuery { dialect: self.dialect, text, tables, fingerprint: String::new(), params, amplification };
+        let masks = if self.allow.has_column_rules() {
+            columns::check(self.dialect, &statement, &text, &tables, |table| {
+                self.allow.column_rule(&table.schema, &table.table)
+            })
+            .map_err(|columns::ColumnRefusal(reason)| Denial::new(DenialCode::ColumnDenied, reason))?
+        } else {
+            Vec::new()
+        };
+        let query = ValidatedQuery {
+            dialect: self.dialect,
+            text,
+            tables,
+            fingerprint: String::new(),
+            params,
+            amplification,
+            masks,
+        };
         Ok((query, statement))
     }
 }

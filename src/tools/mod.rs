@@ -114,12 +114,20 @@ pub trait Tool: Send + Sync + 'static {
 /// assert_eq!(output.to_value().unwrap()["answer"], 42);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct ToolOutput(String);
+pub struct ToolOutput(String, Carries);
+
+/// Whether an output holds what the database returned: rows, which are untrusted input to a
+/// model (a value may read "ignore previous instructions…").
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Carries {
+    Ours,
+    Rows,
+}
 
 impl ToolOutput {
     /// `output`, serialized.
     pub fn of<T: Serialize + ?Sized>(output: &T) -> Result<ToolOutput, ToolError> {
-        serde_json::to_string(output).map(ToolOutput).map_err(ToolError::internal)
+        serde_json::to_string(output).map(|text| ToolOutput(text, Carries::Ours)).map_err(ToolError::internal)
     }
 
     /// JSON text this crate wrote itself, value by value, with the writers of [`crate::json`]
@@ -127,7 +135,21 @@ impl ToolOutput {
     /// every test, check that the whole is one JSON value.
     pub(crate) fn written(text: String) -> ToolOutput {
         debug_assert!(is_one_json_value(&text), "a writer made text that is not one JSON value");
-        ToolOutput(text)
+        ToolOutput(text, Carries::Ours)
+    }
+
+    /// Marks the output as holding rows the database returned: transports frame its text
+    /// content as untrusted data (`[output] untrusted_framing`). A tool that returns rows
+    /// marks its output so.
+    #[must_use]
+    pub fn with_rows(mut self) -> ToolOutput {
+        self.1 = Carries::Rows;
+        self
+    }
+
+    /// Whether the output holds rows the database returned (see [`ToolOutput::with_rows`]).
+    pub fn carries_rows(&self) -> bool {
+        self.1 == Carries::Rows
     }
 
     /// The output as compact JSON text.

@@ -15,7 +15,7 @@ use crate::audit::ReadFacts;
 use crate::denial::{Denial, DenialCode};
 use crate::evidence::{Evidence, Read};
 use crate::policy::Egress;
-use crate::sql::SqlValidator;
+use crate::sql::{MaskKey, SqlValidator};
 
 /// Defaults and hard caps for `query_read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,13 +49,25 @@ pub struct QueryRead {
     adapter: Arc<dyn Adapter>,
     validator: SqlValidator,
     limits: ReadLimits,
+    /// The key of the `hash` column mask; `None` only if no randomness could be had for one,
+    /// and then a result with masked columns is refused.
+    mask_key: Option<MaskKey>,
 }
 
 impl QueryRead {
     /// A `query_read` over `adapter`, validating with `validator` (which must be for the
     /// adapter's dialect and the same allow-list).
+    /// Masked columns are hashed with a random key until [`QueryRead::with_mask_key`] gives one.
     pub fn new(adapter: Arc<dyn Adapter>, validator: SqlValidator, limits: ReadLimits) -> Self {
-        QueryRead { adapter, validator, limits }
+        QueryRead { adapter, validator, limits, mask_key: MaskKey::random().ok() }
+    }
+
+    /// Hashes masked columns with `key`, so that their hashes are stable across restarts and
+    /// replicas that share it.
+    #[must_use]
+    pub fn with_mask_key(mut self, key: MaskKey) -> Self {
+        self.mask_key = Some(key);
+        self
     }
 
     /// The rows a call with these (unvalidated) arguments may return: its `limit`, capped, or
@@ -151,7 +163,7 @@ impl Tool for QueryRead {
         text.push_str(",\"elapsed_ms\":");
         text.push_str(itoa::Buffer::new().format(elapsed_ms));
         text.push('}');
-        Ok(ToolOutput::written(text))
+        Ok(ToolOutput::written(text).with_rows())
     }
 
     fn description(&self) -> &str {
@@ -239,6 +251,24 @@ impl Tool for QueryRead {
         });
         let QueryResult { columns, rows, truncated } =
             self.adapter.query_read(evidence, &query, &params, options).await?;
+        // Masked columns' values leave masked, and within the byte cap and budget all the same.
+        let (rows, truncated) = if query.masks().is_empty() {
+            (rows, truncated)
+        } else {
+            let key = self.mask_key.as_ref().ok_or_else(|| ToolError::internal("no key for the hash mask"))?;
+            let (rows, cut) = rows.masked(query.masks(), key, options.budget_bytes).map_err(ToolError::internal)?;
+            if rows.as_json().len() > self.limits.max_result_bytes {
+                return Err(Denial::new(
+                    DenialCode::ResultTooLarge,
+                    format!(
+                        "the result exceeds {} bytes once masked; select fewer columns or rows",
+                        self.limits.max_result_bytes
+                    ),
+                )
+                .into());
+            }
+            (rows, truncated || cut)
+        };
         admitted.note_read(|read| {
             if let Some(read) = read {
                 read.rows = rows.len() as u64;

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sqlwarden::ToolError;
 use sqlwarden::ToolRegistry;
 use sqlwarden::adapter::{Adapter, SqlValue};
 use sqlwarden::audit::JsonLinesSink;
@@ -17,6 +16,7 @@ use sqlwarden::sql::{AllowList, SqlValidator};
 use sqlwarden::tools::reference::{DescribeTable, ListTables, QueryRead, ReadLimits};
 use sqlwarden::tools::{WriteTool, WriteTx};
 use sqlwarden::{Boundary, Denial};
+use sqlwarden::{DenialCode, ToolError};
 
 pub const IDENTITY: &str = "analyst@example.com";
 pub const TENANT: &str = "acme";
@@ -535,7 +535,6 @@ pub trait LedgerProbe {
 /// read-write mode inserts exactly one row, and a statement over the declared maximum, a
 /// handler error, a panic or a cancelled call after a statement rolls everything back.
 pub async fn exercise_write_tools(adapter: Arc<dyn Adapter>, probe: &mut impl LedgerProbe) {
-    use sqlwarden::DenialCode;
     let entry = |then: &str| serde_json::json!({"note": "added", "then": then});
     assert_eq!(probe.state().await, (3, 0));
 
@@ -959,4 +958,188 @@ fn read_replies(
         buffer.drain(..line_start);
         line_start = 0;
     }
+}
+
+/// The JSON inside a row-returning result's text content, which is framed as untrusted data:
+/// a line saying the block is data, not instructions; `<untrusted-data-…>`; the JSON; and
+/// `</untrusted-data-…>` with the same boundary. Panics if the frame is not exactly so.
+pub fn unframe(text: &str) -> serde_json::Value {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let [notice, open, json, close] = lines.as_slice() else { panic!("not a framed text: {text:.300}") };
+    let boundary = open.strip_prefix('<').and_then(|open| open.strip_suffix('>')).expect("an opening boundary line");
+    assert!(boundary.starts_with("untrusted-data-") && boundary.len() == "untrusted-data-".len() + 32, "{boundary}");
+    assert_eq!(*close, format!("</{boundary}>"), "the block closes with its own boundary");
+    assert!(notice.contains(&format!("<{boundary}>")) && notice.contains("not instructions"), "{notice}");
+    serde_json::from_str(json).expect("the framed text is the JSON result")
+}
+
+/// The column-rule corpus's tables, in SQL every engine reads (one statement a line).
+/// `people` has values planted in its denied (`ssn`, `password_hash`) and masked (`email`,
+/// `phone`) columns, each holding `PLANTED`; `teams` shares column names with it, for joins.
+pub const PEOPLE: &str = "
+CREATE TABLE people (id integer PRIMARY KEY, name varchar(100) NOT NULL, email varchar(200), phone varchar(50), ssn varchar(50), password_hash varchar(100), team integer);
+INSERT INTO people VALUES (1, 'Ann', 'ann.planted@example.com', '555-PLANTED-4321', 'SSN-PLANTED-111', 'PWH-PLANTED-aaa', 1), (2, 'Bob', 'bob.planted@example.com', '555-PLANTED-8765', 'SSN-PLANTED-222', 'PWH-PLANTED-bbb', 1);
+CREATE TABLE teams (id integer PRIMARY KEY, ssn varchar(50), email varchar(200), title varchar(50));
+INSERT INTO teams VALUES (1, 'x', 'ops@example.com', 'Ops');
+";
+
+/// The rules of `people`: `ssn` and `password_hash` denied, `email` hashed, `phone` to its
+/// last four.
+pub fn people_rule() -> sqlwarden::sql::ColumnRule {
+    use sqlwarden::sql::{ColumnRule, Mask};
+    ColumnRule::new()
+        .deny("ssn")
+        .and_then(|rule| rule.deny("password_hash"))
+        .and_then(|rule| rule.mask("email", Mask::Hash))
+        .and_then(|rule| rule.mask("phone", Mask::Last4))
+        .expect("a valid rule")
+}
+
+/// Ways to reach `people`'s ruled columns that every engine reads alike: by name in every
+/// position, through CTEs, subqueries, joins and windows, as whole rows and `*`, and masked
+/// columns in expressions, conditions, orderings, groupings and set operations.
+pub const COLUMN_BYPASSES: &[&str] = &[
+    "SELECT ssn FROM people",
+    "SELECT SSN FROM people",
+    "SELECT p.ssn FROM people p",
+    "SELECT people.ssn FROM people",
+    "SELECT id FROM people WHERE ssn LIKE 'SSN%'",
+    "SELECT id FROM people WHERE ssn IN ('SSN-PLANTED-111')",
+    "SELECT id FROM people WHERE ssn BETWEEN 'A' AND 'Z'",
+    "SELECT id FROM people WHERE 'SSN-PLANTED-111' = ssn",
+    "SELECT id FROM people WHERE length(ssn) > 3",
+    "SELECT id FROM people ORDER BY ssn",
+    "SELECT id FROM people ORDER BY CASE WHEN ssn LIKE 'SSN-P%' THEN 0 ELSE 1 END",
+    "SELECT count(*) AS n FROM people GROUP BY ssn",
+    "SELECT id FROM people GROUP BY id HAVING max(ssn) > 'A'",
+    "SELECT max(ssn) AS m FROM people",
+    "SELECT coalesce(ssn, 'n') AS s FROM people",
+    "SELECT CAST(ssn AS char(20)) AS s FROM people",
+    "SELECT x FROM (SELECT ssn AS x FROM people) d",
+    "WITH d AS (SELECT ssn AS x FROM people) SELECT x FROM d",
+    "WITH d(x) AS (SELECT ssn FROM people) SELECT x FROM d",
+    "SELECT id FROM people WHERE EXISTS (SELECT 1 FROM people q WHERE q.ssn = 'SSN-PLANTED-111' AND q.id = people.id)",
+    "SELECT (SELECT max(password_hash) FROM people) AS h",
+    "SELECT count(*) AS n FROM people WHERE password_hash IS NOT NULL",
+    "SELECT id FROM people p WHERE p.password_hash <> ''",
+    "SELECT row_number() OVER (ORDER BY ssn) AS n FROM people",
+    "SELECT id FROM people AS ssn",
+    "SELECT p.id FROM people p JOIN teams t USING (ssn)",
+    "SELECT p.id FROM people p JOIN teams t ON p.ssn = t.ssn",
+    "SELECT p.id FROM people p NATURAL JOIN teams",
+    "SELECT * FROM people",
+    "SELECT p.* FROM people p",
+    "SELECT people.* FROM people",
+    "SELECT * FROM people NATURAL JOIN teams",
+    "SELECT * FROM (SELECT * FROM people) d",
+    "SELECT * FROM people JOIN teams ON teams.id = people.team",
+    "SELECT lower(email) AS e FROM people",
+    "SELECT replace(email, '@', ' at ') AS e FROM people",
+    "SELECT substr(phone, 1, 8) AS p FROM people",
+    "SELECT id FROM people WHERE email = 'ann.planted@example.com'",
+    "SELECT id FROM people WHERE email LIKE 'ann%'",
+    "SELECT CASE WHEN email LIKE 'a%' THEN 1 ELSE 0 END AS c FROM people",
+    "SELECT email FROM people ORDER BY email",
+    "SELECT email AS e FROM people ORDER BY e",
+    "SELECT email FROM people ORDER BY 1",
+    "SELECT id, email FROM people GROUP BY 2, id",
+    "SELECT DISTINCT email FROM people",
+    "SELECT email FROM people UNION SELECT 'x'",
+    "SELECT email FROM people UNION ALL SELECT 'x'",
+    "SELECT 'x' AS a UNION SELECT email FROM people",
+    "SELECT max(email) AS m FROM people",
+    "SELECT min(phone) AS m FROM people",
+    "SELECT count(DISTINCT email) AS n FROM people",
+    "SELECT (SELECT email FROM people WHERE id = 1) AS e",
+    "SELECT e FROM (SELECT email AS e FROM people) d",
+    "WITH d AS (SELECT email FROM people) SELECT email FROM d",
+    "SELECT a.id FROM people a JOIN people b ON a.email = b.email",
+    "SELECT a.id FROM people a JOIN teams b USING (email)",
+    "SELECT email, phone FROM people WHERE phone LIKE '%4321'",
+    "SELECT id FROM people WHERE id IN (SELECT id FROM people WHERE email LIKE 'a%')",
+    "SELECT row_number() OVER (ORDER BY email) AS n, id FROM people",
+    "SELECT id, rank() OVER (PARTITION BY phone ORDER BY id) AS r FROM people",
+    "SELECT (SELECT count(*) FROM people q WHERE q.email < p.email) AS rank_of FROM people p",
+    "SELECT id FROM people WHERE (email, id) = ('a', 1)",
+    // Accepted, with the masked columns masked.
+    "SELECT id, email, phone FROM people ORDER BY id",
+    "SELECT p.email AS contact FROM people p WHERE p.id = 1",
+    "SELECT 'x' AS a, email FROM people WHERE team = 1",
+    "SELECT t.email FROM people p JOIN teams t ON t.id = p.team",
+    "SELECT t.*, p.id FROM people p JOIN teams t ON t.id = p.team",
+];
+
+/// Runs every bypass (the common ones and the engine's own) through `query_read`, each by
+/// itself, and checks that no answer, result or refusal, holds a planted value or a trace of
+/// one, and that a refusal for the rules says `COLUMN_DENIED` with the column or table. Then
+/// that masked columns selected as they are come back masked, and that `describe_table`
+/// hides the denied columns and marks the masked ones. Returns (accepted, refused).
+pub async fn column_rules_hold(service: &Service, own: &[&str]) -> (usize, usize) {
+    let traces = ["planted", "detnalp", "504c414e544544", "706c616e746564", "ssn-", "pwh-"];
+    let leaks = |text: &str| {
+        let lower = text.to_lowercase();
+        traces.iter().find(|trace| lower.contains(*trace)).map(|trace| (*trace).to_owned())
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    let call = |args: Value| async move {
+        loop {
+            match service.call("query_read", args.clone()).await {
+                // The corpus is larger than the default burst: wait, rather than count it.
+                Err(denial) if denial.code() == DenialCode::RateLimited => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                answer => return answer,
+            }
+        }
+    };
+    for query in COLUMN_BYPASSES.iter().chain(own) {
+        match call(json!({"query": query})).await {
+            Ok(output) => {
+                let text = output.to_string();
+                assert_eq!(leaks(&text), None, "{query} returned {text}");
+                accepted += 1;
+            }
+            Err(denial) => {
+                assert_eq!(leaks(denial.message()), None, "{query}: {}", denial.message());
+                let expected = [DenialCode::ColumnDenied, DenialCode::QueryRejected, DenialCode::DbError];
+                assert!(expected.contains(&denial.code()), "{query}: refused for another reason: {denial:?}");
+                if denial.code() == DenialCode::ColumnDenied {
+                    let message = denial.message();
+                    let named = ["ssn", "password_hash", "email", "phone", "people", "rowid", "oid"]
+                        .iter()
+                        .any(|name| message.contains(name));
+                    assert!(named, "{query}: the refusal names the column or the table: {message}");
+                }
+                refused += 1;
+            }
+        }
+    }
+    assert!(COLUMN_BYPASSES.len() + own.len() >= 60, "at least 60 attempts");
+
+    let masked = call(json!({"query": "SELECT id, email, phone, name FROM people ORDER BY id"}))
+        .await
+        .expect("masked columns selected as they are");
+    let rows = masked["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    let hash = rows[0][1].as_str().expect("a hash");
+    assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+    assert_ne!(rows[0][1], rows[1][1], "another value, another hash");
+    assert_eq!((&rows[0][2], &rows[1][2], &rows[0][3]), (&json!("****4321"), &json!("****8765"), &json!("Ann")));
+    let again = call(json!({"query": "SELECT email FROM people WHERE id = 1"})).await.expect("read");
+    assert_eq!(again["rows"][0][0], rows[0][1], "stable under one key, for joins and comparisons");
+
+    let described = service.call("describe_table", json!({"table": "people"})).await.expect("described");
+    let columns: Vec<(String, Value)> = described["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|column| (column["name"].as_str().expect("name").to_lowercase(), column["rule"].clone()))
+        .collect();
+    let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["id", "name", "email", "phone", "team"], "denied columns are not shown");
+    assert_eq!(columns[2].1, json!("masked: hash"));
+    assert_eq!(columns[3].1, json!("masked: last4"));
+    assert_eq!(columns[0].1, Value::Null);
+    assert!(!described.to_string().to_lowercase().contains("ssn"), "{described}");
+    (accepted, refused)
 }

@@ -407,6 +407,7 @@ impl Adapter for MySqlAdapter {
                     nullable: text(row, 4)? == "YES",
                     default: optional_text(row, 5)?,
                     comment: (!comment.is_empty()).then_some(comment),
+                    rule: None,
                 });
             }
             for row in &keys {
@@ -446,7 +447,7 @@ impl Adapter for MySqlAdapter {
                     }),
                 }
             }
-            Ok(description)
+            Ok(super::with_column_rules(description, &self.allow))
         })
     }
 

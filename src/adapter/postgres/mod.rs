@@ -412,6 +412,7 @@ impl Adapter for PostgresAdapter {
                     nullable: row.try_get(2).map_err(decode_failure)?,
                     default: row.try_get(3).map_err(decode_failure)?,
                     comment: row.try_get(4).map_err(decode_failure)?,
+                    rule: None,
                 });
             }
             for row in &primary_key {
@@ -437,7 +438,7 @@ impl Adapter for PostgresAdapter {
                     columns: row.try_get(2).map_err(decode_failure)?,
                 });
             }
-            Ok(description)
+            Ok(super::with_column_rules(description, &self.allow))
         })
     }
 

@@ -152,7 +152,7 @@ impl Conversation {
 
     fn with_router(service: Arc<Service>, router: Router) -> Conversation {
         use rmcp::ServiceExt;
-        let outputs = Arc::new(Outputs::default());
+        let outputs = Arc::new(Outputs::default().framing(service.frames_untrusted_data()));
         let router = Arc::new(router);
         let (forward, incoming) = mpsc::channel(64);
         let server = McpServer::for_http(service, Arc::clone(&outputs));
