@@ -734,6 +734,12 @@ mod tests {
         assert!(validator.validate("SELECT 't'::regrole FROM t", 0).is_err(), "only what is listed");
         let message = error("[database]\nurl = \"postgres://h/db\"\n[allowlist]\nfunctions = [\"pg_sleep\"]\n");
         assert!(message.contains("[allowlist] functions: pg_sleep can never be allowed"), "{message}");
+        // A function that reads a table named by a string would pass the allow-list by.
+        for reader in ["table_to_xml", "query_to_xml", "cursor_to_xml", "schema_to_xml", "database_to_xml"] {
+            let message =
+                error(&format!("[database]\nurl = \"postgres://h/db\"\n[allowlist]\nfunctions = [\"{reader}\"]\n"));
+            assert!(message.contains("can never be allowed"), "{reader}: {message}");
+        }
         let message = error("[database]\nurl = \"postgres://h/db\"\n[allowlist]\nfunctions = [\"a;b\"]\n");
         assert!(message.contains("is not a function name"), "{message}");
     }

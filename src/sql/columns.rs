@@ -514,6 +514,39 @@ fn words(ruled: &Ruled<'_>, text: &str, selected: &Selected) -> Result<(), Colum
     Ok(())
 }
 
+/// For a query the gate refused for another reason: why it is refused for a ruled column, if
+/// its words name a ruled table and one of that table's denied columns, or read the table
+/// whole with `TABLE`.
+pub(super) fn named_in(
+    tokens: &[sqlparser::tokenizer::TokenWithSpan],
+    rules: &HashMap<TableName, ColumnRule>,
+) -> Option<String> {
+    let words: Vec<(String, bool)> = tokens
+        .iter()
+        .filter_map(|token| match &token.token {
+            Token::Word(word) => {
+                Some((fold(&word.value), word.quote_style.is_none() && word.keyword == Keyword::TABLE))
+            }
+            _ => None,
+        })
+        .collect();
+    let whole = words.first().is_some_and(|(_, table)| *table);
+    for (table, rule) in rules {
+        if !words.iter().any(|(word, _)| *word == fold(&table.table)) {
+            continue;
+        }
+        if let Some(column) = words.iter().find(|(word, _)| rule.deny.contains(word)) {
+            return Some(format!("column {} of {table} is denied: it may not appear anywhere in a query", column.0));
+        }
+        if whole && !rule.is_empty() {
+            return Some(format!(
+                "TABLE reads every column of {table}, which has denied or masked columns: name the columns you need"
+            ));
+        }
+    }
+    None
+}
+
 /// The checks on the tree: whole-row references and `*` over ruled tables.
 struct Shapes<'r, 'a> {
     ruled: &'r Ruled<'a>,
@@ -795,6 +828,23 @@ mod gate {
                 let refusal = gate(dialect, sql).expect_err(sql);
                 assert!(refusal.contains("is masked"), "{dialect} {sql}: {refusal}");
             }
+        }
+    }
+
+    /// A query the walk refuses for another reason, which names a ruled table and a denied
+    /// column of it, or reads it with `TABLE`, is refused for the column.
+    #[test]
+    fn a_query_refused_for_another_reason_is_refused_for_its_denied_column() {
+        for dialect in DIALECTS {
+            let refusal = gate(dialect, "SELECT pg_sleep(1), ssn FROM customers").expect_err("refused");
+            assert!(refusal.starts_with("column ssn of") && refusal.contains("customers"), "{dialect}: {refusal}");
+            let refusal = gate(dialect, "TABLE customers").expect_err("refused");
+            assert!(refusal.starts_with("TABLE reads every column of"), "{dialect}: {refusal}");
+            // Other refusals keep their reason.
+            let refusal = gate(dialect, "SELECT pg_sleep(1), id FROM customers").expect_err("refused");
+            assert!(refusal.starts_with("QUERY_REJECTED"), "{dialect}: {refusal}");
+            let refusal = gate(dialect, "TABLE orders").expect_err("refused");
+            assert!(refusal.starts_with("QUERY_REJECTED"), "{dialect}: {refusal}");
         }
     }
 

@@ -530,13 +530,23 @@ impl SqlValidator {
 
     /// The gate: the query as it will run, and its checked tree with tables rewritten.
     fn check(&self, tokens: Vec<TokenWithSpan>, params: usize) -> Result<(ValidatedQuery, Statement), Denial> {
-        let mut statement = self.parse(tokens)?;
+        // A query refused for another reason that names a ruled table and one of its denied
+        // columns (or reads it whole with `TABLE`) is refused for the column, which is the
+        // caller's to know.
+        let words = self.allow.has_column_rules().then(|| tokens.clone());
+        let refused =
+            |denial: Denial| match words.as_deref().and_then(|words| columns::named_in(words, &self.allow.columns)) {
+                Some(column) => Denial::new(DenialCode::ColumnDenied, column),
+                None => denial,
+            };
+        let mut statement = self.parse(tokens).map_err(refused)?;
         if !matches!(statement, Statement::Query(_)) {
-            return Err(rejected(format!("only queries are allowed, not {}", walk::statement_kind(&statement))));
+            let kind = walk::statement_kind(&statement);
+            return Err(refused(rejected(format!("only queries are allowed, not {kind}"))));
         }
         let mut walker = walk::Walker::new(self.dialect, &self.allow);
         if let std::ops::ControlFlow::Break(reason) = statement.visit(&mut walker) {
-            return Err(rejected(reason));
+            return Err(refused(rejected(reason)));
         }
         let (mut tables, placeholders) = walker.finish();
         let amplification = amplify::examine(&statement, self.dialect).map_err(rejected)?;
