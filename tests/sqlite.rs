@@ -311,3 +311,25 @@ async fn column_rules_hold_on_every_way_to_a_column() {
     let (accepted, refused) = databases::column_rules_hold(&service, SQLITE_COLUMN_BYPASSES).await;
     assert!(accepted >= 5 && refused >= 70, "accepted {accepted}, refused {refused}");
 }
+
+/// A result that fits the byte cap as it is read but not once masked (a hash is 64 hex
+/// digits) is refused, as any result over the cap is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_byte_cap_once_masked_is_refused() {
+    let file = TestFile::create(
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)
+             INSERT INTO people SELECT i, 'a' FROM n;",
+    );
+    let rule = sqlwarden::sql::ColumnRule::new().mask("email", sqlwarden::sql::Mask::Hash).expect("rule");
+    let allow = || AllowList::new(SqlDialect::Sqlite, "main").schema("main").columns("main", "people", rule.clone());
+    let adapter = SqliteAdapter::open(&file.url(), allow(), 2).expect("opens");
+    let limits = ReadLimits { max_result_bytes: 1000, ..ReadLimits::default() };
+    let service = Service::new(Arc::new(adapter), allow(), limits);
+    let raw = service.read(json!({"query": "SELECT id FROM people"})).await;
+    assert_eq!(raw["row_count"], json!(50), "the rows fit as they are read");
+    let (code, _) = refusal(service.call("query_read", json!({"query": "SELECT email FROM people"})).await);
+    assert_eq!(code, DenialCode::ResultTooLarge);
+    let few = service.read(json!({"query": "SELECT email FROM people", "limit": 5})).await;
+    assert_eq!(few["row_count"], json!(5));
+}

@@ -563,6 +563,29 @@ mod tests {
         assert!(collector.replace(vec![(2..50, "1".into())]).is_err(), "out of range");
     }
 
+    /// Masking rewrites only the masked positions; rows that masking takes past the byte budget
+    /// are left out whole from the end, and the result says so.
+    #[test]
+    fn masked_rows_keep_their_other_values_and_stay_within_the_budget() {
+        use serde_json::json;
+        let key = MaskKey::new(b"k".to_vec());
+        let rows = JsonRows::from_values(&[
+            vec![json!(1), json!("4111222233334444"), json!({"a": [1]})],
+            vec![json!(2), json!(null), json!("x")],
+        ]);
+        let (masked, cut) = rows.clone().masked(&[(1, Mask::Last4)], &key, None).expect("masks");
+        assert_eq!(masked.as_json(), r#"[[1,"****4444",{"a":[1]}],[2,null,"x"]]"#);
+        assert_eq!((masked.len(), cut), (2, false));
+        let (unmasked, _) = rows.clone().masked(&[], &key, None).expect("nothing to mask");
+        assert_eq!(unmasked, rows);
+        // A hash is 66 bytes of JSON: the first row takes 77, the whole 110 with the second.
+        let (hashed, cut) = rows.clone().masked(&[(0, Mask::Hash)], &key, Some(100)).expect("masks");
+        assert_eq!((hashed.len(), cut), (1, true), "{}", hashed.as_json());
+        assert!(hashed.as_json().len() < 100);
+        let (none, cut) = rows.masked(&[(0, Mask::Hash)], &key, Some(20)).expect("masks");
+        assert_eq!((none.as_json(), none.len(), cut), ("[]", 0, true));
+    }
+
     #[test]
     fn a_byte_budget_leaves_out_whole_rows_and_marks_the_result_truncated() {
         use serde_json::json;
