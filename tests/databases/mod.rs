@@ -1033,6 +1033,7 @@ pub const COLUMN_BYPASSES: &[&str] = &[
     "SELECT * FROM people NATURAL JOIN teams",
     "SELECT * FROM (SELECT * FROM people) d",
     "SELECT * FROM people JOIN teams ON teams.id = people.team",
+    "SELECT * FROM (people p JOIN teams t ON t.id = p.team)",
     "SELECT lower(email) AS e FROM people",
     "SELECT replace(email, '@', ' at ') AS e FROM people",
     "SELECT substr(phone, 1, 8) AS p FROM people",
