@@ -354,6 +354,10 @@ fn check(config: Option<PathBuf>) -> ExitCode {
         }
         None => ExitCode::SUCCESS,
     };
+    for problem in &report.column_rules {
+        text.push_str(&format!("columns: {problem}\n"));
+        code = ExitCode::FAILURE;
+    }
     if report.posture.findings.is_empty() {
         text.push_str("posture: the role may only read\n");
     } else {

@@ -215,6 +215,9 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
     /// With `backend = "redis"`, whether Redis answered: without it every call is denied.
     pub quota_store: Option<Result<(), String>>,
+    /// `[[columns]]` rules that name a table or a column the database does not have, one line
+    /// each.
+    pub column_rules: Vec<String>,
 }
 
 /// The check's own read tool: the adapter's posture, through the boundary like any call.
@@ -273,6 +276,7 @@ pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
         tables: Vec<serde::de::IgnoredAny>,
     }
     let listed: Listed = serde_json::from_str(listed.as_json()).map_err(|error| ServiceError(error.to_string()))?;
+    let column_rules = check_column_rules(&config).await?;
     let quota_store = match &config.quota_store {
         QuotaStore::Memory => None,
         QuotaStore::Redis(redis) => Some(match RedisQuotas::new(redis, config.quotas) {
@@ -286,7 +290,53 @@ pub async fn check(config: Config) -> Result<CheckReport, ServiceError> {
         posture,
         warnings: config.warnings,
         quota_store,
+        column_rules,
     })
+}
+
+/// Whether each `[[columns]]` rule names a table the database has and columns that table has:
+/// a rule for a column that is not there (a typo) protects nothing. Looked at through a
+/// `describe_table` that sees the ruled columns, through the boundary like any call. The
+/// problems found, one line each.
+async fn check_column_rules(config: &Config) -> Result<Vec<String>, ServiceError> {
+    if !config.allow.has_column_rules() {
+        return Ok(Vec::new());
+    }
+    let raw = adapter::connect(&config.database.url, config.allow.without_column_rules(), config.database.pool)
+        .map_err(|error| ServiceError(format!("[database] {}", error.denial().message())))?;
+    let mut tools = ToolRegistry::new();
+    register(&mut tools, DescribeTable::new(raw))?;
+    let grant = Grant::new(&config.identity, &config.tenant, "describe_table")
+        .map_err(|error| ServiceError(format!("[session] {error}")))?;
+    let boundary =
+        Boundary::builder(tools).authorizer(Capabilities::from_grants([grant])).audit(audit_sink(config)?).build();
+    let session = bind_session(config)?;
+    let mut problems = Vec::new();
+    let mut rules: Vec<_> = config.allow.column_rules().collect();
+    rules.sort_by(|a, b| a.0.cmp(b.0));
+    for (table, rule) in rules {
+        let args = serde_json::json!({"schema": table.schema, "table": table.table});
+        let described = boundary.invoke(Some(Arc::clone(&session)), "describe_table", args).await;
+        let Ok(described) = described.and_then(|output| output.to_value().map_err(|_| Denial::internal())) else {
+            problems.push(format!(
+                "[[columns]] table {table}: the database shows no such table; the rule protects nothing"
+            ));
+            continue;
+        };
+        let present: Vec<String> = described["columns"]
+            .as_array()
+            .map(|columns| columns.iter().filter_map(|column| column["name"].as_str()).map(str::to_lowercase).collect())
+            .unwrap_or_default();
+        for column in rule.columns() {
+            if !present.iter().any(|name| name == column) {
+                problems.push(format!(
+                    "[[columns]] table {table}: it has no column {column}; the rule for it protects nothing"
+                ));
+            }
+        }
+    }
+    let _ = boundary.close_audit(std::time::Duration::from_secs(2));
+    Ok(problems)
 }
 
 /// The adapter the configuration's URL names.

@@ -165,3 +165,42 @@ fn audit_verify_proves_an_untouched_chain_across_restarts_and_names_the_line_edi
     assert!(out.contains(": line 3: "), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `check` looks up every `[[columns]]` rule in the database: a rule naming a column, or a
+/// table, the database does not have protects nothing (a typo), and check says so and fails.
+#[test]
+fn check_reports_column_rules_that_protect_nothing() {
+    let dir = std::env::temp_dir().join(format!("sqlwarden-cli-columns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let database = dir.join("people.db");
+    rusqlite::Connection::open(&database)
+        .expect("create")
+        .execute_batch("CREATE TABLE people (id INTEGER, email TEXT, ssn TEXT); CREATE TABLE teams (id INTEGER);")
+        .expect("tables");
+    let check = |rules: &str| {
+        let config = dir.join("sqlwarden.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[database]\nurl = \"sqlite:{}\"\n[allowlist]\nschemas = [\"main\"]\ntables = [\"*\"]\n{rules}",
+                database.display()
+            ),
+        )
+        .expect("config");
+        let output = Command::new(env!("CARGO_BIN_EXE_sqlwarden"))
+            .args(["check", "--config", config.to_str().expect("path")])
+            .output()
+            .expect("runs");
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (_, report) = check("[[columns]]\ntable = \"people\"\ndeny = [\"SSN\"]\nmask = { email = \"hash\" }\n");
+    assert!(report.contains("the configuration is valid") && !report.contains("columns:"), "{report}");
+    let (code, report) =
+        check("[[columns]]\ntable = \"people\"\ndeny = [\"ssn_number\"]\nmask = { email = \"hash\" }\n");
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.contains("columns: [[columns]] table main.people: it has no column ssn_number"), "{report}");
+    let (code, report) = check("[[columns]]\ntable = \"peoples\"\ndeny = [\"ssn\"]\n");
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.contains("columns: [[columns]] table main.peoples: the database shows no such table"), "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -194,6 +194,13 @@ impl ColumnRule {
         self.mask.get(&fold(column)).copied()
     }
 
+    /// The columns the rule names, denied and masked, sorted.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut columns: Vec<&str> = self.deny.iter().chain(self.mask.keys()).map(String::as_str).collect();
+        columns.sort_unstable();
+        columns
+    }
+
     /// Whether `describe_table` may name the denied columns.
     pub fn shows_denied(&self) -> bool {
         self.show_denied

@@ -204,6 +204,17 @@ impl AllowList {
         self.columns.get(&TableName { schema: schema.to_ascii_lowercase(), table: table.to_ascii_lowercase() })
     }
 
+    /// Every table's column rules, by table (folded as configuration names are).
+    pub fn column_rules(&self) -> impl Iterator<Item = (&TableName, &ColumnRule)> {
+        self.columns.iter()
+    }
+
+    /// The same allow-list without its column rules: for `sqlwarden check`, which looks at
+    /// whether the ruled columns exist, and so must see them.
+    pub fn without_column_rules(&self) -> AllowList {
+        AllowList { columns: HashMap::new(), ..self.clone() }
+    }
+
     /// Whether any table has column rules.
     pub fn has_column_rules(&self) -> bool {
         !self.columns.is_empty()
