@@ -981,6 +981,8 @@ CREATE TABLE people (id integer PRIMARY KEY, name varchar(100) NOT NULL, email v
 INSERT INTO people VALUES (1, 'Ann', 'ann.planted@example.com', '555-PLANTED-4321', 'SSN-PLANTED-111', 'PWH-PLANTED-aaa', 1), (2, 'Bob', 'bob.planted@example.com', '555-PLANTED-8765', 'SSN-PLANTED-222', 'PWH-PLANTED-bbb', 1);
 CREATE TABLE teams (id integer PRIMARY KEY, ssn varchar(50), email varchar(200), title varchar(50));
 INSERT INTO teams VALUES (1, 'x', 'ops@example.com', 'Ops');
+CREATE INDEX people_by_ssn ON people (ssn);
+CREATE INDEX people_by_team ON people (team, email);
 ";
 
 /// The rules of `people`: `ssn` and `password_hash` denied, `email` hashed, `phone` to its
@@ -1141,6 +1143,10 @@ pub async fn column_rules_hold(service: &Service, own: &[&str]) -> (usize, usize
     assert_eq!(columns[2].1, json!("masked: hash"));
     assert_eq!(columns[3].1, json!("masked: last4"));
     assert_eq!(columns[0].1, Value::Null);
+    // Nor is an index or key on a denied column; an index on others stays.
     assert!(!described.to_string().to_lowercase().contains("ssn"), "{described}");
+    let indexes: Vec<&str> =
+        described["indexes"].as_array().expect("indexes").iter().filter_map(|index| index["name"].as_str()).collect();
+    assert!(indexes.contains(&"people_by_team"), "{described}");
     (accepted, refused)
 }
