@@ -44,6 +44,7 @@ fn jwt(c: &mut Criterion) {
         tenant_claim: Some("tenant".into()),
         default_tenant: "default".into(),
         scope_claim: "scope".into(),
+        claims: Vec::new(),
         leeway: Duration::from_secs(60),
         refresh_min: Duration::from_secs(60),
         fetch_timeout: Duration::from_secs(5),

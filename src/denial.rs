@@ -39,6 +39,9 @@ pub enum DenialCode {
     QuotaUnavailable,
     /// The query reaches a denied column, or a masked one other than by selecting it as it is.
     ColumnDenied,
+    /// A declared tool binds a param to a claim the caller's credential does not carry, or
+    /// carries in a form the param does not take.
+    ClaimMissing,
 }
 
 impl DenialCode {
@@ -59,6 +62,7 @@ impl DenialCode {
             DenialCode::BudgetExhausted => "BUDGET_EXHAUSTED",
             DenialCode::QuotaUnavailable => "QUOTA_UNAVAILABLE",
             DenialCode::ColumnDenied => "COLUMN_DENIED",
+            DenialCode::ClaimMissing => "CLAIM_MISSING",
         }
     }
 }

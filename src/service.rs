@@ -14,6 +14,7 @@ use crate::evidence::{Evidence, Read};
 use crate::policy::{Access, Capabilities, Grant, Mode, QuotaEngine, SessionContext};
 use crate::quota::RedisQuotas;
 use crate::sql::{SqlDialect, SqlValidator};
+use crate::tools::declared::{DeclaredRead, DeclaredWrite};
 use crate::tools::reference::{DescribeTable, ListTables, QueryRead};
 use crate::tools::{ToolError, ToolOutput, ToolRegistry};
 
@@ -114,7 +115,23 @@ impl Service {
         let query_read = QueryRead::new(Arc::clone(&adapter), validator, config.limits);
         register(&mut tools, query_read.with_mask_key(config.mask_key.clone()))?;
         register(&mut tools, ListTables::new(Arc::clone(&adapter)))?;
-        register(&mut tools, DescribeTable::new(adapter))?;
+        register(&mut tools, DescribeTable::new(Arc::clone(&adapter)))?;
+        for declared in &config.tools {
+            let adapter = Arc::clone(&adapter);
+            match DeclaredRead::new(Arc::clone(declared), Arc::clone(&adapter), config.limits, config.mask_key.clone())
+            {
+                Some(read) => register(&mut tools, read)?,
+                None => match DeclaredWrite::new(Arc::clone(declared), adapter, config.limits.max_result_bytes) {
+                    Some(write) => register(&mut tools, write)?,
+                    None => {
+                        return Err(ServiceError(format!(
+                            "[[tools]] {} declares neither a read nor a write",
+                            declared.name
+                        )));
+                    }
+                },
+            }
+        }
         let mut warnings = Vec::new();
         let mut grants = Vec::with_capacity(config.grants.len());
         for grant in &config.grants {
@@ -368,12 +385,11 @@ fn audit_sink(config: &Config) -> Result<Arc<dyn AuditSink>, ServiceError> {
 
 /// The session calls run as.
 fn bind_session(config: &Config) -> Result<Arc<SessionContext>, ServiceError> {
-    SessionContext::builder()
-        .identity(&config.identity)
-        .tenant(&config.tenant)
-        .bind()
-        .map(Arc::new)
-        .map_err(|error| ServiceError(format!("[session] {error}")))
+    let mut builder = SessionContext::builder().identity(&config.identity).tenant(&config.tenant);
+    for (name, value) in &config.session_claims {
+        builder = builder.claim(name.as_str(), value.as_str());
+    }
+    builder.bind().map(Arc::new).map_err(|error| ServiceError(format!("[session] {error}")))
 }
 
 fn register(tools: &mut ToolRegistry, tool: impl crate::tools::Tool) -> Result<(), ServiceError> {

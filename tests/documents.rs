@@ -227,3 +227,19 @@ fn the_security_documents_exist_and_name_real_tests() {
     assert!(named >= 15, "only {named} tests named: the threat model's table changed?");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The README's worked example of declared tools loads, with its three tools.
+#[test]
+fn the_readme_example_of_declared_tools_loads() {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README.md");
+    let block = readme.split("<!-- declared-tools-example -->\n```toml\n").nth(1).expect("the example's marker");
+    let block = &block[..block.find("\n```").expect("the block's end")];
+    let text = format!(
+        "[database]\nurl = \"postgres://postgres@127.0.0.1/app\"\n[mode]\nread_only = false\n\
+         [allowlist]\ntables = [\"tickets\", \"ticket_notes\", \"orders\"]\n[audit]\npath = \"/dev/null\"\n{block}\n"
+    );
+    let config =
+        sqlwarden::config::Config::parse(&text, "README.md", |_| None).unwrap_or_else(|error| panic!("{error}"));
+    let names: Vec<&str> = config.tools.iter().map(|tool| tool.name.as_str()).collect();
+    assert_eq!(names, ["open_tickets", "revenue_by_month", "add_ticket_note"]);
+}

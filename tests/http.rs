@@ -51,12 +51,21 @@ impl Server {
 
     /// A server whose `[http]` section has `http` besides its listen address and origins.
     fn start_with(http: &str) -> Server {
+        Server::start_full(http, "")
+    }
+
+    /// A server as [`Server::start_with`] makes, whose configuration ends with `tools`
+    /// (`[[tools]]` entries, over the table `tenant_notes` besides `notes`, and their grants).
+    fn start_full(http: &str, tools: &str) -> Server {
         let suffix = databases::unique_suffix();
         let database = std::env::temp_dir().join(format!("sqlwarden-http-{suffix}.db"));
         let connection = rusqlite::Connection::open(&database).unwrap();
         connection
             .execute_batch(
-                "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes VALUES (1, 'one');",
+                "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes VALUES (1, 'one');
+                 CREATE TABLE tenant_notes (id INTEGER PRIMARY KEY, tenant TEXT, region TEXT, body TEXT);
+                 INSERT INTO tenant_notes VALUES (1, 'acme', 'eu', 'a-eu'), (2, 'acme', 'us', 'a-us'),
+                     (3, 'globex', 'eu', 'g-eu');",
             )
             .unwrap();
         let audit = std::env::temp_dir().join(format!("sqlwarden-http-audit-{suffix}.jsonl"));
@@ -67,7 +76,7 @@ impl Server {
 url = "sqlite:{database}"
 [allowlist]
 schemas = ["main"]
-tables = ["notes"]
+tables = ["notes"{more_tables}]
 [http]
 listen = "127.0.0.1:{port}"
 allowed_origins = ["https://app.example.com"]
@@ -93,7 +102,9 @@ tool = "describe_table"
 scope = "sql.describe"
 [audit]
 path = "{audit}"
+{tools}
 "#,
+            more_tables = if tools.is_empty() { "" } else { ", \"tenant_notes\"" },
             database = database.display(),
             jwks = fixture("jwks.json"),
             audit = audit.display(),
@@ -594,4 +605,56 @@ fn a_slow_client_is_cut_off_at_the_header_read_timeout() {
     let token = rs256(&claims(&server, "alice", "acme"));
     let session = server.initialize(&token);
     assert_eq!(server.tools(&token, &session), ["query_read"]);
+}
+
+/// A declared tool's claim-bound params take the verified token's claims: the tenant, and a
+/// claim of the token's own (`region`). They are not in the tool's schema, may not be given,
+/// and a token without the claim (a static token carries none) is refused with CLAIM_MISSING.
+#[test]
+fn declared_tools_bind_params_to_the_tokens_claims() {
+    let server = Server::start_full(
+        "",
+        r#"[[tools]]
+name = "my_notes"
+description = "The notes of your tenant and region."
+access = "read"
+statement = "SELECT id, body FROM tenant_notes WHERE tenant = ? AND region = ? ORDER BY id"
+[[tools.params]]
+name = "tenant"
+type = "string"
+from_claim = "tenant"
+[[tools.params]]
+name = "region"
+type = "string"
+from_claim = "region"
+[[grants]]
+tool = "my_notes"
+"#,
+    );
+    let mut own = claims(&server, "alice", "acme");
+    own["region"] = json!("us");
+    let alice = rs256(&own);
+    let session = server.initialize(&alice);
+    let list = server.post(Some(&alice), Some(&session), &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    let tools = list.json()["result"]["tools"].clone();
+    let mine = tools.as_array().unwrap().iter().find(|tool| tool["name"] == "my_notes").expect("listed").clone();
+    assert_eq!(mine["inputSchema"]["properties"], json!({}), "claim-bound params are not in the schema: {mine}");
+    let rows = server.call(&alice, &session, "my_notes", json!({}));
+    assert_eq!(rows["structuredContent"]["rows"], json!([[2, "a-us"]]), "{rows}");
+    let given = server.call(&alice, &session, "my_notes", json!({"tenant": "globex"}));
+    assert_eq!(given["structuredContent"]["code"], json!("INVALID_INPUT"), "{given}");
+
+    let mut other = claims(&server, "gina", "globex");
+    other["region"] = json!("eu");
+    let gina = rs256(&other);
+    let ginas = server.initialize(&gina);
+    assert_eq!(server.call(&gina, &ginas, "my_notes", json!({}))["structuredContent"]["rows"], json!([[3, "g-eu"]]));
+
+    let plain = rs256(&claims(&server, "bob", "acme"));
+    let bobs = server.initialize(&plain);
+    let missing = server.call(&plain, &bobs, "my_notes", json!({}));
+    assert_eq!(missing["structuredContent"]["code"], json!("CLAIM_MISSING"), "{missing}");
+    let machine = server.initialize(MACHINE_TOKEN);
+    let missing = server.call(MACHINE_TOKEN, &machine, "my_notes", json!({}));
+    assert_eq!(missing["structuredContent"]["code"], json!("CLAIM_MISSING"), "{missing}");
 }

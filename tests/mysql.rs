@@ -880,3 +880,9 @@ async fn column_rules_hold_on_every_way_to_a_column() {
     let (accepted, refused) = databases::column_rules_hold(&service, MYSQL_COLUMN_BYPASSES).await;
     assert!(accepted >= 5 && refused >= 70, "accepted {accepted}, refused {refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_tools_bind_typed_params_and_claims_and_cap_their_writes() {
+    let Some(db) = TestDb::create(databases::TICKETS).await else { return };
+    databases::exercise_declared_tools(&db.url(), SqlDialect::MySql).await;
+}

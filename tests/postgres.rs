@@ -1314,3 +1314,40 @@ async fn column_rules_hold_on_every_way_to_a_column() {
     let (accepted, refused) = databases::column_rules_hold(&service, POSTGRES_COLUMN_BYPASSES).await;
     assert!(accepted >= 5 && refused >= 80, "accepted {accepted}, refused {refused}");
 }
+
+#[tokio::test]
+async fn declared_tools_bind_typed_params_and_claims_and_cap_their_writes() {
+    let Some(db) = TestDb::create(databases::TICKETS).await else { return };
+    databases::exercise_declared_tools(&db.url(), SqlDialect::Postgres).await;
+}
+
+/// A declared write runs with only the system catalog on its search path (every table in its
+/// statement is qualified by the gate): an operator planted in the default schema, here
+/// `text = integer`, which the catalog lacks, is never picked, so the statement fails instead
+/// of running the planter's function.
+#[tokio::test]
+async fn a_declared_write_never_runs_an_operator_planted_in_the_default_schema() {
+    let fixture = format!(
+        "{}CREATE TABLE spied (n integer);
+         CREATE FUNCTION spy(text, integer) RETURNS boolean LANGUAGE sql
+             AS 'INSERT INTO public.spied VALUES (1) RETURNING true';
+         CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = integer, FUNCTION = spy);",
+        databases::TICKETS
+    );
+    let Some(db) = TestDb::create(&fixture).await else { return };
+    let config = format!(
+        "[database]\nurl = \"{}\"\n[mode]\nread_only = false\n[allowlist]\ntables = [\"tickets\"]\n[audit]\npath = \"/dev/null\"\n\
+         [[tools]]\nname = \"bump\"\ndescription = \"d\"\naccess = \"write\"\nmax_affected_rows = 5\n\
+         statement = \"UPDATE tickets SET priority = 9 WHERE title = 5\"\n[[grants]]\ntool = \"bump\"\n",
+        db.url()
+    );
+    let config = sqlwarden::config::Config::parse(&config, "test", |_| None).expect("config");
+    let service = sqlwarden::service::Service::from_config(config).expect("service");
+    let refused = service.call("bump", json!({})).await.expect_err("no such operator in the catalog");
+    assert_eq!(refused.code(), DenialCode::DbError, "{}", refused.message());
+    let spied: i64 = db.client.query_one("SELECT count(*) FROM spied", &[]).await.expect("count").get(0);
+    assert_eq!(spied, 0, "the planted operator's function never ran");
+    let bumped: i64 =
+        db.client.query_one("SELECT count(*) FROM tickets WHERE priority = 9", &[]).await.expect("count").get(0);
+    assert_eq!(bumped, 0);
+}

@@ -333,3 +333,29 @@ async fn a_result_over_the_byte_cap_once_masked_is_refused() {
     let few = service.read(json!({"query": "SELECT email FROM people", "limit": 5})).await;
     assert_eq!(few["row_count"], json!(5));
 }
+
+#[tokio::test]
+async fn declared_tools_bind_typed_params_and_claims_and_cap_their_writes() {
+    let file = TestFile::create(databases::TICKETS);
+    databases::exercise_declared_tools(&file.url(), SqlDialect::Sqlite).await;
+}
+
+/// A declared read runs as `query_read` does: its masked columns leave masked, and its output
+/// is marked as rows, for the transports to frame as untrusted data.
+#[tokio::test]
+async fn a_declared_read_masks_and_is_framed_as_query_read_is() {
+    let file = TestFile::create(databases::PEOPLE);
+    let config = format!(
+        "[database]\nurl = \"{}\"\n[allowlist]\ntables = [\"people\"]\n[audit]\npath = \"/dev/null\"\n\
+         [[columns]]\ntable = \"people\"\ndeny = [\"ssn\"]\nmask = {{ phone = \"last4\" }}\n\
+         [[tools]]\nname = \"person\"\ndescription = \"One person.\"\naccess = \"read\"\n\
+         statement = \"SELECT name, phone FROM people WHERE id = ?\"\n\
+         [[tools.params]]\nname = \"id\"\ntype = \"integer\"\n[[grants]]\ntool = \"person\"\n",
+        file.url()
+    );
+    let config = sqlwarden::config::Config::parse(&config, "test", |_| None).expect("config");
+    let service = sqlwarden::service::Service::from_config(config).expect("service");
+    let output = service.call("person", json!({"id": 1})).await.expect("reads");
+    assert!(output.carries_rows(), "framed as untrusted data by the transports");
+    assert_eq!(output.to_value().expect("JSON")["rows"], json!([["Ann", "****4321"]]));
+}

@@ -120,7 +120,14 @@ pub(crate) fn ensure_runnable(
         return Err(AdapterError::of_kind(AdapterErrorKind::Refused)
             .with_message(format!("table {table} is not in this database's allow-list")));
     }
-    let values: Vec<ParamValue<'_>> = params
+    query
+        .check_params(&param_values(params), max_bytes)
+        .map_err(|denial| AdapterError::of_kind(AdapterErrorKind::Refused).with_message(denial.message().to_owned()))
+}
+
+/// Statement parameters as the amplification guard sees them.
+pub(crate) fn param_values(params: &[SqlValue]) -> Vec<ParamValue<'_>> {
+    params
         .iter()
         .map(|param| match param {
             SqlValue::Null => ParamValue::Null,
@@ -130,10 +137,7 @@ pub(crate) fn ensure_runnable(
             SqlValue::Text(value) => ParamValue::Text(value),
             SqlValue::Bytes(value) => ParamValue::Bytes(value.len()),
         })
-        .collect();
-    query
-        .check_params(&values, max_bytes)
-        .map_err(|denial| AdapterError::of_kind(AdapterErrorKind::Refused).with_message(denial.message().to_owned()))
+        .collect()
 }
 
 #[cfg(test)]

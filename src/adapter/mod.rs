@@ -153,11 +153,26 @@ pub trait Adapter: Send + Sync {
 pub struct WriteOptions {
     timeout: Duration,
     max_rows: u64,
+    qualified: bool,
 }
 
 impl WriteOptions {
     pub(crate) fn new(timeout: Duration, max_rows: u64) -> Self {
-        WriteOptions { timeout, max_rows }
+        WriteOptions { timeout, max_rows, qualified: false }
+    }
+
+    /// Marks the statements as the SQL gate printed them, every table written `schema.table`.
+    pub(crate) fn qualified(mut self, qualified: bool) -> Self {
+        self.qualified = qualified;
+        self
+    }
+
+    /// Whether every table the statements name is written `schema.table` (a declared write
+    /// tool's statement, printed by the gate): then no schema but the system catalog need be
+    /// searched for names, and a backend that has a search path leaves every other schema
+    /// off it, so that no function or operator planted in one can be picked.
+    pub fn names_qualified(&self) -> bool {
+        self.qualified
     }
 
     /// How long the whole transaction may take; the backend sets it as the database's

@@ -66,6 +66,9 @@ pub struct JwtSettings {
     pub default_tenant: String,
     /// The claim holding the scopes (`scope`: a space-separated string, or an array).
     pub scope_claim: String,
+    /// Further claims to keep in the principal (those a declared tool binds a param to): a
+    /// string, number or boolean claim is kept as its text; any other is left out.
+    pub claims: Vec<String>,
     /// How far `exp` and `nbf` may be off.
     pub leeway: Duration,
     /// The least time between two reads of the JWKS caused by unknown `kid`s.
@@ -400,12 +403,27 @@ impl JwtVerifier {
             Some(Value::Array(scopes)) => scopes.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             Some(_) => return Err(Rejection::Invalid("the token's scope claim")),
         };
+        let kept = self
+            .settings
+            .claims
+            .iter()
+            .filter_map(|name| {
+                let value = match claims.get(name)? {
+                    Value::String(text) => text.clone(),
+                    Value::Number(number) => number.to_string(),
+                    Value::Bool(flag) => flag.to_string(),
+                    _ => return None,
+                };
+                Some((name.clone(), value))
+            })
+            .collect();
         let expires_at =
             claims.get("exp").and_then(Value::as_u64).map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp));
         Ok(Principal {
             identity: identity.to_owned(),
             tenant: tenant.to_owned(),
             scopes,
+            claims: kept,
             expires_at,
             credential: Credential::Jwt,
         })
@@ -449,6 +467,7 @@ mod tests {
             tenant_claim: None,
             default_tenant: "default".into(),
             scope_claim: "scope".into(),
+            claims: Vec::new(),
             leeway: Duration::from_secs(5),
             refresh_min,
             fetch_timeout: Duration::from_secs(2),

@@ -31,6 +31,8 @@ pub struct Principal {
     pub tenant: String,
     /// The scopes the token carries (its `scope` claim, split on spaces).
     pub scopes: Vec<String>,
+    /// The further claims the configuration asks for, by name, as text (none for a static token).
+    pub claims: Vec<(String, String)>,
     /// When the credential stops being valid, if it says.
     pub expires_at: Option<SystemTime>,
     /// Which kind of credential it was.

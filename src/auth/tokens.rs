@@ -102,6 +102,7 @@ impl StaticTokens {
             identity: entry.identity.clone(),
             tenant: entry.tenant.clone(),
             scopes: entry.scopes.clone(),
+            claims: Vec::new(),
             expires_at: entry.expires_at,
             credential: Credential::StaticToken,
         })

@@ -357,6 +357,7 @@ fn jwt_settings(
         tenant_claim: raw.tenant_claim.clone(),
         default_tenant: raw.default_tenant.clone().unwrap_or_else(|| "default".into()),
         scope_claim: raw.scope_claim.clone().unwrap_or_else(|| "scope".into()),
+        claims: Vec::new(),
         leeway: Duration::from_secs(leeway),
         refresh_min: Duration::from_secs(raw.jwks_refresh_min_s.unwrap_or(60)),
         fetch_timeout: Duration::from_millis(raw.jwks_timeout_ms.unwrap_or(5_000)),

@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 mod http;
 mod quotas;
+mod tools;
 
 pub use crate::quota::RedisQuotaConfig;
 pub use http::{AuthConfig, BearerConfig, DEFAULT_PATH, HttpConfig, http_posture};
@@ -57,6 +58,10 @@ pub struct Config {
     pub quotas: QuotaPolicy,
     /// Where quota state lives: this process, or a Redis the replicas share.
     pub quota_store: QuotaStore,
+    /// The further claims of the stdio session (`[session] claims`).
+    pub session_claims: Vec<(String, String)>,
+    /// The tools declared in the configuration (`[[tools]]`), checked.
+    pub tools: Vec<std::sync::Arc<crate::tools::declared::DeclaredTool>>,
     /// The tools the session may call.
     pub grants: Vec<GrantConfig>,
     /// Whether row-returning results are framed as untrusted data in their text content
@@ -213,6 +218,8 @@ struct RawConfig {
     #[serde(default)]
     columns: Vec<RawColumns>,
     #[serde(default)]
+    tools: Vec<tools::RawTool>,
+    #[serde(default)]
     output: RawOutput,
     #[serde(default)]
     audit: RawAudit,
@@ -237,11 +244,14 @@ struct RawDatabase {
 struct RawSession {
     identity: String,
     tenant: String,
+    /// Further claims, for declared tools' params bound to them (`from_claim`).
+    #[serde(default)]
+    claims: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for RawSession {
     fn default() -> Self {
-        RawSession { identity: "local".into(), tenant: "local".into() }
+        RawSession { identity: "local".into(), tenant: "local".into(), claims: Default::default() }
     }
 }
 
@@ -504,6 +514,8 @@ impl Config {
         }
 
         let (quotas, quota_store) = quotas::quotas(raw.quotas, &env).map_err(fail)?;
+        let declared = tools::tools(raw.tools, &allow, &limits, mode, &mut warnings).map_err(fail)?;
+        let session_claims = tools::session_claims(raw.session.claims).map_err(fail)?;
 
         let mut grants: Vec<GrantConfig> = Vec::with_capacity(raw.grants.len());
         for grant in raw.grants {
@@ -559,7 +571,16 @@ impl Config {
             return Err(fail("[audit] max_bytes must be at least 1".into()));
         }
         let http = http::http(raw.http, http_listen).map_err(fail)?;
-        let auth = http::auth(raw.auth, http.as_ref(), &mut warnings).map_err(fail)?;
+        let mut auth = http::auth(raw.auth, http.as_ref(), &mut warnings).map_err(fail)?;
+        // A token's claims that declared tools bind params to are kept in its principal.
+        if let AuthConfig::Bearer(bearer) = &mut auth
+            && let Some(jwt) = &mut bearer.jwt
+        {
+            let mut claims: Vec<String> = declared.iter().flat_map(|tool| tool.claims()).map(str::to_owned).collect();
+            claims.sort_unstable();
+            claims.dedup();
+            jwt.claims = claims;
+        }
         Ok(Config {
             database: DatabaseConfig { url, dialect, pool },
             identity: raw.session.identity,
@@ -569,6 +590,8 @@ impl Config {
             limits,
             quotas,
             quota_store,
+            session_claims,
+            tools: declared,
             grants,
             untrusted_framing: raw.output.untrusted_framing,
             mask_key,

@@ -16,6 +16,8 @@ pub struct SessionContext {
     identity: Box<str>,
     tenant: Box<str>,
     scopes: Box<[Box<str>]>,
+    /// Further claims of the credential, by name: those a declared tool binds a param to.
+    claims: Box<[(Box<str>, Box<str>)]>,
     id: SessionId,
     bound_at: SystemTime,
     expires_at: Option<SystemTime>,
@@ -34,6 +36,7 @@ pub struct SessionBuilder {
     identity: Option<String>,
     tenant: Option<String>,
     scopes: Vec<Box<str>>,
+    claims: Vec<(Box<str>, Box<str>)>,
     expires_at: Option<SystemTime>,
 }
 
@@ -99,6 +102,12 @@ impl SessionContext {
         &self.scopes
     }
 
+    /// A further claim of the caller's credential (over stdio, of `[session] claims`), by name:
+    /// only those a declared tool binds a param to are kept.
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.claims.iter().find(|(claim, _)| &**claim == name).map(|(_, value)| &**value)
+    }
+
     /// The random id drawn when the session was bound.
     pub fn id(&self) -> &SessionId {
         &self.id
@@ -144,6 +153,17 @@ impl SessionBuilder {
         self
     }
 
+    /// Adds a further claim of the caller's credential. A value a session would not take as
+    /// an identity (empty, too long, with control characters) is left out: a tool that needs
+    /// the claim then finds it missing.
+    pub fn claim(mut self, name: impl Into<Box<str>>, value: impl Into<Box<str>>) -> Self {
+        let value = value.into();
+        if principal::check(&value).is_ok() {
+            self.claims.push((name.into(), value));
+        }
+        self
+    }
+
     /// Makes the session expire at `at`.
     pub fn expires_at(mut self, at: SystemTime) -> Self {
         self.expires_at = Some(at);
@@ -169,6 +189,7 @@ impl SessionBuilder {
             identity,
             tenant,
             scopes: self.scopes.into_boxed_slice(),
+            claims: self.claims.into_boxed_slice(),
             id: SessionId(id.into_boxed_str()),
             bound_at: SystemTime::now(),
             expires_at: self.expires_at,
@@ -256,6 +277,20 @@ mod tests {
                 "tenant {bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn claims_are_kept_by_name_and_unacceptable_values_left_out() {
+        let session = SessionContext::builder()
+            .identity("a")
+            .tenant("t")
+            .claim("region", "eu")
+            .claim("bad", "x\u{0}y")
+            .claim("empty", "")
+            .bind()
+            .expect("valid");
+        assert_eq!(session.claim("region"), Some("eu"));
+        assert_eq!((session.claim("bad"), session.claim("empty"), session.claim("other")), (None, None, None));
     }
 
     #[test]

@@ -214,7 +214,7 @@ impl ColumnRule {
 
 /// Column names are compared case-insensitively, whatever the dialect: a name that could be a
 /// ruled column is taken to be one.
-fn fold(name: &str) -> String {
+pub(super) fn fold(name: &str) -> String {
     name.to_lowercase()
 }
 

@@ -17,9 +17,11 @@ mod amplify;
 mod columns;
 mod functions;
 mod walk;
+mod write;
 
 pub use amplify::ParamValue;
 pub use columns::{ColumnRule, Mask, MaskKey, Masks};
+pub use write::ValidatedWrite;
 
 /// Whether the gate lets `name` be called as a table in FROM (SQLite's `json_each`, say), so
 /// that an engine-side check can let the same through.
@@ -454,6 +456,24 @@ impl SqlValidator {
     }
 
     fn validate_afresh(&self, sql: &str, params: usize) -> Result<ValidatedQuery, Denial> {
+        let tokens = self.read_tokens(sql)?;
+        let significant = tokens.iter().filter(|token| !matches!(token.token, Token::Whitespace(_))).count();
+        let stack = Self::STACK_BASE + significant * Self::STACK_PER_TOKEN;
+        stacker::maybe_grow(stack, stack, || {
+            let (query, checked) = self.check(tokens, params)?;
+            // What runs is the printed tree. It must parse back to exactly the tree that was
+            // checked (tables already rewritten), or the printer said something else.
+            let reparsed = self.parse(self.tokenize(&query.text)?)?;
+            if reparsed != checked {
+                return Err(rejected("the query does not have a stable form; simplify it"));
+            }
+            Ok(ValidatedQuery { fingerprint: fingerprint(reparsed), ..query })
+        })
+    }
+
+    /// The text's tokens, within the size bounds, with no word the database would lex
+    /// differently.
+    fn read_tokens(&self, sql: &str) -> Result<Vec<TokenWithSpan>, Denial> {
         if sql.len() > Self::MAX_QUERY_BYTES {
             return Err(rejected(format!("the query is longer than {} bytes", Self::MAX_QUERY_BYTES)));
         }
@@ -468,17 +488,7 @@ impl SqlValidator {
         if let Some(refusal) = self.misread_word(&tokens) {
             return Err(rejected(refusal));
         }
-        let stack = Self::STACK_BASE + significant * Self::STACK_PER_TOKEN;
-        stacker::maybe_grow(stack, stack, || {
-            let (query, checked) = self.check(tokens, params)?;
-            // What runs is the printed tree. It must parse back to exactly the tree that was
-            // checked (tables already rewritten), or the printer said something else.
-            let reparsed = self.parse(self.tokenize(&query.text)?)?;
-            if reparsed != checked {
-                return Err(rejected("the query does not have a stable form; simplify it"));
-            }
-            Ok(ValidatedQuery { fingerprint: fingerprint(reparsed), ..query })
-        })
+        Ok(tokens)
     }
 
     /// An unquoted word the database would lex differently from sqlparser, and why: in MySQL

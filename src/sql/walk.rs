@@ -31,6 +31,9 @@ pub(super) struct Walker<'a> {
     /// Names in FROM that are table functions, not relations.
     functions_in_from: Vec<*const ObjectName>,
     placeholders: Placeholders,
+    /// Whether the outermost statement may be one INSERT, UPDATE or DELETE (a declared write
+    /// tool's statement); cleared when the walk enters it, so nothing nested may be one.
+    top_write: bool,
 }
 
 /// The placeholders a query uses.
@@ -76,7 +79,14 @@ impl<'a> Walker<'a> {
             tables: Vec::new(),
             functions_in_from: Vec::new(),
             placeholders: Placeholders::default(),
+            top_write: false,
         }
+    }
+
+    /// A walk of a declared write statement: the outermost statement may be one INSERT,
+    /// UPDATE or DELETE; everything in it is checked as in a query.
+    pub(super) fn for_write(dialect: SqlDialect, allow: &'a AllowList) -> Self {
+        Walker { top_write: true, ..Walker::new(dialect, allow) }
     }
 
     pub(super) fn finish(self) -> (Vec<TableName>, Placeholders) {
@@ -118,8 +128,12 @@ impl VisitorMut for Walker<'_> {
     type Break = String;
 
     fn pre_visit_statement(&mut self, statement: &mut Statement) -> Flow {
+        let top_write = std::mem::take(&mut self.top_write);
         match statement {
             Statement::Query(_) => ControlFlow::Continue(()),
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) if top_write => {
+                ControlFlow::Continue(())
+            }
             // Reached inside a query only through a data-modifying CTE or subquery.
             other => ControlFlow::Break(format!("{} is not allowed inside a query", statement_kind(other))),
         }

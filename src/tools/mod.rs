@@ -6,6 +6,7 @@
 //! reads the class from the type, so a write tool cannot be registered or run as a read tool,
 //! and a handler receives [`Evidence`] of exactly its class.
 
+pub mod declared;
 pub mod reference;
 mod registry;
 mod write;

@@ -15,7 +15,7 @@ use crate::audit::ReadFacts;
 use crate::denial::{Denial, DenialCode};
 use crate::evidence::{Evidence, Read};
 use crate::policy::Egress;
-use crate::sql::{MaskKey, SqlValidator};
+use crate::sql::{MaskKey, SqlValidator, ValidatedQuery};
 
 /// Defaults and hard caps for `query_read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,10 +220,6 @@ impl Tool for QueryRead {
             Some(0) => return Err(invalid("limit must be at least 1").into()),
             Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX).min(self.limits.max_rows),
         };
-        // No call returns more than what is left of the egress budgets.
-        let allowance = evidence.allowance();
-        let to_usize = |left: u64| usize::try_from(left).unwrap_or(usize::MAX);
-        let limit = allowance.rows.map_or(asked, |left| asked.min(to_usize(left)));
         let timeout = match input.timeout_ms {
             None => self.limits.default_timeout,
             Some(0) => return Err(invalid("timeout_ms must be at least 1").into()),
@@ -231,6 +227,36 @@ impl Tool for QueryRead {
         };
         let params = input.params.iter().enumerate().map(param).collect::<Result<Vec<_>, _>>()?;
         let query = self.validator.validate(&input.query, params.len())?;
+        let read = Reading { adapter: &*self.adapter, limits: &self.limits, mask_key: self.mask_key.as_ref() };
+        read.run(evidence, &query, &params, asked, timeout).await
+    }
+}
+
+/// One read of a validated query, as `query_read` and the read tools declared in the
+/// configuration run it: within the egress allowance, the row limit, the time limit and the
+/// byte cap, masked columns masked, and the audit told what ran and what it returned.
+pub(crate) struct Reading<'a> {
+    pub(crate) adapter: &'a dyn Adapter,
+    pub(crate) limits: &'a ReadLimits,
+    /// `None`: a result with masked columns is refused.
+    pub(crate) mask_key: Option<&'a MaskKey>,
+}
+
+impl Reading<'_> {
+    /// Runs `query` with `params`, returning at most `asked` rows (fewer if the egress
+    /// allowance is lower).
+    pub(crate) async fn run(
+        &self,
+        evidence: Evidence<'_, Read>,
+        query: &ValidatedQuery,
+        params: &[SqlValue],
+        asked: usize,
+        timeout: Duration,
+    ) -> Result<QueryReadOutput, ToolError> {
+        // No call returns more than what is left of the egress budgets.
+        let allowance = evidence.allowance();
+        let to_usize = |left: u64| usize::try_from(left).unwrap_or(usize::MAX);
+        let limit = allowance.rows.map_or(asked, |left| asked.min(to_usize(left)));
         let options = ReadOptions {
             limit,
             timeout,
@@ -250,12 +276,12 @@ impl Tool for QueryRead {
             });
         });
         let QueryResult { columns, rows, truncated } =
-            self.adapter.query_read(evidence, &query, &params, options).await?;
+            self.adapter.query_read(evidence, query, params, options).await?;
         // Masked columns' values leave masked, and within the byte cap and budget all the same.
         let (rows, truncated) = if query.masks().is_empty() {
             (rows, truncated)
         } else {
-            let key = self.mask_key.as_ref().ok_or_else(|| ToolError::internal("no key for the hash mask"))?;
+            let key = self.mask_key.ok_or_else(|| ToolError::internal("no key for the hash mask"))?;
             let (rows, cut) = rows.masked(query.masks(), key, options.budget_bytes).map_err(ToolError::internal)?;
             if rows.as_json().len() > self.limits.max_result_bytes {
                 return Err(Denial::new(

@@ -128,45 +128,104 @@ impl<T: WriteTool> Tool for T {
 
     async fn call(&self, evidence: Evidence<'_, Write>, input: T::Input) -> Result<T::Output, ToolError> {
         const { assert!(T::MAX_AFFECTED_ROWS > 0, "a write tool must be allowed to affect at least one row") };
-        WriteTool::validate(self, &input)?;
-        let timeout = WriteTool::timeout(self);
-        // Past the time limit the work's future is dropped, and the transaction with it:
-        // abandoned, never committed.
-        let (tx, output) =
-            tokio::time::timeout(timeout, work(self, evidence, input, timeout)).await.map_err(|_| {
-                ToolError::from(
-                    AdapterError::timed_out().with_message("the write exceeded its time limit; nothing was changed"),
-                )
-            })??;
-        // The change is on record before it is made: no record, no commit. (A spoiled
-        // transaction is not committed: `commit` rolls it back, and the execute record says so.)
-        if !tx.failed
-            && let Err(denial) = tx.call.record_before_commit(tx.rows_affected).await
-        {
-            tx.rollback().await;
-            return Err(denial.into());
-        }
-        match tokio::time::timeout(timeout, tx.commit()).await {
-            Ok(committed) => committed.map(|()| output),
-            Err(_elapsed) => Err(Denial::new(DenialCode::Timeout, UNKNOWN_OUTCOME).into()),
-        }
+        run(self, evidence, input).await
+    }
+}
+
+/// What the runner needs of a write: its bounds and its work. Every [`WriteTool`] is one, with
+/// the bounds its code declares; a write tool declared in the configuration is one with the
+/// bounds its entry declares.
+pub(crate) trait Transactional: Send + Sync + 'static {
+    type Input: Send;
+    type Output: Send;
+
+    /// The most rows the call's statements together may affect (at least 1).
+    fn max_rows(&self) -> u64;
+    /// Whether its statements are the SQL gate's, every table written `schema.table`
+    /// ([`WriteOptions::names_qualified`]).
+    fn names_qualified(&self) -> bool {
+        false
+    }
+    fn timeout(&self) -> Duration;
+    fn database(&self) -> &dyn Adapter;
+    fn validate(&self, input: &Self::Input) -> Result<(), Denial>;
+    fn work(
+        &self,
+        tx: &mut WriteTx<'_>,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, ToolError>> + Send;
+}
+
+impl<T: WriteTool> Transactional for T {
+    type Input = T::Input;
+    type Output = T::Output;
+
+    fn max_rows(&self) -> u64 {
+        T::MAX_AFFECTED_ROWS
+    }
+
+    fn timeout(&self) -> Duration {
+        WriteTool::timeout(self)
+    }
+
+    fn database(&self) -> &dyn Adapter {
+        WriteTool::database(self)
+    }
+
+    fn validate(&self, input: &T::Input) -> Result<(), Denial> {
+        WriteTool::validate(self, input)
+    }
+
+    fn work(&self, tx: &mut WriteTx<'_>, input: T::Input) -> impl Future<Output = Result<T::Output, ToolError>> + Send {
+        WriteTool::call(self, tx, input)
+    }
+}
+
+/// Runs a write: checks the input, opens the transaction, does the work in it, puts the change
+/// on record and commits; rolls back or abandons it on every other path.
+pub(crate) async fn run<T: Transactional>(
+    tool: &T,
+    evidence: Evidence<'_, Write>,
+    input: T::Input,
+) -> Result<T::Output, ToolError> {
+    tool.validate(&input)?;
+    let timeout = tool.timeout();
+    // Past the time limit the work's future is dropped, and the transaction with it:
+    // abandoned, never committed.
+    let (tx, output) = tokio::time::timeout(timeout, work(tool, evidence, input, timeout)).await.map_err(|_| {
+        ToolError::from(
+            AdapterError::timed_out().with_message("the write exceeded its time limit; nothing was changed"),
+        )
+    })??;
+    // The change is on record before it is made: no record, no commit. (A spoiled
+    // transaction is not committed: `commit` rolls it back, and the execute record says so.)
+    if !tx.failed
+        && let Err(denial) = tx.call.record_before_commit(tx.rows_affected).await
+    {
+        tx.rollback().await;
+        return Err(denial.into());
+    }
+    match tokio::time::timeout(timeout, tx.commit()).await {
+        Ok(committed) => committed.map(|()| output),
+        Err(_elapsed) => Err(Denial::new(DenialCode::Timeout, UNKNOWN_OUTCOME).into()),
     }
 }
 
 const UNKNOWN_OUTCOME: &str = "the database did not confirm the commit; the change may or may not have been saved";
 
 /// Opens the transaction and runs the tool in it; on the tool's error, rolls back.
-async fn work<'a, T: WriteTool>(
+async fn work<'a, T: Transactional>(
     tool: &'a T,
     evidence: Evidence<'a, Write>,
     input: T::Input,
     timeout: Duration,
 ) -> Result<(WriteTx<'a>, T::Output), ToolError> {
     let call = evidence.admitted();
-    let options = WriteOptions::new(timeout, T::MAX_AFFECTED_ROWS);
+    let max_rows = tool.max_rows();
+    let options = WriteOptions::new(timeout, max_rows).qualified(tool.names_qualified());
     let inner = tool.database().begin_write(evidence, options).await?;
-    let mut tx = WriteTx { inner: Some(inner), call, max_rows: T::MAX_AFFECTED_ROWS, rows_affected: 0, failed: false };
-    match WriteTool::call(tool, &mut tx, input).await {
+    let mut tx = WriteTx { inner: Some(inner), call, max_rows, rows_affected: 0, failed: false };
+    match tool.work(&mut tx, input).await {
         Ok(output) => Ok((tx, output)),
         Err(error) => {
             tx.rollback().await;
@@ -229,6 +288,16 @@ impl<'a> WriteTx<'a> {
         // Boxed, so that the future's type does not name the statement's: a statement that is
         // not fixed is one error, at the call.
         Box::pin(self.execute_fixed(statement.text(), params))
+    }
+
+    /// Runs a declared write tool's statement: text the gate checked when the configuration was
+    /// read, which lives as long as the process.
+    pub(crate) async fn execute_declared(
+        &mut self,
+        statement: &'static str,
+        params: &[SqlValue],
+    ) -> Result<Executed, AdapterError> {
+        self.execute_fixed(statement, params).await
     }
 
     async fn execute_fixed(&mut self, statement: &'static str, params: &[SqlValue]) -> Result<Executed, AdapterError> {

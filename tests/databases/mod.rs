@@ -1150,3 +1150,239 @@ pub async fn column_rules_hold(service: &Service, own: &[&str]) -> (usize, usize
     assert!(indexes.contains(&"people_by_team"), "{described}");
     (accepted, refused)
 }
+
+/// The declared tools' table, in SQL every engine takes (statements end with `;` and a line).
+pub const TICKETS: &str = "CREATE TABLE tickets (id INTEGER PRIMARY KEY, tenant VARCHAR(40) NOT NULL, \
+     title VARCHAR(200) NOT NULL, priority INTEGER NOT NULL, due DATE);
+INSERT INTO tickets (id, tenant, title, priority, due) VALUES (1, 'acme', 'one', 1, '2026-01-01'), \
+     (2, 'acme', 'two', 2, '2026-02-01'), (3, 'globex', 'three', 3, '2026-03-01'), (4, 'acme', 'four', 3, NULL);
+";
+
+/// A configuration over `url` (with `[mode] read_only = read_only`) declaring the tools
+/// [`exercise_declared_tools`] calls, each granted, and `query_read` to look at the table.
+pub fn declared_tools_config(url: &str, dialect: sqlwarden::sql::SqlDialect, read_only: bool) -> String {
+    let p = |n: usize| match dialect {
+        sqlwarden::sql::SqlDialect::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    };
+    let (p1, p2, p3, p4) = (p(1), p(2), p(3), p(4));
+    let mut text = format!(
+        r#"[database]
+url = "{url}"
+[session]
+identity = "ada"
+tenant = "acme"
+claims = {{ region = "eu" }}
+[mode]
+read_only = {read_only}
+[allowlist]
+tables = ["tickets"]
+[audit]
+path = "/dev/null"
+
+[[tools]]
+name = "my_tickets"
+description = "Your tenant's tickets of at least some priority."
+access = "read"
+statement = "SELECT id, title FROM tickets WHERE tenant = {p1} AND priority >= {p2} ORDER BY id"
+max_rows = 10
+[[tools.params]]
+name = "tenant"
+type = "string"
+from_claim = "tenant"
+[[tools.params]]
+name = "min_priority"
+type = "integer"
+description = "The least priority"
+min = 1
+max = 5
+default = 1
+
+[[tools]]
+name = "due_before"
+description = "Your tenant's tickets due before a date."
+access = "read"
+statement = "SELECT id FROM tickets WHERE due < {p1} AND tenant = {p2} ORDER BY id"
+[[tools.params]]
+name = "before"
+type = "date"
+[[tools.params]]
+name = "tenant"
+type = "string"
+from_claim = "tenant"
+
+[[tools]]
+name = "regional"
+description = "Your tenant's tickets whose title is not your region."
+access = "read"
+statement = "SELECT id FROM tickets WHERE tenant = {p1} AND title <> {p2} ORDER BY id"
+[[tools.params]]
+name = "tenant"
+type = "string"
+from_claim = "tenant"
+[[tools.params]]
+name = "region"
+type = "string"
+from_claim = "region"
+
+[[tools]]
+name = "team_tickets"
+description = "Needs a team claim the session does not have."
+access = "read"
+statement = "SELECT id FROM tickets WHERE title = {p1}"
+[[tools.params]]
+name = "team"
+type = "string"
+from_claim = "team"
+
+[[tools]]
+name = "retitle"
+description = "Retitles your tenant's tickets of at least some priority."
+access = "write"
+statement = "UPDATE tickets SET title = {p1} WHERE tenant = {p2} AND priority >= {p3}"
+max_affected_rows = 1
+[[tools.params]]
+name = "title"
+type = "string"
+max_length = 20
+pattern = "^[a-z ]+$"
+[[tools.params]]
+name = "tenant"
+type = "string"
+from_claim = "tenant"
+[[tools.params]]
+name = "min_priority"
+type = "integer"
+
+[[tools]]
+name = "open_ticket"
+description = "Opens a ticket for your tenant."
+access = "write"
+statement = "INSERT INTO tickets (id, tenant, title, priority) VALUES ({p1}, {p2}, {p3}, {p4})"
+max_affected_rows = 1
+[[tools.params]]
+name = "id"
+type = "integer"
+min = 100
+[[tools.params]]
+name = "tenant"
+type = "string"
+from_claim = "tenant"
+[[tools.params]]
+name = "title"
+type = "string"
+[[tools.params]]
+name = "priority"
+type = "integer"
+enum = [1, 2, 3]
+"#
+    );
+    for tool in ["query_read", "my_tickets", "due_before", "regional", "team_tickets", "retitle", "open_ticket"] {
+        text.push_str(&format!("[[grants]]\ntool = \"{tool}\"\n"));
+    }
+    text
+}
+
+/// Declared tools on a real database holding [`TICKETS`], configured as an operator would:
+/// typed params are checked and bound, claim-bound params come from the session and can be
+/// neither seen nor set, a write over its `max_affected_rows` changes nothing, and read-only
+/// mode hides and refuses the write tools.
+pub async fn exercise_declared_tools(url: &str, dialect: sqlwarden::sql::SqlDialect) {
+    use sqlwarden::config::Config;
+    use sqlwarden::service::Service;
+    let service = |read_only: bool| {
+        let config = Config::parse(&declared_tools_config(url, dialect, read_only), "test", |_| None).expect("config");
+        Service::from_config(config).expect("service")
+    };
+    let writer = service(false);
+    let call = async |tool: &str, args: Value| -> Result<Value, Denial> {
+        writer.call(tool, args).await.map(|output| output.to_value().expect("JSON"))
+    };
+    let ids = |result: &Value| -> Vec<i64> {
+        result["rows"].as_array().expect("rows").iter().map(|row| row[0].as_i64().expect("id")).collect()
+    };
+    let code = |result: Result<Value, Denial>| result.expect_err("refused").code();
+    let tickets = async || {
+        let all = call("query_read", json!({"query": "SELECT id, tenant, title FROM tickets ORDER BY id"}))
+            .await
+            .expect("reads");
+        all["rows"].clone()
+    };
+
+    // tools/list: a claim-bound param is not in the schema; the others carry their bounds.
+    let visible = writer.boundary().visible_tools(writer.session());
+    let schema = visible.iter().find(|tool| tool.name.as_str() == "my_tickets").expect("listed").input_schema();
+    assert_eq!(
+        Value::Object(schema),
+        json!({"type": "object", "additionalProperties": false, "properties": {"min_priority": {
+            "type": "integer", "description": "The least priority", "minimum": 1, "maximum": 5, "default": 1}}})
+    );
+    let retitle = visible.iter().find(|tool| tool.name.as_str() == "retitle").expect("listed").input_schema();
+    assert_eq!(retitle["required"], json!(["title", "min_priority"]));
+    assert!(retitle["properties"].get("tenant").is_none());
+
+    // Reads: only the session's tenant's rows, the default and given values bound.
+    assert_eq!(ids(&call("my_tickets", json!({})).await.expect("reads")), [1, 2, 4]);
+    assert_eq!(ids(&call("my_tickets", json!({"min_priority": 3})).await.expect("reads")), [4]);
+    assert_eq!(ids(&call("due_before", json!({"before": "2026-01-15"})).await.expect("reads")), [1]);
+    assert_eq!(ids(&call("regional", json!({})).await.expect("reads")), [1, 2, 4]);
+    for (tool, args) in [
+        ("my_tickets", json!({"tenant": "globex"})),
+        ("my_tickets", json!({"min_priority": 0})),
+        ("my_tickets", json!({"min_priority": 6})),
+        ("my_tickets", json!({"min_priority": "3"})),
+        ("my_tickets", json!({"min_priority": 1.5})),
+        ("my_tickets", json!({"other": 1})),
+        ("due_before", json!({})),
+        ("due_before", json!({"before": "2026-02-30"})),
+        ("due_before", json!({"before": "2026-01-01' OR '1'='1"})),
+        ("regional", json!({"region": "us"})),
+    ] {
+        assert_eq!(code(call(tool, args.clone()).await), DenialCode::InvalidInput, "{tool} {args}");
+    }
+    assert_eq!(code(call("team_tickets", json!({})).await), DenialCode::ClaimMissing);
+
+    // Writes: bound to the tenant; over max_affected_rows nothing changes.
+    let before = tickets().await;
+    let over = call("retitle", json!({"title": "new", "min_priority": 1})).await.expect_err("3 rows");
+    assert_eq!(over.code(), DenialCode::QueryRejected, "{}", over.message());
+    assert!(over.message().contains("at most 1"), "{}", over.message());
+    assert_eq!(tickets().await, before, "nothing was changed");
+    for args in [
+        json!({"title": "New", "min_priority": 3}),
+        json!({"title": "x".repeat(21), "min_priority": 3}),
+        json!({"title": "new", "min_priority": 3, "tenant": "globex"}),
+    ] {
+        assert_eq!(code(call("retitle", args.clone()).await), DenialCode::InvalidInput, "{args}");
+    }
+    assert_eq!(tickets().await, before);
+    let done = call("retitle", json!({"title": "renamed", "min_priority": 3})).await.expect("one row");
+    assert_eq!(done["rows_affected"], 1);
+    let opened = call("open_ticket", json!({"id": 100, "title": "fresh", "priority": 2})).await.expect("inserts");
+    assert_eq!(opened["rows_affected"], 1);
+    for args in [json!({"id": 99, "title": "x", "priority": 2}), json!({"id": 101, "title": "x", "priority": 4})] {
+        assert_eq!(code(call("open_ticket", args.clone()).await), DenialCode::InvalidInput, "{args}");
+    }
+    assert_eq!(
+        tickets().await,
+        json!([
+            [1, "acme", "one"],
+            [2, "acme", "two"],
+            [3, "globex", "three"],
+            [4, "acme", "renamed"],
+            [100, "acme", "fresh"]
+        ])
+    );
+
+    // Read-only: the write tools are hidden and refused; the reads still run.
+    let reader = service(true);
+    let names: Vec<String> =
+        reader.boundary().visible_tools(reader.session()).iter().map(|tool| tool.name.as_str().to_owned()).collect();
+    assert!(
+        names.contains(&"my_tickets".to_owned())
+            && !names.iter().any(|name| name == "retitle" || name == "open_ticket")
+    );
+    let refused = reader.call("open_ticket", json!({"id": 200, "title": "x", "priority": 1})).await.expect_err("ro");
+    assert_eq!(refused.code(), DenialCode::ReadOnly);
+    assert_eq!(tickets().await.as_array().map(Vec::len), Some(5));
+}

@@ -497,9 +497,9 @@ impl Adapter for PostgresAdapter {
             // The tool's statements see the configured schema first, as reads do, and a
             // transaction left open by a lost client ends on the server's side as well.
             let millis = super::statement_millis(options.timeout());
+            let settings = if options.names_qualified() { READ_SETTINGS } else { &self.settings_prefix };
             let begin = format!(
-                "BEGIN READ WRITE; {}{millis}; SET LOCAL idle_in_transaction_session_timeout = {}",
-                self.settings_prefix,
+                "BEGIN READ WRITE; {settings}{millis}; SET LOCAL idle_in_transaction_session_timeout = {}",
                 millis + super::statement_millis(CLIENT_GRACE),
             );
             let mut hold = evidence.hold_slot();

@@ -482,11 +482,14 @@ fn host_names(listen: &std::net::SocketAddr, resource: &url::Url) -> Vec<String>
 /// verified on every request, and an MCP session outlives the token that opened it as long as
 /// each request brings a valid one (a refreshed token, say).
 fn context_of(principal: &Principal) -> Result<SessionContext, crate::policy::SessionError> {
-    SessionContext::builder()
+    let mut builder = SessionContext::builder()
         .identity(&principal.identity)
         .tenant(&principal.tenant)
-        .scopes(principal.scopes.iter().map(String::as_str))
-        .bind()
+        .scopes(principal.scopes.iter().map(String::as_str));
+    for (name, value) in &principal.claims {
+        builder = builder.claim(name.as_str(), value.as_str());
+    }
+    builder.bind()
 }
 
 /// Sends one checked message through `conversation` and waits for its answer: 200 with the
