@@ -117,8 +117,13 @@ impl Tool for IndexUsage {
         if !table.is_empty() && !self.allow.permits(&schema, &table) {
             return Err(Denial::new(DenialCode::QueryRejected, "no such table, or not allowed").into());
         }
-        let options =
-            ReadOptions { limit: MAX_INDEXES, timeout: Duration::from_secs(5), max_bytes: 1 << 20, budget_bytes: None };
+        let options = ReadOptions {
+            limit: MAX_INDEXES,
+            timeout: Duration::from_secs(5),
+            max_bytes: 1 << 20,
+            budget_bytes: None,
+            plan_limit: Default::default(),
+        };
         let params = [SqlValue::Text(schema), SqlValue::Text(table)];
         let result = self.db.query_read(evidence, &self.query, &params, options).await?;
         let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();

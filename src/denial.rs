@@ -42,6 +42,8 @@ pub enum DenialCode {
     /// A declared tool binds a param to a claim the caller's credential does not carry, or
     /// carries in a form the param does not take.
     ClaimMissing,
+    /// The query's plan is estimated over `[limits] max_plan_cost` or `max_plan_rows`.
+    TooExpensive,
 }
 
 impl DenialCode {
@@ -63,6 +65,7 @@ impl DenialCode {
             DenialCode::QuotaUnavailable => "QUOTA_UNAVAILABLE",
             DenialCode::ColumnDenied => "COLUMN_DENIED",
             DenialCode::ClaimMissing => "CLAIM_MISSING",
+            DenialCode::TooExpensive => "TOO_EXPENSIVE",
         }
     }
 }

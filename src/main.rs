@@ -37,7 +37,7 @@ enum Command {
     },
     /// Runs one tool call through the full pipeline and prints its result as JSON.
     Call {
-        /// The tool: query_read, list_tables, describe_table, or one declared in [[tools]].
+        /// The tool: query_read, list_tables, describe_table, explain_query, or one declared in [[tools]].
         tool: String,
         /// The call's arguments, a JSON object.
         #[arg(default_value = "{}")]

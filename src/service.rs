@@ -15,11 +15,11 @@ use crate::policy::{Access, Capabilities, Grant, Mode, QuotaEngine, SessionConte
 use crate::quota::RedisQuotas;
 use crate::sql::{SqlDialect, SqlValidator};
 use crate::tools::declared::{DeclaredRead, DeclaredWrite};
-use crate::tools::reference::{DescribeTable, ListTables, QueryRead};
+use crate::tools::reference::{DescribeTable, ExplainQuery, ListTables, QueryRead};
 use crate::tools::{ToolError, ToolOutput, ToolRegistry};
 
 /// The reference tools, by name.
-pub const REFERENCE_TOOLS: [&str; 3] = ["query_read", "list_tables", "describe_table"];
+pub const REFERENCE_TOOLS: [&str; 4] = ["query_read", "list_tables", "describe_table", "explain_query"];
 
 /// A boundary with the reference tools over one database, and the session calls run as.
 pub struct Service {
@@ -112,6 +112,7 @@ impl Service {
         audit: Arc<dyn AuditSink>,
     ) -> Result<Service, ServiceError> {
         let validator = SqlValidator::new(config.allow.clone()).with_budget(config.limits.max_result_bytes);
+        register(&mut tools, ExplainQuery::new(Arc::clone(&adapter), validator.clone(), config.limits))?;
         let query_read = QueryRead::new(Arc::clone(&adapter), validator, config.limits);
         register(&mut tools, query_read.with_mask_key(config.mask_key.clone()))?;
         register(&mut tools, ListTables::new(Arc::clone(&adapter)))?;

@@ -16,7 +16,7 @@ fn the_demo_serves_the_reference_tools_over_stdio() {
     let listed = server.request("tools/list", json!({}));
     let tools = listed["result"]["tools"].as_array().expect("tools").clone();
     let names: Vec<&str> = tools.iter().map(|tool| tool["name"].as_str().expect("name")).collect();
-    assert_eq!(names, ["describe_table", "list_tables", "query_read"]);
+    assert_eq!(names, ["describe_table", "explain_query", "list_tables", "query_read"]);
     for tool in &tools {
         assert_eq!(tool["annotations"]["readOnlyHint"], json!(true), "{tool}");
         assert_eq!(tool["annotations"]["destructiveHint"], json!(false), "{tool}");

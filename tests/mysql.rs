@@ -886,3 +886,12 @@ async fn declared_tools_bind_typed_params_and_claims_and_cap_their_writes() {
     let Some(db) = TestDb::create(databases::TICKETS).await else { return };
     databases::exercise_declared_tools(&db.url(), SqlDialect::MySql).await;
 }
+
+/// `explain_query` plans without running (the server never shows the query running); the plan
+/// guard refuses before running (`exercise_plans`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_query_plans_without_running_and_the_plan_guard_refuses_before_running() {
+    let Some(mut db) = TestDb::create(SHOP).await else { return };
+    databases::exercise_plans(&db.url(), SqlDialect::MySql, FOREVER).await;
+    assert_eq!(db.running(FOREVER_MARK).await, 0, "nothing of it ran");
+}

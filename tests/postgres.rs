@@ -1351,3 +1351,82 @@ async fn a_declared_write_never_runs_an_operator_planted_in_the_default_schema()
         db.client.query_one("SELECT count(*) FROM tickets WHERE priority = 9", &[]).await.expect("count").get(0);
     assert_eq!(bumped, 0);
 }
+
+/// `explain_query` plans without running: a view that sleeps 30 s is planned at once, and one
+/// whose function writes is planned without the write being tried (in a read-only transaction
+/// it would fail); the plan guard refuses before running, by rows and by cost
+/// (`exercise_plans`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_query_plans_without_running_and_the_plan_guard_refuses_before_running() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    databases::exercise_plans(&db.url(), SqlDialect::Postgres, "SELECT count(*) FROM orders a, orders b").await;
+    let service =
+        databases::planning_service(&db.url(), &["slow", "sneaky", "orders", "customers"], "max_plan_cost = 100");
+    let started = Instant::now();
+    for query in ["SELECT * FROM slow", "SELECT * FROM sneaky"] {
+        let plan = service.call("explain_query", json!({"query": query})).await.expect("planned, not run");
+        assert!(plan.to_value().expect("JSON")["cost"].as_f64().is_some(), "{query}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(20), "the 30 s sleep never ran");
+    let events: i64 = db.client.query_one("SELECT count(*) FROM events", &[]).await.expect("count").get(0);
+    assert_eq!(events, 0);
+    let refused = service.call("query_read", json!({"query": "SELECT id FROM orders"})).await.expect_err("costly");
+    assert_eq!(refused.code(), DenialCode::TooExpensive, "{}", refused.message());
+    let read = service.call("query_read", json!({"query": "SELECT name FROM customers WHERE id = 1"})).await;
+    assert_eq!(read.expect("cheap").to_value().expect("JSON")["rows"], json!([["Ada"]]));
+}
+
+/// PostgreSQL's own statistics say `explain_query` ran nothing: over one connection, the scans
+/// of `orders` that `pg_stat_user_tables` counts grow by what a read of it adds when it runs, and
+/// by no more when three plans of reads of it were asked for before that read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_databases_statistics_show_no_scan_for_a_plan() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    // One pooled connection: every call's statistics are flushed by the same server process,
+    // so those of a plan cannot arrive after those of the read that follows it.
+    let service = databases::planning_service(&db.url(), &["orders"], "");
+    let scans = async || -> i64 {
+        db.client.batch_execute("SELECT pg_stat_clear_snapshot()").await.expect("clear");
+        let row = db
+            .client
+            .query_one("SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'orders'", &[])
+            .await
+            .expect("pg_stat_user_tables");
+        row.get(0)
+    };
+    // One index scan, never a parallel one (whose workers count scans of their own).
+    let read = json!({"query": "SELECT total FROM orders WHERE id = 7"});
+    // Once a read's scans show, what one read adds; the server flushes a process's statistics
+    // within about ten seconds of its last transaction.
+    let settle = async |from: i64| -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = scans().await;
+            if now > from || Instant::now() > deadline {
+                // A moment more, for a flush that comes in parts.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                return scans().await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    // The fixture's own scans (its index builds) are flushed first, so that they are not
+    // taken for a read's.
+    db.client.batch_execute("SELECT pg_stat_force_next_flush()").await.expect("flush");
+    db.client.batch_execute("SELECT 1").await.expect("a transaction to flush at");
+    let before = scans().await;
+    service.call("query_read", read.clone()).await.expect("reads");
+    let after_one = settle(before).await;
+    let one_read = after_one - before;
+    assert!(one_read > 0, "a read's scans are counted");
+    for query in [
+        "SELECT count(*) FROM orders WHERE total > 1",
+        "SELECT count(*) FROM orders a, orders b",
+        "SELECT id FROM orders",
+    ] {
+        service.call("explain_query", json!({"query": query})).await.expect("planned");
+    }
+    service.call("query_read", read).await.expect("reads");
+    let after_two = settle(after_one).await;
+    assert_eq!(after_two - after_one, one_read, "the plans added no scan");
+}

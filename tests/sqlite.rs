@@ -359,3 +359,12 @@ async fn a_declared_read_masks_and_is_framed_as_query_read_is() {
     assert!(output.carries_rows(), "framed as untrusted data by the transports");
     assert_eq!(output.to_value().expect("JSON")["rows"], json!([["Ann", "****4321"]]));
 }
+
+/// `explain_query` plans without running; the plan guard refuses before running
+/// (`exercise_plans`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_query_plans_without_running_and_the_plan_guard_refuses_before_running() {
+    let file = TestFile::create(SHOP);
+    databases::exercise_plans(&file.url(), SqlDialect::Sqlite, "SELECT count(*) FROM orders a, orders b, orders c")
+        .await;
+}

@@ -35,6 +35,8 @@ pub enum AdapterErrorKind {
     TooManyRows,
     /// The query was refused before it ran (with these parameters, say).
     Refused,
+    /// The query's plan is estimated over `[limits] max_plan_cost` or `max_plan_rows`.
+    TooExpensive,
     /// A fault of ours: the database's answer could not be read (a value that does not
     /// decode, say). Answered `INTERNAL`.
     Internal,
@@ -88,6 +90,9 @@ impl AdapterError {
                 (DenialCode::QueryRejected, "the change affected more rows than the tool allows; nothing was changed")
             }
             AdapterErrorKind::Refused => (DenialCode::QueryRejected, "the query was refused"),
+            AdapterErrorKind::TooExpensive => {
+                (DenialCode::TooExpensive, "the query's plan is estimated over the limit")
+            }
             AdapterErrorKind::Internal => (DenialCode::Internal, "internal error"),
         };
         Denial::new(code, self.message.clone().unwrap_or(Cow::Borrowed(generic)))
@@ -105,6 +110,7 @@ impl fmt::Display for AdapterError {
             AdapterErrorKind::Connection => "database connection failed",
             AdapterErrorKind::TooManyRows => "too many rows affected",
             AdapterErrorKind::Refused => "query refused",
+            AdapterErrorKind::TooExpensive => "query plan over the limit",
             AdapterErrorKind::Internal => "internal error",
         })?;
         match &self.message {

@@ -17,11 +17,14 @@ use crate::sql::{AllowList, Mask, MaskKey, ParamValue, SqlDialect, ValidatedQuer
 
 mod connection;
 mod error;
+mod plan;
 mod rows;
 
 pub(crate) use connection::*;
 pub use connection::{MAX_STATEMENT_TIME, is_local_host};
 pub use error::{AdapterError, AdapterErrorKind};
+pub use plan::{PlanLimit, QueryPlan};
+pub(crate) use plan::{mysql_estimates, postgres_estimates, sqlite_scans};
 pub use rows::JsonRows;
 pub(crate) use rows::*;
 
@@ -115,6 +118,20 @@ pub trait Adapter: Send + Sync {
         params: &'a [SqlValue],
         options: ReadOptions,
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>>;
+
+    /// The plan of one validated query, the query not being run: in a read-only transaction,
+    /// within `options.timeout` (PostgreSQL `EXPLAIN (FORMAT JSON)`, without `ANALYZE`; MySQL
+    /// `EXPLAIN FORMAT=JSON`; SQLite `EXPLAIN QUERY PLAN`). A backend that cannot says so.
+    fn explain<'a>(
+        &'a self,
+        evidence: Evidence<'a, Read>,
+        query: &'a ValidatedQuery,
+        params: &'a [SqlValue],
+        options: ReadOptions,
+    ) -> BoxFuture<'a, Result<QueryPlan, AdapterError>> {
+        let _ = (evidence, query, params, options);
+        Box::pin(async { Err(AdapterError::invalid("this database cannot explain a query")) })
+    }
 
     /// Lists the tables the caller may see, optionally in one schema only.
     fn list_tables<'a>(
@@ -255,6 +272,9 @@ pub struct ReadOptions {
     /// What is left of an egress budget, in bytes of JSON: rows past it are left out whole and
     /// the result is marked truncated (the caller says why). `None`: no budget.
     pub budget_bytes: Option<usize>,
+    /// The plan guard: when set, the read's plan is checked first, and a read estimated over
+    /// it is refused with `TOO_EXPENSIVE` before it runs.
+    pub plan_limit: PlanLimit,
 }
 
 /// What a read returned.
@@ -453,7 +473,13 @@ mod tests {
     use crate::sql::AllowList;
 
     fn options(limit: usize, max_bytes: usize) -> ReadOptions {
-        ReadOptions { limit, timeout: Duration::from_secs(1), max_bytes, budget_bytes: None }
+        ReadOptions {
+            limit,
+            timeout: Duration::from_secs(1),
+            max_bytes,
+            budget_bytes: None,
+            plan_limit: PlanLimit::default(),
+        }
     }
 
     #[test]

@@ -319,6 +319,8 @@ struct RawLimits {
     default_timeout_ms: Option<u64>,
     max_timeout_ms: Option<u64>,
     max_result_bytes: Option<usize>,
+    max_plan_cost: Option<u64>,
+    max_plan_rows: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -490,7 +492,20 @@ impl Config {
                 "[limits] max_result_bytes",
             )
             .map_err(fail)?,
+            plan_limit: crate::adapter::PlanLimit {
+                max_cost: raw.limits.max_plan_cost,
+                max_rows: raw.limits.max_plan_rows,
+            },
         };
+        if raw.limits.max_plan_cost == Some(0) || raw.limits.max_plan_rows == Some(0) {
+            return Err(fail("[limits] max_plan_cost and max_plan_rows must be at least 1".into()));
+        }
+        if raw.limits.max_plan_cost.is_some() && dialect != SqlDialect::Postgres {
+            return Err(fail(format!(
+                "[limits] max_plan_cost is for PostgreSQL, whose planner gives one cost for a query; on {dialect} \
+                 use max_plan_rows"
+            )));
+        }
         pool.max_result_bytes = limits.max_result_bytes;
         if limits.max_rows < limits.default_rows {
             return Err(fail(format!(
@@ -876,6 +891,7 @@ mod tests {
                 default_timeout: Duration::from_millis(100),
                 max_timeout: Duration::from_millis(200),
                 max_result_bytes: 1000,
+                plan_limit: crate::adapter::PlanLimit::default(),
             }
         );
         assert_eq!(config.quotas, QuotaPolicy::new(60, 5, 2).expect("valid"));

@@ -398,4 +398,19 @@ mod tests {
             assert!(Config::parse(&text(bad), "t", |_| None).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn the_plan_guard_is_refused_where_it_cannot_hold() {
+        let text = |url: &str, limits: &str| format!("[database]\nurl = \"{url}\"\n[limits]\n{limits}\n");
+        let parse =
+            |url: &str, limits: &str| Config::parse(&text(url, limits), "t", |_| None).map_err(|e| e.to_string());
+        let guarded = parse("postgres://db/app", "max_plan_cost = 500\nmax_plan_rows = 10").expect("PostgreSQL");
+        assert_eq!((guarded.limits.plan_limit.max_cost, guarded.limits.plan_limit.max_rows), (Some(500), Some(10)));
+        for url in ["mysql://db/app", "sqlite:/tmp/a.db"] {
+            assert!(parse(url, "max_plan_rows = 10").is_ok(), "{url}");
+            let refused = parse(url, "max_plan_cost = 500").expect_err(url);
+            assert!(refused.contains("max_plan_cost is for PostgreSQL"), "{refused}");
+        }
+        assert!(parse("postgres://db/app", "max_plan_rows = 0").expect_err("zero").contains("at least 1"));
+    }
 }

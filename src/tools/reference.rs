@@ -1,4 +1,4 @@
-//! The reference tools: `list_tables`, `describe_table` and `query_read`, over any
+//! The reference tools: `list_tables`, `describe_table`, `query_read` and `explain_query`, over any
 //! [`Adapter`]. They go through the boundary like every other tool.
 
 use std::sync::Arc;
@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::{Tool, ToolError, ToolOutput};
 use crate::adapter::{
-    Adapter, JsonRows, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary,
+    Adapter, JsonRows, PlanLimit, QueryPlan, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription,
+    TableSummary,
 };
 use crate::audit::ReadFacts;
 use crate::denial::{Denial, DenialCode};
@@ -30,6 +31,19 @@ pub struct ReadLimits {
     pub max_timeout: Duration,
     /// The most bytes of JSON rows one result may hold; a larger result is refused.
     pub max_result_bytes: usize,
+    /// The plan guard (`[limits] max_plan_cost`, `max_plan_rows`): off unless set.
+    pub plan_limit: PlanLimit,
+}
+
+impl ReadLimits {
+    /// A call's time limit: `timeout_ms` as asked, capped at `max_timeout`, or the default.
+    fn time_limit(&self, timeout_ms: Option<u64>) -> Result<Duration, Denial> {
+        match timeout_ms {
+            None => Ok(self.default_timeout),
+            Some(0) => Err(invalid("timeout_ms must be at least 1")),
+            Some(ms) => Ok(Duration::from_millis(ms).min(self.max_timeout)),
+        }
+    }
 }
 
 impl Default for ReadLimits {
@@ -40,6 +54,7 @@ impl Default for ReadLimits {
             default_timeout: Duration::from_millis(5000),
             max_timeout: Duration::from_millis(30_000),
             max_result_bytes: 8_000_000,
+            plan_limit: PlanLimit::default(),
         }
     }
 }
@@ -220,11 +235,7 @@ impl Tool for QueryRead {
             Some(0) => return Err(invalid("limit must be at least 1").into()),
             Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX).min(self.limits.max_rows),
         };
-        let timeout = match input.timeout_ms {
-            None => self.limits.default_timeout,
-            Some(0) => return Err(invalid("timeout_ms must be at least 1").into()),
-            Some(ms) => Duration::from_millis(ms).min(self.limits.max_timeout),
-        };
+        let timeout = self.limits.time_limit(input.timeout_ms)?;
         let params = input.params.iter().enumerate().map(param).collect::<Result<Vec<_>, _>>()?;
         let query = self.validator.validate(&input.query, params.len())?;
         let read = Reading { adapter: &*self.adapter, limits: &self.limits, mask_key: self.mask_key.as_ref() };
@@ -262,19 +273,12 @@ impl Reading<'_> {
             timeout,
             max_bytes: self.limits.max_result_bytes,
             budget_bytes: allowance.bytes.map(to_usize).filter(|left| *left < self.limits.max_result_bytes),
+            plan_limit: self.limits.plan_limit,
         };
         let started = Instant::now();
         // The audit's execute record names the query's shape and what it returned.
         let admitted = evidence.admitted();
-        admitted.note_read(|read| {
-            *read = Some(ReadFacts {
-                fingerprint: query.fingerprint().to_owned(),
-                tables: query.tables().iter().map(ToString::to_string).collect(),
-                rows: 0,
-                bytes: 0,
-                truncated: false,
-            });
-        });
+        note_query(admitted, query);
         let QueryResult { columns, rows, truncated } =
             self.adapter.query_read(evidence, query, params, options).await?;
         // Masked columns' values leave masked, and within the byte cap and budget all the same.
@@ -312,6 +316,93 @@ impl Reading<'_> {
         };
         Ok(QueryReadOutput { columns, row_count: rows.len(), rows, truncated, truncated_by, elapsed_ms })
     }
+}
+
+/// `explain_query {query, params?, timeout_ms?}`: the plan of a query `query_read` would run,
+/// the query never being run.
+pub struct ExplainQuery {
+    adapter: Arc<dyn Adapter>,
+    validator: SqlValidator,
+    limits: ReadLimits,
+}
+
+impl ExplainQuery {
+    /// An `explain_query` over `adapter`, validating with `validator` as `query_read` does.
+    pub fn new(adapter: Arc<dyn Adapter>, validator: SqlValidator, limits: ReadLimits) -> Self {
+        ExplainQuery { adapter, validator, limits }
+    }
+}
+
+/// The input of `explain_query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainQueryInput {
+    /// One SQL query, as `query_read` takes it.
+    pub query: String,
+    /// Values for the placeholders, in order.
+    #[serde(default)]
+    pub params: Vec<Value>,
+    /// The time limit in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+impl Tool for ExplainQuery {
+    type Access = Read;
+    type Input = ExplainQueryInput;
+    type Output = QueryPlan;
+
+    fn name(&self) -> &str {
+        "explain_query"
+    }
+
+    fn description(&self) -> &str {
+        "Returns the database's plan for one read-only SQL query, without running it: how it would \
+         read the tables, and its estimated cost and rows. The query must be one query_read accepts."
+    }
+
+    fn input_schema(&self) -> serde_json::Map<String, Value> {
+        let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        object_schema(
+            json!({
+                "query": {"type": "string", "maxLength": SqlValidator::MAX_QUERY_BYTES,
+                          "description": "One query, as query_read takes it"},
+                "params": {"type": "array", "items": {"type": ["string", "number", "boolean", "null"]},
+                           "description": "Values for the placeholders, in order"},
+                "timeout_ms": {"type": "integer", "minimum": 1, "maximum": millis(self.limits.max_timeout),
+                               "default": millis(self.limits.default_timeout),
+                               "description": "The time limit in milliseconds; larger values are capped"},
+            }),
+            &["query"],
+        )
+    }
+
+    async fn call(&self, evidence: Evidence<'_, Read>, input: ExplainQueryInput) -> Result<QueryPlan, ToolError> {
+        let timeout = self.limits.time_limit(input.timeout_ms)?;
+        let params = input.params.iter().enumerate().map(param).collect::<Result<Vec<_>, _>>()?;
+        let query = self.validator.validate(&input.query, params.len())?;
+        note_query(evidence.admitted(), &query);
+        let options = ReadOptions {
+            limit: 1,
+            timeout,
+            max_bytes: self.limits.max_result_bytes,
+            budget_bytes: None,
+            plan_limit: PlanLimit::default(),
+        };
+        Ok(self.adapter.explain(evidence, &query, &params, options).await?)
+    }
+}
+
+/// Notes a read's query on its call, for the audit's execute record: its shape and tables.
+fn note_query(call: &crate::evidence::AdmittedCall, query: &ValidatedQuery) {
+    call.note_read(|read| {
+        *read = Some(ReadFacts {
+            fingerprint: query.fingerprint().to_owned(),
+            tables: query.tables().iter().map(ToString::to_string).collect(),
+            rows: 0,
+            bytes: 0,
+            truncated: false,
+        });
+    });
 }
 
 /// One JSON parameter as a statement parameter.

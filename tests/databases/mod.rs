@@ -1386,3 +1386,49 @@ pub async fn exercise_declared_tools(url: &str, dialect: sqlwarden::sql::SqlDial
     assert_eq!(refused.code(), DenialCode::ReadOnly);
     assert_eq!(tickets().await.as_array().map(Vec::len), Some(5));
 }
+
+/// A service over `url` with one connection, allowing `tables` and granting `query_read` and
+/// `explain_query`, with `limits` (lines of `[limits]`).
+pub fn planning_service(url: &str, tables: &[&str], limits: &str) -> sqlwarden::service::Service {
+    let text = format!(
+        "[database]\nurl = \"{url}\"\nmax_connections = 1\n[allowlist]\ntables = {tables:?}\n[limits]\n{limits}\n\
+         [audit]\npath = \"/dev/null\"\n\
+         [[grants]]\ntool = \"query_read\"\n[[grants]]\ntool = \"explain_query\"\n"
+    );
+    let config = sqlwarden::config::Config::parse(&text, "test", |_| None).expect("config");
+    sqlwarden::service::Service::from_config(config).expect("service")
+}
+
+/// `explain_query` and the plan guard on a real database holding a shop's `customers` (ids 1 to
+/// 3, the first `Ada`) and `orders` (100,000 rows):
+/// - `expensive`, a query that would run far longer than its time limit, is planned at once
+///   (were it run, the call would end in `TIMEOUT`), with an estimate of more than a million rows;
+/// - a query `query_read` refuses is refused by `explain_query` too;
+/// - with `[limits] max_plan_rows = 1000`, `query_read` refuses a read of every order with
+///   `TOO_EXPENSIVE` before it runs, and runs a read of one customer by its key.
+pub async fn exercise_plans(url: &str, dialect: sqlwarden::sql::SqlDialect, expensive: &str) {
+    let placeholder = if dialect == sqlwarden::sql::SqlDialect::Postgres { "$1" } else { "?" };
+    let tables = ["customers", "orders"];
+    let open = planning_service(url, &tables, "");
+    let explained = open
+        .call("explain_query", json!({"query": expensive, "timeout_ms": 3000}))
+        .await
+        .unwrap_or_else(|denial| panic!("planned, not run: {denial:?}"))
+        .to_value()
+        .expect("JSON");
+    let rows = explained["rows"].as_f64().expect("a row estimate");
+    assert!(rows > 1e6, "{rows} rows estimated for {expensive}: {explained}");
+    assert!(!explained["plan"].is_null());
+    let keyed = format!("SELECT name FROM customers WHERE id = {placeholder}");
+    let one = open.call("explain_query", json!({"query": keyed, "params": [1]})).await.expect("planned");
+    assert_eq!(one.to_value().expect("JSON")["rows"], json!(1.0), "one row by its key");
+    let refused = open.call("explain_query", json!({"query": "SELECT * FROM secrets"})).await.expect_err("gate");
+    assert_eq!(refused.code(), DenialCode::QueryRejected);
+
+    let guarded = planning_service(url, &tables, "max_plan_rows = 1000");
+    let refused = guarded.call("query_read", json!({"query": "SELECT id FROM orders"})).await.expect_err("too many");
+    assert_eq!(refused.code(), DenialCode::TooExpensive, "{}", refused.message());
+    assert!(refused.message().contains("max_plan_rows (1000)"), "{}", refused.message());
+    let read = guarded.call("query_read", json!({"query": keyed, "params": [1]})).await.expect("one row");
+    assert_eq!(read.to_value().expect("JSON")["rows"], json!([["Ada"]]));
+}

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, PoolOptions,
-    Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
+    Posture, QueryPlan, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction,
 };
 use super::{LONG_VALUE_PIECE, RowCollector, UrlParameters, ensure_runnable};
@@ -275,8 +275,28 @@ impl MySqlAdapter {
         }
     }
 
+    /// A read's plan, the read not being run: `EXPLAIN FORMAT=JSON` in the read's own
+    /// transaction and settings.
+    async fn plan(
+        &self,
+        hold: SlotHold,
+        query: &ValidatedQuery,
+        params: &[SqlValue],
+        options: ReadOptions,
+    ) -> Result<QueryPlan, AdapterError> {
+        let run = ReadRun { row_cap: 1, large: AtomicBool::new(false), repeat: None, tables: Some(query.tables()) };
+        let context = ReadContext { sql: query.sql(), params, options, large: &run.large };
+        let plan = self
+            .in_read_transaction(hold, options.timeout, &run, &context, |conn, context| {
+                Box::pin(read::plan(conn, context))
+            })
+            .await?;
+        let (cost, rows) = super::mysql_estimates(&plan);
+        Ok(QueryPlan { plan, cost, rows })
+    }
+
     /// Says what limit a refused packet went over.
-    fn explain(&self, error: AdapterError) -> AdapterError {
+    fn sized(&self, error: AdapterError) -> AdapterError {
         if error.kind() == AdapterErrorKind::ResultTooLarge && error.message.is_none() {
             return error.with_message(format!(
                 "a row is larger than {} bytes, more than a result may hold; select fewer or smaller columns",
@@ -307,6 +327,10 @@ impl Adapter for MySqlAdapter {
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
             ensure_runnable(query, &self.allow, params, options.max_bytes)?;
+            if options.plan_limit.is_set() {
+                let plan = self.plan(evidence.hold_slot(), query, params, options).await?;
+                options.plan_limit.check(&plan)?;
+            }
             let run = ReadRun {
                 row_cap: options.limit.saturating_add(1),
                 large: AtomicBool::new(false),
@@ -318,7 +342,20 @@ impl Adapter for MySqlAdapter {
                 Box::pin(read(conn, context))
             })
             .await
-            .map_err(|error| self.explain(error))
+            .map_err(|error| self.sized(error))
+        })
+    }
+
+    fn explain<'a>(
+        &'a self,
+        evidence: Evidence<'a, Read>,
+        query: &'a ValidatedQuery,
+        params: &'a [SqlValue],
+        options: ReadOptions,
+    ) -> BoxFuture<'a, Result<QueryPlan, AdapterError>> {
+        Box::pin(async move {
+            ensure_runnable(query, &self.allow, params, options.max_bytes)?;
+            self.plan(evidence.hold_slot(), query, params, options).await
         })
     }
 

@@ -114,6 +114,17 @@ pub(super) struct ReadContext<'a> {
 /// pooled, so that the memory a large result used is given back.
 pub(super) const LARGE_PACKET: usize = 1 << 20;
 
+/// The plan of a read, the read not being run: `EXPLAIN FORMAT=JSON`, as one prepared
+/// statement with the read's parameters.
+pub(super) async fn plan(conn: &mut Conn, context: &ReadContext<'_>) -> Result<Value, Failure> {
+    let explain = format!("EXPLAIN FORMAT=JSON {}", context.sql);
+    let text: Option<String> =
+        conn.exec_first(explain.as_str(), to_params(context.params)).await.map_err(Failure::MySql)?;
+    let text = text.ok_or_else(|| Failure::Adapter(AdapterError::invalid("EXPLAIN returned no plan")))?;
+    serde_json::from_str(&text)
+        .map_err(|error| Failure::Adapter(AdapterError::new(AdapterErrorKind::Internal, error.to_string())))
+}
+
 pub(super) async fn read(conn: &mut Conn, context: &ReadContext<'_>) -> Result<QueryResult, Failure> {
     let ReadContext { sql, params, options, large } = *context;
     let read = read_rows(conn, sql, params, options).await;

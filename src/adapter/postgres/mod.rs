@@ -30,7 +30,7 @@ use tokio_postgres::{Row, Statement};
 
 use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, PoolOptions,
-    Posture, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
+    Posture, QueryPlan, QueryResult, ReadOptions, ResultColumn, SqlValue, TableDescription, TableSummary, WriteOptions,
     WriteTransaction,
 };
 use super::{LONG_VALUE_PIECE, RowCollector, UrlParameters, ensure_runnable};
@@ -284,6 +284,24 @@ impl PostgresAdapter {
 
     /// The caller's view of a failure after the transaction began: a message over the limit
     /// is a result too large; a connection lost is not tried again.
+    /// A read's plan, the read not being run (see [`read::plan`]).
+    async fn plan(
+        &self,
+        hold: SlotHold,
+        query: &ValidatedQuery,
+        params: &[SqlValue],
+        options: ReadOptions,
+    ) -> Result<QueryPlan, AdapterError> {
+        let context = ReadContext { sql: query.sql(), params, options, shapes: &self.shapes };
+        let plan = self
+            .in_read_transaction(hold, options.timeout, Some(query.tables()), &context, |tx, context| {
+                Box::pin(read::plan(tx, context))
+            })
+            .await?;
+        let (cost, rows) = super::postgres_estimates(&plan);
+        Ok(QueryPlan { plan, cost, rows })
+    }
+
     fn failed(&self, failure: Failure, oversized: bool) -> AdapterError {
         match failure {
             Failure::Postgres(error) if oversized && is_connection_failure(&error) => {
@@ -324,11 +342,28 @@ impl Adapter for PostgresAdapter {
                     params.len()
                 )));
             }
+            if options.plan_limit.is_set() {
+                let plan = self.plan(evidence.hold_slot(), query, params, options).await?;
+                options.plan_limit.check(&plan)?;
+            }
             let context = ReadContext { sql: query.sql(), params, options, shapes: &self.shapes };
             let hold = evidence.hold_slot();
             let tables = Some(query.tables());
             self.in_read_transaction(hold, options.timeout, tables, &context, |tx, context| Box::pin(read(tx, context)))
                 .await
+        })
+    }
+
+    fn explain<'a>(
+        &'a self,
+        evidence: Evidence<'a, Read>,
+        query: &'a ValidatedQuery,
+        params: &'a [SqlValue],
+        options: ReadOptions,
+    ) -> BoxFuture<'a, Result<QueryPlan, AdapterError>> {
+        Box::pin(async move {
+            ensure_runnable(query, &self.allow, params, options.max_bytes)?;
+            self.plan(evidence.hold_slot(), query, params, options).await
         })
     }
 

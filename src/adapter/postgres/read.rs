@@ -196,6 +196,22 @@ pub(super) struct ReadContext<'a> {
     pub(super) shapes: &'a Shapes,
 }
 
+/// The plan of a read, the read not being run: `EXPLAIN (FORMAT JSON)`, without `ANALYZE`,
+/// in the read's own transaction and settings. The begin is awaited before the `EXPLAIN` is
+/// sent, so nothing is planned outside the transaction.
+pub(super) async fn plan(tx: &ReadTx<'_>, context: &ReadContext<'_>) -> Result<Value, Failure> {
+    let client = tx.begin().await?;
+    let explain = format!("EXPLAIN (FORMAT JSON) {}", context.sql);
+    let values: Vec<Param<'_>> = context.params.iter().map(Param).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+        values.iter().map(|value| (value as &(dyn ToSql + Sync), UNSPECIFIED.clone())).collect();
+    let rows = client.query_typed(&explain, &typed).await.map_err(Failure::Postgres)?;
+    let row = rows.first().ok_or_else(|| Failure::Adapter(AdapterError::invalid("EXPLAIN returned no plan")))?;
+    let Raw(raw) = row.try_get(0).map_err(|error| Failure::Adapter(decode_failure(error)))?;
+    serde_json::from_slice(raw.unwrap_or_default())
+        .map_err(|error| Failure::Adapter(AdapterError::new(AdapterErrorKind::Internal, error.to_string())))
+}
+
 /// What recent reads' results looked like, by query text, so that a repeated read can begin,
 /// open its cursor, fetch and roll back in one round trip instead of describing the query
 /// first. A description is kept only when every column is of a built-in type decoded here
@@ -488,8 +504,13 @@ mod tests {
         client.batch_execute(&format!("DELETE FROM {schema}.effects")).await.expect("reset");
 
         let sql = format!("SELECT {schema}.effect()");
-        let options =
-            ReadOptions { limit: 10, timeout: Duration::from_secs(5), max_bytes: 1 << 20, budget_bytes: None };
+        let options = ReadOptions {
+            limit: 10,
+            timeout: Duration::from_secs(5),
+            max_bytes: 1 << 20,
+            budget_bytes: None,
+            plan_limit: Default::default(),
+        };
         let shapes = Shapes::default();
         let failing = ReadTx { client: &client, begin: "SELECT 1/0", open: AtomicBool::new(false) };
         let context = ReadContext { sql: &sql, params: &[], options, shapes: &shapes };

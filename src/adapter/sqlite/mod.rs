@@ -23,12 +23,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     Adapter, AdapterError, AdapterErrorKind, ColumnDescription, Executed, ForeignKey, IndexDescription, Posture,
-    QueryResult, ReadOptions, ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary, WriteOptions,
-    WriteTransaction, ensure_runnable,
+    QueryPlan, QueryResult, ReadOptions, ResultColumn, RowCollector, SqlValue, TableDescription, TableSummary,
+    WriteOptions, WriteTransaction, ensure_runnable, sqlite_scans,
 };
 use crate::evidence::{Evidence, Read, SlotHold, Write};
 use crate::json;
-use crate::sql::{AllowList, SqlDialect, ValidatedQuery, is_table_function};
+use crate::sql::{AllowList, SqlDialect, TableName, ValidatedQuery, is_table_function};
+
+mod plan;
+use plan::plan;
 
 /// How long the client waits past the deadline the progress handler enforces.
 const CLIENT_GRACE: Duration = Duration::from_millis(250);
@@ -274,10 +277,31 @@ impl Adapter for SqliteAdapter {
     ) -> BoxFuture<'a, Result<QueryResult, AdapterError>> {
         Box::pin(async move {
             ensure_runnable(query, &self.allow, params, options.max_bytes)?;
-            let (sql, params) = (query.sql().to_owned(), params.to_vec());
+            let (sql, params, tables) = (query.sql().to_owned(), params.to_vec(), query.tables().to_vec());
             let (hold, cap) = (evidence.hold_slot(), options.max_bytes);
             self.read_with(hold, options.timeout, cap, false, move |connection| {
+                // The plan guard runs on the read's own connection, just before the read.
+                if options.plan_limit.is_set() {
+                    options.plan_limit.check(&plan(connection, &sql, &params, &tables)?)?;
+                }
                 read(connection, &sql, &params, options)
+            })
+            .await
+        })
+    }
+
+    fn explain<'a>(
+        &'a self,
+        evidence: Evidence<'a, Read>,
+        query: &'a ValidatedQuery,
+        params: &'a [SqlValue],
+        options: ReadOptions,
+    ) -> BoxFuture<'a, Result<QueryPlan, AdapterError>> {
+        Box::pin(async move {
+            ensure_runnable(query, &self.allow, params, options.max_bytes)?;
+            let (sql, params, tables) = (query.sql().to_owned(), params.to_vec(), query.tables().to_vec());
+            self.read_with(evidence.hold_slot(), options.timeout, options.max_bytes, false, move |connection| {
+                plan(connection, &sql, &params, &tables)
             })
             .await
         })
@@ -688,8 +712,13 @@ mod tests {
             .expect("fixture");
         let allow = AllowList::new(SqlDialect::Sqlite, "main").table("main", "t");
         let adapter = SqliteAdapter::open(&format!("sqlite:{}", path.display()), allow, 1).expect("opens");
-        let options =
-            ReadOptions { limit: 10, timeout: Duration::from_secs(5), max_bytes: 1 << 20, budget_bytes: None };
+        let options = ReadOptions {
+            limit: 10,
+            timeout: Duration::from_secs(5),
+            max_bytes: 1 << 20,
+            budget_bytes: None,
+            plan_limit: Default::default(),
+        };
         for sql in [
             "INSERT INTO t VALUES (2)",
             "DELETE FROM t",
