@@ -668,5 +668,122 @@ mod tests {
         assert_eq!(choice.accept(&json!("gone"), pg), Err(r#"must be one of "open", "closed""#.into()));
         let numbers = ParamSpec { choices: vec![json!(1), json!(2)], ..param(ParamType::Integer) };
         assert!(numbers.accept(&json!(2), pg).is_ok() && numbers.accept(&json!(3), pg).is_err());
+        let floats = ParamSpec { choices: vec![json!(2.0)], ..param(ParamType::Number) };
+        assert!(floats.accept(&json!(2), pg).is_ok(), "numbers compare by value");
+        for (kind, schema) in [
+            (ParamType::Date, json!({"type": "string", "format": "date"})),
+            (ParamType::Timestamp, json!({"type": "string", "format": "date-time"})),
+            (ParamType::Uuid, json!({"type": "string", "format": "uuid"})),
+            (ParamType::Boolean, json!({"type": "boolean"})),
+            (ParamType::Number, json!({"type": "number"})),
+        ] {
+            assert_eq!(param(kind).schema(), schema, "{kind:?}");
+            assert_eq!(ParamType::named(kind.name()), Some(kind));
+            assert_eq!(kind.is_numeric(), matches!(kind, ParamType::Number));
+        }
+        let full = ParamSpec {
+            description: "d".into(),
+            max_length: Some(3),
+            pattern: Some(regex::Regex::new("^a").expect("regex")),
+            choices: vec![json!("ab")],
+            default: Some(json!("ab")),
+            ..param(ParamType::String)
+        };
+        assert_eq!(
+            full.schema(),
+            json!({"type": "string", "description": "d", "maxLength": 3, "pattern": "^a", "enum": ["ab"], "default": "ab"})
+        );
+    }
+
+    fn tool(params: Vec<ParamSpec>) -> DeclaredTool {
+        let query = crate::sql::SqlValidator::new(crate::sql::AllowList::new(SqlDialect::Sqlite, "main"))
+            .validate("SELECT 1", 0)
+            .expect("valid");
+        DeclaredTool {
+            name: "t".into(),
+            description: "d".into(),
+            params,
+            statement: DeclaredStatement::Read { query, max_rows: 1, timeout: Duration::from_secs(1) },
+        }
+    }
+
+    fn claimed(name: &str, kind: ParamType, claim: &str) -> ParamSpec {
+        ParamSpec { from_claim: Some(claim.into()), ..ParamSpec::new(name, kind) }
+    }
+
+    /// Arguments bind in the params' order, defaults fill in, claims come from the session;
+    /// an unknown, claim-bound or missing argument is refused, and so is a missing or unfit claim.
+    #[test]
+    fn arguments_defaults_and_claims_bind_in_order() {
+        let session = SessionContext::builder()
+            .identity("ada")
+            .tenant("acme")
+            .claim("level", "7")
+            .claim("region", "eu")
+            .bind()
+            .expect("valid");
+        let sqlite = SqlDialect::Sqlite;
+        let params = vec![
+            ParamSpec { default: Some(json!(5)), ..ParamSpec::new("size", ParamType::Integer) },
+            claimed("who", ParamType::String, "identity"),
+            ParamSpec::new("name", ParamType::String),
+            claimed("tenant", ParamType::String, "tenant"),
+            claimed("level", ParamType::Integer, "level"),
+            claimed("region", ParamType::String, "region"),
+        ];
+        let declared = tool(params);
+        let args = |value: Value| value.as_object().cloned().expect("an object");
+        assert_eq!(
+            declared.bind(&session, &args(json!({"name": "x"})), sqlite),
+            Ok(vec![
+                SqlValue::Int(5),
+                SqlValue::Text("ada".into()),
+                SqlValue::Text("x".into()),
+                SqlValue::Text("acme".into()),
+                SqlValue::Int(7),
+                SqlValue::Text("eu".into()),
+            ])
+        );
+        assert_eq!(
+            declared.bind(&session, &args(json!({"name": "x", "size": 2})), sqlite).expect("binds")[0],
+            SqlValue::Int(2)
+        );
+        let refused = |value: Value| declared.bind(&session, &args(value), sqlite).expect_err("refused");
+        let unknown = refused(json!({"name": "x", "other": 1}));
+        assert_eq!((unknown.code(), unknown.message()), (DenialCode::InvalidInput, "unknown argument \"other\""));
+        let given = refused(json!({"name": "x", "tenant": "globex"}));
+        assert_eq!(given.code(), DenialCode::InvalidInput);
+        assert!(given.message().contains("bound to the caller's tenant claim"), "{}", given.message());
+        assert_eq!(refused(json!({})).message(), "argument name is missing");
+        assert_eq!(refused(json!({"name": 1})).message(), "argument name must be a string");
+        assert_eq!(declared.input_schema()["required"], json!(["name"]), "claims and defaults are not required");
+        assert_eq!(
+            declared.input_schema()["properties"].as_object().map(|p| p.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["name".to_owned(), "size".to_owned()])
+        );
+        assert_eq!(declared.claims().collect::<Vec<_>>(), ["level", "region"]);
+
+        let without =
+            SessionContext::builder().identity("ada").tenant("acme").claim("level", "high").bind().expect("ok");
+        let missing = tool(vec![claimed("region", ParamType::String, "region")]).bind(&without, &Map::new(), sqlite);
+        assert_eq!(missing.expect_err("missing").code(), DenialCode::ClaimMissing);
+        let unfit = tool(vec![claimed("level", ParamType::Integer, "level")]).bind(&without, &Map::new(), sqlite);
+        let unfit = unfit.expect_err("not an integer");
+        assert_eq!(
+            (unfit.code(), unfit.message()),
+            (DenialCode::ClaimMissing, "the caller's level claim is not an integer")
+        );
+        let bounded = ParamSpec { max: Some(6.into()), ..claimed("level", ParamType::Integer, "level") };
+        let over = tool(vec![bounded]).bind(&session, &Map::new(), sqlite).expect_err("over its max");
+        assert_eq!(over.code(), DenialCode::ClaimMissing);
+        let number = tool(vec![claimed("level", ParamType::Number, "level"), claimed("b", ParamType::Boolean, "flag")]);
+        let flagged = SessionContext::builder()
+            .identity("a")
+            .tenant("t")
+            .claim("level", "2.5")
+            .claim("flag", "true")
+            .bind()
+            .expect("ok");
+        assert_eq!(number.bind(&flagged, &Map::new(), sqlite), Ok(vec![SqlValue::Float(2.5), SqlValue::Bool(true)]));
     }
 }
