@@ -643,6 +643,13 @@ tool = "my_notes"
     assert_eq!(rows["structuredContent"]["rows"], json!([[2, "a-us"]]), "{rows}");
     let given = server.call(&alice, &session, "my_notes", json!({"tenant": "globex"}));
     assert_eq!(given["structuredContent"]["code"], json!("INVALID_INPUT"), "{given}");
+    // A refreshed token whose claim changed, on the same session: the call binds the new claim.
+    own["region"] = json!("eu");
+    let moved = rs256(&own);
+    let rows = server.call(&moved, &session, "my_notes", json!({}));
+    assert_eq!(rows["structuredContent"]["rows"], json!([[1, "a-eu"]]), "{rows}");
+    let rows = server.call(&alice, &session, "my_notes", json!({}));
+    assert_eq!(rows["structuredContent"]["rows"], json!([[2, "a-us"]]), "{rows}");
 
     let mut other = claims(&server, "gina", "globex");
     other["region"] = json!("eu");

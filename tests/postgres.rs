@@ -983,6 +983,113 @@ async fn a_cancelled_mcp_request_stops_its_statement() {
     assert_eq!(server.finish(), Some(0));
 }
 
+/// Over HTTP, a session's tool call is stopped on the database when the client cancels it
+/// (`notifications/cancelled`, answered on its POST with the cancelled error) and when the client
+/// closes the connection it waits on; the session serves the next call either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_call_stops_its_statement_when_cancelled_or_abandoned() {
+    let Some(db) = TestDb::create(SHOP).await else { return };
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|free| free.local_addr()).expect("a free port").port();
+    let config = databases::ConfigFile::new(&format!(
+        "[database]\nurl = \"{}\"\n[allowlist]\nschemas = [\"public\"]\ntables = [\"slow\", \"customers\"]\n\
+         [[grants]]\ntool = \"query_read\"\n[audit]\npath = \"/dev/null\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+        db.url()
+    ));
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_sqlwarden"))
+        .args(["serve", "--config", &config.path()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let post = move |session: Option<String>, message: Value| http_post(port, session.as_deref(), &message);
+    let session = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (status, session, _) = post(None, json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}));
+        assert_eq!(status, 200);
+        let session = session.expect("a session id");
+        post(Some(session.clone()), json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        session
+    })
+    .await
+    .expect("the session opens");
+    let slow_call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "query_read", "arguments": {"query": "SELECT * FROM slow", "timeout_ms": 30000}}});
+
+    let waiting = {
+        let (session, call) = (session.clone(), slow_call.clone());
+        tokio::task::spawn_blocking(move || post(Some(session), call))
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.running(SLOW).await, 1, "the statement runs until the request is cancelled");
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}});
+    let (status, _, _) = {
+        let session = session.clone();
+        tokio::task::spawn_blocking(move || post(Some(session), cancel)).await.expect("the cancel is sent")
+    };
+    assert_eq!(status, 202);
+    assert!(db.gone_within(SLOW, Duration::from_secs(2)).await.is_some(), "the cancelled statement still runs");
+    let (status, _, answer) = waiting.await.expect("the call is answered");
+    assert_eq!((status, answer["error"]["message"].clone()), (200, json!("the request was cancelled")), "{answer}");
+
+    let abandoned = {
+        let (session, call) = (session.clone(), slow_call.to_string());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+                 Accept: application/json\r\nMcp-Session-Id: {session}\r\nContent-Length: {}\r\n\r\n",
+                call.len()
+            );
+            stream.write_all(format!("{head}{call}").as_bytes()).expect("the call is sent");
+            stream
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.running(SLOW).await, 1, "the statement runs while its client waits");
+    drop(abandoned.join().expect("the call was sent"));
+    assert!(db.gone_within(SLOW, Duration::from_secs(2)).await.is_some(), "an abandoned statement still runs");
+
+    let next = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+        "params": {"name": "query_read", "arguments": {"query": "SELECT count(*) AS n FROM customers"}}});
+    let (status, _, answer) = tokio::task::spawn_blocking(move || post(Some(session), next)).await.expect("answered");
+    assert_eq!((status, answer["result"]["structuredContent"]["rows"].clone()), (200, json!([[3]])), "{answer}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// One POST to `/mcp` on a connection of its own: the status, the `Mcp-Session-Id` answered,
+/// and the JSON body (null when there is none).
+fn http_post(port: u16, session: Option<&str>, message: &Value) -> (u16, Option<String>, Value) {
+    use std::io::{Read, Write};
+    let body = message.to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("a read timeout");
+    let session = session.map(|id| format!("Mcp-Session-Id: {id}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\n{session}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("the request is sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("the answer is read");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let session = head
+        .lines()
+        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("mcp-session-id")))
+        .map(|(_, value)| value.trim().to_owned());
+    (status, session, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
 /// Every denial code a read-only stdio session can meet, end to end through the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_denial_code_comes_back_as_a_structured_tool_error() {

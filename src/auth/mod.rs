@@ -109,8 +109,9 @@ pub fn bearer_token(value: &[u8]) -> Option<&str> {
         return None;
     }
     let token = token.trim_start_matches(' ');
-    let b64token = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '=');
-    (!token.is_empty() && token.chars().all(b64token)).then_some(token)
+    // Bytes, not chars: every byte of a non-ASCII character fails the test as the character would.
+    let b64token = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+    (!token.is_empty() && token.bytes().all(b64token)).then_some(token)
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub(crate) struct Lifecycle {
     /// The id of the `initialize` request forwarded last, until answered.
     pending: std::sync::Mutex<Option<Value>>,
     initialized: std::sync::atomic::AtomicBool,
+    /// The protocol revision rmcp's `initialize` result named.
+    negotiated: std::sync::OnceLock<Box<str>>,
 }
 
 impl Lifecycle {
@@ -56,10 +58,18 @@ impl Lifecycle {
         if message.get("id") != Some(id) {
             return;
         }
-        if message.get("result").is_some() {
+        if let Some(result) = message.get("result") {
+            if let Some(version) = result.get("protocolVersion").and_then(Value::as_str) {
+                let _ = self.negotiated.set(version.into());
+            }
             self.initialized.store(true, std::sync::atomic::Ordering::Release);
         }
         *pending = None;
+    }
+
+    /// The protocol revision the session's `initialize` settled on, once it has.
+    pub(crate) fn negotiated(&self) -> Option<&str> {
+        self.negotiated.get().map(|version| &**version)
     }
 }
 

@@ -65,9 +65,18 @@ impl McpServer {
     /// The session a request runs as, and where it came from. Over HTTP, a request without a
     /// verified caller has no session, and the boundary denies it.
     fn caller(&self, context: &RequestContext<RoleServer>) -> (Option<Arc<SessionContext>>, Origin) {
-        let origin = Origin::new(self.transport).request(&context.id);
+        self.caller_of(context.extensions.get::<Caller>(), &context.id)
+    }
+
+    /// The session and origin of request `id` from `caller` (see [`McpServer::caller`]).
+    pub(crate) fn caller_of(
+        &self,
+        caller: Option<&Caller>,
+        id: &rmcp::model::RequestId,
+    ) -> (Option<Arc<SessionContext>>, Origin) {
+        let origin = Origin::new(self.transport).request(id);
         match self.transport {
-            Transport::Http => match context.extensions.get::<Caller>() {
+            Transport::Http => match caller {
                 Some(caller) => {
                     let origin = match &caller.mcp_session {
                         Some(id) => origin.mcp_session(id),
@@ -125,22 +134,37 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let arguments = request.arguments.map_or_else(|| json!({}), Value::Object);
         let (session, origin) = self.caller(&context);
-        let call = self.service.call_as(origin, session, &request.name, arguments);
         // A cancelled request drops the call, which stops its statement on the database.
-        let outcome = tokio::select! {
-            outcome = call => outcome,
-            () = context.ct.cancelled() => {
-                return Err(McpError::internal_error("the request was cancelled", None));
-            }
-        };
-        Ok(match outcome {
+        tokio::select! {
+            result = self.call(request, session, origin) => Ok(result.into()),
+            () = context.ct.cancelled() => Err(McpError::internal_error("the request was cancelled", None)),
+        }
+    }
+}
+
+impl McpServer {
+    /// Runs one `tools/call` through the boundary as `session`: the one handler of tool calls.
+    /// rmcp calls it (through [`ServerHandler::call_tool`]); the HTTP transport calls it
+    /// directly for a session's calls (see `http::session`). The output is held in the
+    /// handler's [`Outputs`] for the result encoder.
+    pub(crate) async fn call(
+        &self,
+        request: CallToolRequestParams,
+        session: Option<Arc<SessionContext>>,
+        origin: Origin,
+    ) -> CallToolResult {
+        let arguments = request.arguments.map_or_else(|| json!({}), Value::Object);
+        match self.service.call_as(origin, session, &request.name, arguments).await {
             Ok(output) => self.outputs.hold(output),
             Err(denial) => {
                 CallToolResult::structured_error(json!({"code": denial.code(), "message": denial.message()}))
             }
         }
-        .into())
+    }
+
+    /// Where the outputs of this handler's calls wait for the result encoder.
+    pub(crate) fn outputs(&self) -> &Outputs {
+        &self.outputs
     }
 }

@@ -128,7 +128,7 @@ impl Frame {
             let mut random = [0u8; 16];
             getrandom::fill(&mut random).map_err(|_| EncodeError::NoRandomness)?;
             let boundary = format!("untrusted-data-{}", hex::encode(random));
-            if !output.contains(&boundary) {
+            if memchr::memmem::find(output.as_bytes(), boundary.as_bytes()).is_none() {
                 // Escaped once here: the JSON text escaper that writes the output escapes only
                 // quotes and backslashes, and these hold line breaks.
                 let escaped = |text: String| -> Result<String, EncodeError> {
@@ -213,6 +213,30 @@ impl Encoded {
         matches!(self, Encoded::Result { output, .. } if output.len() > PIECE)
     }
 
+    /// The whole message and its newline, in one buffer.
+    pub(crate) fn to_line(&self) -> Vec<u8> {
+        let (head, output, frame) = match self {
+            Encoded::Line(line) => {
+                let mut whole = Vec::with_capacity(line.len() + 1);
+                whole.extend_from_slice(line);
+                whole.push(b'\n');
+                return whole;
+            }
+            Encoded::Result { head, output, frame } => (head, output, frame),
+        };
+        let (open, close) = frame.as_ref().map_or(("", ""), |frame| (frame.open.as_str(), frame.close.as_str()));
+        let framing = open.len() + close.len() + 8;
+        let mut line = Vec::with_capacity(head.len() + output.len() / 4 * 9 + framing + AFTER_TEXT.len() + 3);
+        line.extend_from_slice(head);
+        line.extend_from_slice(open.as_bytes());
+        escape_json_text(&mut line, output);
+        line.extend_from_slice(close.as_bytes());
+        line.extend_from_slice(AFTER_TEXT);
+        line.extend_from_slice(output.as_bytes());
+        line.extend_from_slice(b"}}\n");
+        line
+    }
+
     /// Writes the message and its newline. A result is escaped a piece at a time. It does not
     /// yield between pieces of its own accord: escaping a piece is quick, and a message being
     /// written holds up every other, so it is best finished at once; it waits only while the
@@ -225,20 +249,11 @@ impl Encoded {
             }
             Encoded::Result { head, output, frame } => (head, output, frame),
         };
-        let (open, close) = frame.as_ref().map_or(("", ""), |frame| (frame.open.as_str(), frame.close.as_str()));
         if output.len() <= PIECE {
             // The usual case: the whole message in one write.
-            let framing = open.len() + close.len() + 8;
-            let mut line = Vec::with_capacity(head.len() + output.len() / 4 * 9 + framing + AFTER_TEXT.len() + 3);
-            line.extend_from_slice(head);
-            line.extend_from_slice(open.as_bytes());
-            escape_json_text(&mut line, output);
-            line.extend_from_slice(close.as_bytes());
-            line.extend_from_slice(AFTER_TEXT);
-            line.extend_from_slice(output.as_bytes());
-            line.extend_from_slice(b"}}\n");
-            return writer.write_all(&line).await;
+            return writer.write_all(&self.to_line()).await;
         }
+        let (open, close) = frame.as_ref().map_or(("", ""), |frame| (frame.open.as_str(), frame.close.as_str()));
         writer.write_all(head).await?;
         writer.write_all(open.as_bytes()).await?;
         let mut escaped = Vec::with_capacity(PIECE + PIECE / 4);

@@ -108,6 +108,11 @@ impl SessionContext {
         self.claims.iter().find(|(claim, _)| &**claim == name).map(|(_, value)| &**value)
     }
 
+    /// Every further claim kept (see [`SessionContext::claim`]), by name, in the order given.
+    pub fn claims(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.claims.iter().map(|(name, value)| (&**name, &**value))
+    }
+
     /// The random id drawn when the session was bound.
     pub fn id(&self) -> &SessionId {
         &self.id

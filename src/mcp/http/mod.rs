@@ -11,15 +11,17 @@
 //!    token is verified ([`crate::auth`]) on every request, not only at `initialize`: else 401
 //!    with `WWW-Authenticate: Bearer resource_metadata=…`;
 //! 4. POST: the body (at most [`MAX_MESSAGE_BYTES`]) passes the front checks every transport
-//!    makes, then goes to the session's rmcp service with the verified caller attached; the
-//!    answer comes back as `application/json`. An `initialize` opens a session bound to the
-//!    caller's identity and tenant; any other request must carry its `Mcp-Session-Id`, and a
-//!    session used by another principal is refused (403) and audited. GET opens the session's
-//!    event stream; DELETE ends the session.
+//!    makes, then goes to the session's rmcp service with the verified caller attached (a plain
+//!    `tools/call` of an initialized session is answered by the same handler on the request's
+//!    own task: see [`exchange`]); the answer comes back as `application/json`. An
+//!    `initialize` opens a session bound to the caller's identity and tenant; any other request
+//!    must carry its `Mcp-Session-Id`, and a session used by another principal is refused (403)
+//!    and audited. GET opens the session's event stream; DELETE ends the session.
 //!
 //! On SIGTERM or SIGINT the server stops accepting connections, lets the requests in flight be
 //! answered, and returns.
 
+mod exchange;
 mod session;
 
 use std::convert::Infallible;
@@ -31,7 +33,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use serde_json::{Value, json};
 
-use super::front::{self, Check, INVALID_REQUEST};
+use super::front::{self, INVALID_REQUEST};
 use super::{Caller, MAX_MESSAGE_BYTES};
 use crate::audit::{AuditBatch, AuditDecision, AuditRecord, Origin, Stage, Transport};
 use crate::auth::{Principal, Verifier};
@@ -39,7 +41,8 @@ use crate::config::{AuthConfig, HttpConfig};
 use crate::denial::DenialCode;
 use crate::policy::SessionContext;
 use crate::service::Service;
-use session::{Conversation, OpenError, Sessions, id_key};
+use exchange::exchange;
+use session::{Conversation, OpenError, Sessions};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -189,14 +192,14 @@ impl HttpServer {
         {
             return self.unauthorized("invalid_request", "a token is accepted only in the Authorization header");
         }
-        let context = match self.authenticate(&request).await {
-            Ok(context) => context,
+        let requester = match self.authenticate(&request).await {
+            Ok(requester) => requester,
             Err(refusal) => return refusal,
         };
         match *request.method() {
-            Method::POST => self.post(request, context).await,
-            Method::GET => self.stream(&request, &context),
-            Method::DELETE => self.delete(&request, &context),
+            Method::POST => self.post(request, requester).await,
+            Method::GET => self.stream(&request, &requester),
+            Method::DELETE => self.delete(&request, &requester),
             _ => not_allowed("GET, POST, DELETE"),
         }
     }
@@ -229,10 +232,10 @@ impl HttpServer {
             })
     }
 
-    /// The verified caller's session context, or the 401 that refuses the request.
-    async fn authenticate<B>(&self, request: &Request<B>) -> Result<Arc<SessionContext>, Response<Body>> {
+    /// The verified caller, or the 401 that refuses the request.
+    async fn authenticate<B>(&self, request: &Request<B>) -> Result<Requester, Response<Body>> {
         let Some(verifier) = &self.verifier else {
-            return Ok(Arc::clone(self.service.session()));
+            return Ok(Requester::Configured(Arc::clone(self.service.session())));
         };
         let authorization = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
         let principal = match verifier.verify_header(authorization).await {
@@ -246,10 +249,18 @@ impl HttpServer {
                 });
             }
         };
-        context_of(&principal).map(Arc::new).map_err(|reason| {
-            tracing::info!(%reason, "an HTTP request was refused: its token's principal");
-            self.unauthorized("invalid_token", "the token's principal is not acceptable")
-        })
+        Ok(Requester::Verified(principal))
+    }
+
+    /// A session context bound for `requester`, or the 401 that refuses a principal the
+    /// boundary does not accept.
+    fn context_of(&self, requester: &Requester) -> Result<Arc<SessionContext>, Response<Body>> {
+        requester.bind().map_err(|reason| self.unacceptable(&reason))
+    }
+
+    fn unacceptable(&self, reason: &crate::policy::SessionError) -> Response<Body> {
+        tracing::info!(%reason, "an HTTP request was refused: its token's principal");
+        self.unauthorized("invalid_token", "the token's principal is not acceptable")
     }
 
     fn challenge(&self, refusal: Option<(&str, &str)>) -> Response<Body> {
@@ -268,7 +279,7 @@ impl HttpServer {
         self.challenge(Some((code, description)))
     }
 
-    async fn post(&self, request: Request<hyper::body::Incoming>, context: Arc<SessionContext>) -> Response<Body> {
+    async fn post(&self, request: Request<hyper::body::Incoming>, requester: Requester) -> Response<Body> {
         let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
         if !content_type.is_some_and(|value| {
             value.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
@@ -302,17 +313,27 @@ impl HttpServer {
                 INVALID_REQUEST,
                 "initialize opens a session: send it without Mcp-Session-Id",
             ),
-            (None, true) => self.initialize(&body, context).await,
+            (None, true) => match self.context_of(&requester) {
+                Ok(context) => self.initialize(&body, context).await,
+                Err(refusal) => refusal,
+            },
             (Some(id), false) => {
-                let session = match self.owned_session(&id, &context) {
+                let session = match self.owned_session(&id, &requester) {
                     Ok(session) => session,
                     Err(refusal) => return refusal,
                 };
                 let _busy = session.begin();
-                let caller = session.caller(context);
+                let caller = match session.caller(&requester) {
+                    Ok(caller) => caller,
+                    Err(reason) => return self.unacceptable(&reason),
+                };
                 exchange(&session.conversation, &body, &caller).await.unwrap_or_else(|refusal| refusal)
             }
             (None, false) if version.as_deref().is_some_and(|v| v >= STATELESS_REVISION) => {
+                let context = match self.context_of(&requester) {
+                    Ok(context) => context,
+                    Err(refusal) => return refusal,
+                };
                 let conversation = Conversation::start_stateless(Arc::clone(&self.service));
                 let caller = Caller { session: context, mcp_session: None };
                 exchange(&conversation, &body, &caller).await.unwrap_or_else(|refusal| refusal)
@@ -354,7 +375,7 @@ impl HttpServer {
             }
         };
         let _busy = session.begin();
-        let caller = session.caller(context);
+        let caller = session.caller_as_opened();
         let mut response = exchange(&session.conversation, body, &caller).await.unwrap_or_else(|refusal| refusal);
         if session.conversation.router.lifecycle.is_initialized() {
             if let Ok(value) = HeaderValue::from_str(&session.id) {
@@ -366,7 +387,7 @@ impl HttpServer {
         response
     }
 
-    fn stream<B>(&self, request: &Request<B>, context: &SessionContext) -> Response<Body> {
+    fn stream<B>(&self, request: &Request<B>, requester: &Requester) -> Response<Body> {
         let accepts_events = request
             .headers()
             .get_all(header::ACCEPT)
@@ -378,7 +399,7 @@ impl HttpServer {
         let Some(id) = header_text(request.headers(), SESSION_HEADER) else {
             return error(StatusCode::BAD_REQUEST, Value::Null, INVALID_REQUEST, "Mcp-Session-Id is required");
         };
-        let session = match self.owned_session(id, context) {
+        let session = match self.owned_session(id, requester) {
             Ok(session) => session,
             Err(refusal) => return refusal,
         };
@@ -400,20 +421,20 @@ impl HttpServer {
         response
     }
 
-    fn delete<B>(&self, request: &Request<B>, context: &SessionContext) -> Response<Body> {
+    fn delete<B>(&self, request: &Request<B>, requester: &Requester) -> Response<Body> {
         let Some(id) = header_text(request.headers(), SESSION_HEADER) else {
             return error(StatusCode::BAD_REQUEST, Value::Null, INVALID_REQUEST, "Mcp-Session-Id is required");
         };
-        if let Err(refusal) = self.owned_session(id, context) {
+        if let Err(refusal) = self.owned_session(id, requester) {
             return refusal;
         }
         self.sessions.close(id);
         respond(StatusCode::NO_CONTENT, "application/json", Bytes::new())
     }
 
-    /// The open session `id`, if `context` is the principal that opened it: else 404, or 403
-    /// and an audit record.
-    fn owned_session(&self, id: &str, context: &SessionContext) -> Result<Arc<session::Session>, Response<Body>> {
+    /// The open session `id`, if `requester` is the principal that opened it: else 404, or 403
+    /// and an audit record (or 401, for a principal the boundary does not accept).
+    fn owned_session(&self, id: &str, requester: &Requester) -> Result<Arc<session::Session>, Response<Body>> {
         let Some(session) = self.sessions.get(id) else {
             return Err(error(
                 StatusCode::NOT_FOUND,
@@ -422,8 +443,9 @@ impl HttpServer {
                 "no such session: initialize again",
             ));
         };
-        if !session.is_owned_by(context) {
-            self.audit_hijack(context, id);
+        if !session.is_owned_by(requester.identity(), requester.tenant()) {
+            let context = self.context_of(requester)?;
+            self.audit_hijack(&context, id);
             return Err(error(
                 StatusCode::FORBIDDEN,
                 Value::Null,
@@ -478,96 +500,61 @@ fn host_names(listen: &std::net::SocketAddr, resource: &url::Url) -> Vec<String>
     names.iter().map(|name| name.to_ascii_lowercase()).collect()
 }
 
-/// The session context of a verified principal. It has no expiry of its own: the token is
-/// verified on every request, and an MCP session outlives the token that opened it as long as
-/// each request brings a valid one (a refreshed token, say).
-fn context_of(principal: &Principal) -> Result<SessionContext, crate::policy::SessionError> {
-    let mut builder = SessionContext::builder()
-        .identity(&principal.identity)
-        .tenant(&principal.tenant)
-        .scopes(principal.scopes.iter().map(String::as_str));
-    for (name, value) in &principal.claims {
-        builder = builder.claim(name.as_str(), value.as_str());
-    }
-    builder.bind()
+/// Who a request comes from, its credential verified.
+pub(super) enum Requester {
+    /// The principal a token stands for.
+    Verified(Principal),
+    /// `[session]`, when `[auth]` is `none` (loopback only).
+    Configured(Arc<SessionContext>),
 }
 
-/// Sends one checked message through `conversation` and waits for its answer: 200 with the
-/// JSON-RPC answer for a request, 202 for a notification or a response.
-async fn exchange(conversation: &Conversation, body: &[u8], caller: &Caller) -> Result<Response<Body>, Response<Body>> {
-    let message = match front::check(body, &conversation.router.lifecycle) {
-        Check::Forward(message) => *message,
-        Check::Drop => return Ok(respond(StatusCode::ACCEPTED, "application/json", Bytes::new())),
-        Check::Reply(mut line) => {
-            line.pop();
-            return Ok(jsonrpc_error(line));
-        }
-    };
-    let rmcp::model::JsonRpcMessage::Request(request) = &message else {
-        if !conversation.forward(message, caller).await {
-            return Err(gone());
-        }
-        return Ok(respond(StatusCode::ACCEPTED, "application/json", Bytes::new()));
-    };
-    let id = request.id.clone();
-    if let rmcp::model::ClientRequest::InitializeRequest(_) = &request.request {
-        conversation.router.lifecycle.forwarding_initialize(&serde_json::to_value(&id).unwrap_or(Value::Null));
-    }
-    let key = id_key(&id);
-    let Some(answer) = conversation.router.expect(key.clone()) else {
-        return Err(error(
-            StatusCode::CONFLICT,
-            id.into_json_value(),
-            INVALID_REQUEST,
-            "a request with this id is being answered",
-        ));
-    };
-    let waiting = Waiting { conversation, key: Some(key), id: id.clone(), caller };
-    if !conversation.forward(message, caller).await {
-        return Err(gone());
-    }
-    let mut waiting = waiting;
-    match answer.await {
-        Ok(answer) => {
-            waiting.key = None;
-            Ok(respond(StatusCode::OK, "application/json", Bytes::from(answer)))
-        }
-        Err(_) => {
-            waiting.key = None;
-            Err(gone())
+impl Requester {
+    fn identity(&self) -> &str {
+        match self {
+            Requester::Verified(principal) => &principal.identity,
+            Requester::Configured(context) => context.identity(),
         }
     }
-}
 
-/// A POST waiting for its answer. Dropped before the answer came (the client went away), it
-/// cancels the request, which stops its statement on the database.
-struct Waiting<'a> {
-    conversation: &'a Conversation,
-    key: Option<String>,
-    id: rmcp::model::RequestId,
-    caller: &'a Caller,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        let Some(key) = self.key.take() else { return };
-        if !self.conversation.router.forget(&key) {
-            return;
-        }
-        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-            "params": {"requestId": self.id.clone().into_json_value(), "reason": "the HTTP request was closed"}});
-        if let Ok(cancel) = serde_json::from_value(cancel) {
-            let conversation = self.conversation.clone();
-            let caller = self.caller.clone();
-            tokio::spawn(async move {
-                conversation.forward(cancel, &caller).await;
-            });
+    fn tenant(&self) -> &str {
+        match self {
+            Requester::Verified(principal) => &principal.tenant,
+            Requester::Configured(context) => context.tenant(),
         }
     }
-}
 
-fn gone() -> Response<Body> {
-    error(StatusCode::INTERNAL_SERVER_ERROR, Value::Null, INVALID_REQUEST, "the session ended before answering")
+    /// Whether `context` stands for this requester exactly: the same identity, tenant, scopes
+    /// and claims, so that a request may run as it rather than as a context of its own.
+    pub(super) fn is_bound_to(&self, context: &SessionContext) -> bool {
+        match self {
+            Requester::Configured(configured) => std::ptr::eq(&**configured, context),
+            Requester::Verified(principal) => {
+                principal.identity == context.identity()
+                    && principal.tenant == context.tenant()
+                    && principal.scopes.iter().map(String::as_str).eq(context.scopes().iter().map(|scope| &**scope))
+                    && principal.claims.iter().map(|(name, value)| (name.as_str(), value.as_str())).eq(context.claims())
+            }
+        }
+    }
+
+    /// The session context a request runs as: `[session]`'s, or one bound for the principal.
+    /// The latter has no expiry of its own: the token is verified on every request, and an MCP
+    /// session outlives the token that opened it as long as each request brings a valid one (a
+    /// refreshed token, say).
+    pub(super) fn bind(&self) -> Result<Arc<SessionContext>, crate::policy::SessionError> {
+        let principal = match self {
+            Requester::Configured(context) => return Ok(Arc::clone(context)),
+            Requester::Verified(principal) => principal,
+        };
+        let mut builder = SessionContext::builder()
+            .identity(&principal.identity)
+            .tenant(&principal.tenant)
+            .scopes(principal.scopes.iter().map(String::as_str));
+        for (name, value) in &principal.claims {
+            builder = builder.claim(name.as_str(), value.as_str());
+        }
+        builder.bind().map(Arc::new)
+    }
 }
 
 fn is_initialize(body: &[u8]) -> bool {
@@ -576,7 +563,12 @@ fn is_initialize(body: &[u8]) -> bool {
         #[serde(borrow)]
         method: Option<std::borrow::Cow<'a, str>>,
     }
-    serde_json::from_slice::<Method<'_>>(body).is_ok_and(|message| message.method.as_deref() == Some("initialize"))
+    // JSON cannot name the method without these letters (an escape would need a backslash):
+    // most bodies need no parse here.
+    let named = memchr::memmem::find(body, b"initialize").is_some() || memchr::memchr(b'\\', body).is_some();
+    named
+        && serde_json::from_slice::<Method<'_>>(body)
+            .is_ok_and(|message| message.method.as_deref() == Some("initialize"))
 }
 
 fn accepts_json(headers: &http::HeaderMap) -> bool {

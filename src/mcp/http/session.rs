@@ -7,20 +7,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rmcp::model::{GetExtensions, JsonRpcMessage};
+use rmcp::model::{CallToolRequestParams, GetExtensions, JsonRpcMessage, RequestId, ServerResult};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::front::{ClientMessage, Lifecycle};
-use super::super::result::{Outputs, ServerMessage, encode};
+use super::super::result::{EncodeError, Outputs, ServerMessage, encode};
 use super::super::{Caller, McpServer};
-use crate::policy::SessionContext;
+use super::Requester;
+use crate::policy::{SessionContext, SessionError};
 use crate::service::Service;
 
 /// How the answers of one rmcp service find their way out: to the POST waiting for that id,
 /// else to the GET stream, else nowhere.
 #[derive(Default)]
 pub(super) struct Router {
-    pending: Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>,
+    /// The requests being answered, by id: each POST's way to its answer.
+    pending: Mutex<HashMap<String, Waiter>>,
     stream: Mutex<Option<mpsc::Sender<Bytes>>>,
     pub(super) lifecycle: Lifecycle,
 }
@@ -30,21 +32,40 @@ pub(super) fn id_key(id: &impl serde::Serialize) -> String {
     serde_json::to_string(id).unwrap_or_default()
 }
 
+/// A POST waiting for its answer.
+struct Waiter {
+    answer: oneshot::Sender<Vec<u8>>,
+    /// Whether the transport answers it itself ([`Conversation::call_tool`]) rather than rmcp.
+    direct: bool,
+}
+
 impl Router {
-    /// Registers a POST waiting for the answer to `key`. `None` if one already waits for it.
-    pub(super) fn expect(&self, key: String) -> Option<oneshot::Receiver<Vec<u8>>> {
+    /// Registers a POST waiting for the answer to `key`, which rmcp gives, or which the
+    /// transport gives itself if `direct` (the receiver then only tells of a cancellation).
+    /// `None` if a request with this id is being answered already.
+    pub(super) fn expect(&self, key: String, direct: bool) -> Option<oneshot::Receiver<Vec<u8>>> {
         let mut pending = self.pending.lock().ok()?;
         if pending.contains_key(&key) {
             return None;
         }
-        let (send, receive) = oneshot::channel();
-        pending.insert(key, send);
+        let (answer, receive) = oneshot::channel();
+        pending.insert(key, Waiter { answer, direct });
         Some(receive)
     }
 
     /// Forgets a POST that no longer waits.
     pub(super) fn forget(&self, key: &str) -> bool {
         self.pending.lock().is_ok_and(|mut pending| pending.remove(key).is_some())
+    }
+
+    /// Cancels the request `key` if the transport is answering it itself: its receiver then
+    /// closes. (rmcp cancels the requests it answers.)
+    pub(super) fn cancel(&self, key: &str) -> bool {
+        let Ok(mut pending) = self.pending.lock() else { return false };
+        if !pending.get(key).is_some_and(|waiter| waiter.direct) {
+            return false;
+        }
+        pending.remove(key).is_some()
     }
 
     fn waiting(&self) -> usize {
@@ -72,7 +93,7 @@ impl Router {
         if let Some(key) = key
             && let Some(waiting) = self.pending.lock().ok().and_then(|mut pending| pending.remove(&key))
         {
-            let _ = waiting.send(message);
+            let _ = waiting.answer.send(message);
             return;
         }
         let stream = self.stream.lock().ok().and_then(|stream| stream.clone());
@@ -109,8 +130,7 @@ impl rmcp::transport::Transport<rmcp::RoleServer> for Channel {
         let encoded = encode(message, &self.outputs).map_err(std::io::Error::other);
         let router = Arc::clone(&self.router);
         async move {
-            let mut bytes = Vec::new();
-            encoded?.write_to(&mut bytes).await?;
+            let bytes = encoded?.to_line();
             router.lifecycle.observe(&bytes);
             router.deliver(key, bytes);
             Ok(())
@@ -135,6 +155,8 @@ pub(super) struct Conversation {
     /// should cost little.
     forward: mpsc::Sender<Box<ClientMessage>>,
     pub(super) router: Arc<Router>,
+    /// The handler rmcp runs, for the calls the transport answers itself.
+    server: McpServer,
 }
 
 impl Conversation {
@@ -156,6 +178,7 @@ impl Conversation {
         let router = Arc::new(router);
         let (forward, incoming) = mpsc::channel(64);
         let server = McpServer::for_http(service, Arc::clone(&outputs));
+        let handler = server.clone();
         let channel = Channel { incoming, outputs, router: Arc::clone(&router) };
         tokio::spawn(async move {
             match server.serve(channel).await {
@@ -165,7 +188,37 @@ impl Conversation {
                 Err(error) => tracing::debug!(%error, "an HTTP MCP session ended before it was initialized"),
             }
         });
-        Conversation { forward, router }
+        Conversation { forward, router, server: handler }
+    }
+
+    /// The protocol revision under which the transport answers a plain `tools/call` itself:
+    /// once the session's `initialize` has settled on one.
+    pub(super) fn answers_calls(&self) -> Option<&str> {
+        self.router.lifecycle.negotiated()
+    }
+
+    /// Answers a `tools/call` of an initialized session on the POST's own task, as rmcp would
+    /// answer it but without the hops through its service loop and the tasks it spawns: the
+    /// same handler ([`McpServer::call`]), the result shaped for the negotiated `revision` as
+    /// rmcp's request handler shapes it, and the one result encoder. Dropped before it is
+    /// answered, the call is dropped, which stops its statement on the database.
+    pub(super) async fn call_tool(
+        &self,
+        id: RequestId,
+        params: CallToolRequestParams,
+        caller: &Caller,
+        revision: &str,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let (session, origin) = self.server.caller_of(Some(caller), &id);
+        let mut result = ServerResult::CallToolResult(self.server.call(params, session, origin).await);
+        if revision >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str() {
+            result.fill_missing_cache_hints();
+        } else {
+            result.strip_result_type_for_legacy_peer();
+            result.strip_non_object_output_for_legacy_peer();
+        }
+        let message: ServerMessage = JsonRpcMessage::response(result, id);
+        Ok(encode(message, self.server.outputs())?.to_line())
     }
 
     /// Hands a checked message to rmcp, as `caller`. `false` if the service has ended.
@@ -190,23 +243,26 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// Whether `context` is the principal the session was opened by.
-    pub(super) fn is_owned_by(&self, context: &SessionContext) -> bool {
-        *self.owner.0 == *context.identity() && *self.owner.1 == *context.tenant()
+    /// Whether `identity` of `tenant` is the principal the session was opened by.
+    pub(super) fn is_owned_by(&self, identity: &str, tenant: &str) -> bool {
+        *self.owner.0 == *identity && *self.owner.1 == *tenant
     }
 
-    /// The caller of a request on this session: the session's own context, unless the token's
-    /// scopes have changed since (a refreshed token), in which case the new one is kept.
-    pub(super) fn caller(&self, context: Arc<SessionContext>) -> Caller {
-        let session = match self.context.lock() {
-            Ok(held) if held.scopes() == context.scopes() => Arc::clone(&held),
-            Ok(mut held) => {
-                *held = Arc::clone(&context);
-                context
-            }
-            Err(_) => context,
-        };
-        Caller { session, mcp_session: Some(Arc::clone(&self.id)) }
+    /// The caller of a request on this session by `requester` (its owner): the session's own
+    /// context while the token stands for exactly what it was bound from; a context bound anew,
+    /// and kept, once its scopes or claims have changed (a refreshed token, say).
+    pub(super) fn caller(&self, requester: &Requester) -> Result<Caller, SessionError> {
+        let mut held = self.context.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !requester.is_bound_to(&held) {
+            *held = requester.bind()?;
+        }
+        Ok(Caller { session: Arc::clone(&held), mcp_session: Some(Arc::clone(&self.id)) })
+    }
+
+    /// The caller of the request that opened the session: the context it was opened with.
+    pub(super) fn caller_as_opened(&self) -> Caller {
+        let held = self.context.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Caller { session: Arc::clone(&held), mcp_session: Some(Arc::clone(&self.id)) }
     }
 
     /// Marks a request begun; the guard marks it ended.
