@@ -5,6 +5,7 @@ on every request, and optionally DBHub over its HTTP transport, side by side in 
     python3 benches/e2e_http.py                            # sqlwarden alone
     python3 benches/e2e_http.py --dbhub /tmp/dbhub/node_modules/@bytebase/dbhub/dist/index.js
     python3 benches/e2e_http.py --no-build --n 3000 --concurrency 16
+    python3 benches/e2e_http.py --baseline /tmp/sqlwarden-base --rounds 3 --concurrency 1 --concurrency 16
 
 It builds the release binary, loads the PostgreSQL fixtures of benches/e2e.py (`customers`:
 10,000 rows; `orders`: 100,000), and serves them over HTTP with `[auth]` reading the test JWKS
@@ -17,6 +18,9 @@ connections, each with its own MCP session, driven by one client thread with a s
 table gives calls/s, p50/p99 latency as the client saw it, the server's CPU time per call (from
 /proc/PID/stat) and its peak RSS (VmHWM). Then `--idle-sessions` sessions (1,000) are opened on a fresh sqlwarden
 and left idle, and its resident memory is read.
+
+With `--baseline OTHER_BINARY`, the release binary and that one (another commit's build) serve
+the same cases in turn, `--rounds` times each, and the table gives each one's medians.
 
 The client is Python (raw sockets and a selector): on this 2-core machine it competes with the
 server for CPU, so calls/s and latency are a floor for both servers alike; the CPU per call is
@@ -294,6 +298,8 @@ def main():
     parser.add_argument("--idle-sessions", type=int, default=1000)
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--baseline", help="another sqlwarden binary to run side by side, in turn")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each binary per case, with --baseline")
     options = parser.parse_args()
     if not options.no_build:
         e2e.run(["cargo", "build", "--release", "--quiet", "--bin", "sqlwarden"], cwd=ROOT)
@@ -301,6 +307,12 @@ def main():
     directory = tempfile.mkdtemp(prefix="sqlwarden-http-bench-")
     print("loading PostgreSQL fixtures…", file=sys.stderr)
     url, _ = e2e.load_postgres()
+    if options.baseline:
+        try:
+            return side_by_side(options, binary, url, directory)
+        finally:
+            if not options.keep:
+                e2e.drop_postgres()
     rows = []
     try:
         for name, query in [("point query", e2e.POINT), ("1,000 rows", e2e.ROWS)]:
@@ -329,6 +341,36 @@ def main():
               f"{r['cpu_us_per_call']} | {r['peak_rss_mib']} | {r['errors']} |")
     print(f"\nsqlwarden with {options.idle_sessions} idle sessions: RSS {round(rss / 1024, 1)} MiB, "
           f"peak {round(hwm / 1024, 1)} MiB")
+    return 1 if failed else 0
+
+
+def side_by_side(options, binary, url, directory):
+    """Each case with the baseline and the release binary in turn, `rounds` times: the medians."""
+    import statistics
+    runs = {}
+    for name, query in [("point query", e2e.POINT), ("1,000 rows", e2e.ROWS)]:
+        for concurrency in options.concurrency or [1, 16, 64]:
+            for round_ in range(options.rounds):
+                for label, path in [("baseline", options.baseline), ("this build", binary)]:
+                    server = start_sqlwarden(path, url, directory)
+                    try:
+                        print(f"{label}: {name}, {concurrency} in flight, round {round_ + 1}…", file=sys.stderr)
+                        runs.setdefault((name, concurrency, label), []).append(
+                            run_case(server, query, concurrency, options.n, options.warmup))
+                    finally:
+                        server.stop()
+    print("| query | in flight | calls/s before | calls/s after | p50 µs before | p50 µs after "
+          "| CPU µs/call before | CPU µs/call after | CPU change |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    failed = False
+    for name, concurrency in dict.fromkeys((n, c) for n, c, _ in runs):
+        before, after = runs[(name, concurrency, "baseline")], runs[(name, concurrency, "this build")]
+        failed |= any(r["errors"] for r in before + after)
+        median = lambda rs, key: statistics.median(r[key] for r in rs)  # noqa: E731
+        cpu_before, cpu_after = median(before, "cpu_us_per_call"), median(after, "cpu_us_per_call")
+        print(f"| {name} | {concurrency} | {median(before, 'calls_per_s'):.0f} | {median(after, 'calls_per_s'):.0f} "
+              f"| {median(before, 'p50_us'):.0f} | {median(after, 'p50_us'):.0f} | {cpu_before:.1f} | {cpu_after:.1f} "
+              f"| {(cpu_after - cpu_before) / cpu_before * 100:+.1f} % |")
     return 1 if failed else 0
 
 
