@@ -589,6 +589,39 @@ fn a_session_outlives_the_token_that_opened_it() {
     assert_eq!(result["structuredContent"]["rows"], json!([[1]]), "{result}");
 }
 
+/// On one session, each call runs as the token it came with: a refreshed token that gained a
+/// scope gets the grant that needs it, and one without it is refused again. Calls made with the
+/// same token run as one session context: they are audited under one session id.
+#[test]
+fn a_refreshed_tokens_scopes_apply_on_the_same_session() {
+    let server = Server::start();
+    let plain = rs256(&claims(&server, "alice", "acme"));
+    let session = server.initialize(&plain);
+    let refused = server.call(&plain, &session, "describe_table", json!({"table": "notes"}));
+    assert_eq!(refused["structuredContent"]["code"], json!("UNAUTHORIZED"), "{refused}");
+    let mut wider = claims(&server, "alice", "acme");
+    wider["scope"] = json!("sql.describe");
+    let wider = rs256(&wider);
+    let described = server.call(&wider, &session, "describe_table", json!({"table": "notes"}));
+    assert_ne!(described["isError"], json!(true), "{described}");
+    let refused = server.call(&plain, &session, "describe_table", json!({"table": "notes"}));
+    assert_eq!(refused["structuredContent"]["code"], json!("UNAUTHORIZED"), "{refused}");
+    let first = server.call(&plain, &session, "query_read", json!({"query": "SELECT id FROM notes"}));
+    let second = server.call(&plain, &session, "query_read", json!({"query": "SELECT id FROM notes"}));
+    assert_eq!(
+        (&first["structuredContent"]["rows"], &second["structuredContent"]["rows"]),
+        (&json!([[1]]), &json!([[1]]))
+    );
+    let reads: Vec<Value> = server
+        .audit_lines()
+        .into_iter()
+        .filter(|line| line["tool"] == "query_read" && line["stage"] == "execute" && line["decision"] == "allow")
+        .map(|line| line["session_id"].clone())
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(reads[0].is_string() && reads[0] == reads[1], "one session context for one token: {reads:?}");
+}
+
 /// A client that sends its headers too slowly is cut off, and the server goes on serving.
 #[test]
 fn a_slow_client_is_cut_off_at_the_header_read_timeout() {
