@@ -2,6 +2,7 @@
 //! boundary, unknown tool names included; `tools/list` shows only the tools the session is
 //! granted in the server's mode.
 
+mod armed;
 mod front;
 mod http;
 mod result;
@@ -107,6 +108,30 @@ impl McpServer {
             })
             .collect()
     }
+
+    /// Runs one `tools/call` through the boundary as `session`: the one handler of tool calls.
+    /// rmcp calls it (through [`ServerHandler::call_tool`]); the HTTP transport calls it
+    /// directly for a session's calls (see `http::session`). The output is held in the
+    /// handler's [`Outputs`] for the result encoder.
+    pub(crate) async fn call(
+        &self,
+        request: CallToolRequestParams,
+        session: Option<Arc<SessionContext>>,
+        origin: Origin,
+    ) -> CallToolResult {
+        let arguments = request.arguments.map_or_else(|| json!({}), Value::Object);
+        match self.service.call_as(origin, session, &request.name, arguments).await {
+            Ok(output) => self.outputs.hold(output),
+            Err(denial) => {
+                CallToolResult::structured_error(json!({"code": denial.code(), "message": denial.message()}))
+            }
+        }
+    }
+
+    /// Where the outputs of this handler's calls wait for the result encoder.
+    pub(crate) fn outputs(&self) -> &Outputs {
+        &self.outputs
+    }
 }
 
 impl ServerHandler for McpServer {
@@ -140,31 +165,5 @@ impl ServerHandler for McpServer {
             result = self.call(request, session, origin) => Ok(result.into()),
             () = context.ct.cancelled() => Err(McpError::internal_error("the request was cancelled", None)),
         }
-    }
-}
-
-impl McpServer {
-    /// Runs one `tools/call` through the boundary as `session`: the one handler of tool calls.
-    /// rmcp calls it (through [`ServerHandler::call_tool`]); the HTTP transport calls it
-    /// directly for a session's calls (see `http::session`). The output is held in the
-    /// handler's [`Outputs`] for the result encoder.
-    pub(crate) async fn call(
-        &self,
-        request: CallToolRequestParams,
-        session: Option<Arc<SessionContext>>,
-        origin: Origin,
-    ) -> CallToolResult {
-        let arguments = request.arguments.map_or_else(|| json!({}), Value::Object);
-        match self.service.call_as(origin, session, &request.name, arguments).await {
-            Ok(output) => self.outputs.hold(output),
-            Err(denial) => {
-                CallToolResult::structured_error(json!({"code": denial.code(), "message": denial.message()}))
-            }
-        }
-    }
-
-    /// Where the outputs of this handler's calls wait for the result encoder.
-    pub(crate) fn outputs(&self) -> &Outputs {
-        &self.outputs
     }
 }

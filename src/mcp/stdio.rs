@@ -50,7 +50,7 @@ where
     });
     let (forward, incoming) = mpsc::channel(64);
     let activity = Arc::new(Notify::new());
-    let armed = tokio::spawn(keep_a_timer_armed(Arc::clone(&activity)));
+    let armed = tokio::spawn(super::armed::keep_a_timer_armed(Arc::clone(&activity)));
     let reader = tokio::spawn(read_client(input, forward, Arc::clone(&output), lifecycle, activity));
     match server.serve(Channel { incoming, output: Arc::clone(&output), outputs }).await {
         Ok(running) => {
@@ -65,30 +65,6 @@ where
     armed.abort();
     let _ = reader.await;
     output.shutdown().await
-}
-
-/// How long the timer [`keep_a_timer_armed`] keeps is set for: no longer than the least time
-/// any read gives its client-side deadline beyond its own timeout (the adapters' grace).
-const ARMED_FOR: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Keeps a timer armed while messages keep coming. tokio's timer wakes its own event loop (an
-/// eventfd write, then one more turn of the loop) whenever a timer is set to fire before every
-/// timer already armed; each read sets a deadline, so with none armed each call paid for that
-/// wake. One armed timer due no later than any read's deadline spares them. It is re-armed
-/// while messages arrive and lapses after a quiet period, so an idle server does not wake.
-/// Only a cost depends on it: a deadline set before it fires still wakes the loop, as before.
-async fn keep_a_timer_armed(activity: Arc<Notify>) {
-    use futures_util::FutureExt as _;
-    loop {
-        activity.notified().await;
-        loop {
-            tokio::time::sleep(ARMED_FOR).await;
-            // Another period only if a message came during this one.
-            if activity.notified().now_or_never().is_none() {
-                break;
-            }
-        }
-    }
 }
 
 /// The one writer of the output: whole lines, one at a time, so replies never interleave.

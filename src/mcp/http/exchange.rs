@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
+use rmcp::model::{ClientNotification, ClientRequest, JsonRpcMessage, JsonRpcNotification, JsonRpcRequest};
 use serde_json::{Value, json};
 
 use super::session::{self, Conversation, id_key};
@@ -28,7 +29,6 @@ pub(super) async fn exchange(
             return Ok(jsonrpc_error(line));
         }
     };
-    use rmcp::model::{ClientNotification, ClientRequest, JsonRpcMessage, JsonRpcNotification, JsonRpcRequest};
     let message = match message {
         JsonRpcMessage::Request(JsonRpcRequest { id, request: ClientRequest::CallToolRequest(call), .. })
             if is_plain(&call.params)

@@ -66,6 +66,8 @@ pub struct HttpServer {
     hosts: Vec<String>,
     /// `[http] allowed_hosts`, lower case.
     allowed_hosts: Vec<String>,
+    /// Told of every request, to keep a timer armed (see [`keep_a_timer_armed`](super::armed::keep_a_timer_armed)).
+    activity: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -119,6 +121,7 @@ impl HttpServer {
             metadata_paths: [METADATA_PATH.to_owned(), format!("{METADATA_PATH}{}", config.path)],
             hosts: host_names(&config.listen, &resource),
             allowed_hosts: config.allowed_hosts.iter().map(|host| host.to_ascii_lowercase()).collect(),
+            activity: Arc::default(),
             config,
             verifier,
             sessions,
@@ -131,6 +134,7 @@ impl HttpServer {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut stop = super::stop::Stop::new();
         let reaper = tokio::spawn(reap(Arc::clone(&self)));
+        let armed = tokio::spawn(super::armed::keep_a_timer_armed(Arc::clone(&self.activity)));
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -164,6 +168,7 @@ impl HttpServer {
         }
         drop(listener);
         reaper.abort();
+        armed.abort();
         // Event streams would hold their connections open: end them with their sessions.
         self.sessions.close_all();
         tracing::info!("asked to stop: finishing the requests in flight");
@@ -172,6 +177,7 @@ impl HttpServer {
     }
 
     async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Body> {
+        self.activity.notify_one();
         if let Err(refusal) = self.guard(&request) {
             return refusal;
         }
