@@ -290,7 +290,8 @@ mod tests {
         pg.validate_write("DELETE FROM notes WHERE id = $1", 1, false).expect("delete");
         pg.validate_write("DELETE FROM notes", 0, true).expect("unbounded, when allowed");
         let mysql = validator(SqlDialect::MySql);
-        mysql.validate_write("UPDATE notes SET body = ? WHERE id = ?", 2, false).expect("mysql");
+        let update = mysql.validate_write("UPDATE notes SET body = ? WHERE id = ?", 2, false).expect("mysql");
+        assert_eq!(update.dialect(), SqlDialect::MySql);
         let sqlite = validator(SqlDialect::Sqlite);
         sqlite
             .validate_write("INSERT INTO notes (body) SELECT name FROM people WHERE id = ?", 1, false)
@@ -340,5 +341,98 @@ mod tests {
             let denial = pg.validate_write(sql, params, false).expect_err(sql);
             assert_eq!(denial.code(), DenialCode::ColumnDenied, "{sql}: {}", denial.message());
         }
+    }
+
+    #[test]
+    fn upserts_and_tuple_assignments_count_their_targets_as_written() {
+        let pg = validator(SqlDialect::Postgres);
+        for sql in [
+            "UPDATE people SET (ssn, card) = ($1, $2) WHERE id = $3",
+            "INSERT INTO people (name, ssn) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET ssn = $3",
+        ] {
+            pg.validate_write(sql, 3, false).unwrap_or_else(|denial| panic!("{sql}: {}", denial.message()));
+        }
+        let mysql = validator(SqlDialect::MySql);
+        mysql
+            .validate_write("INSERT INTO people (name, ssn) VALUES (?, ?) ON DUPLICATE KEY UPDATE ssn = ?", 3, false)
+            .expect("a ruled column written on a duplicate key");
+        // A conflict target is a read of the column: which rows already hold a value shows.
+        let denial = pg
+            .validate_write("INSERT INTO people (ssn) VALUES ($1) ON CONFLICT (ssn) DO NOTHING", 1, false)
+            .expect_err("the conflict target reads ssn");
+        assert_eq!(denial.code(), DenialCode::ColumnDenied);
+        let denial = mysql
+            .validate_write("INSERT INTO people (name) VALUES (?) ON DUPLICATE KEY UPDATE name = card", 1, false)
+            .expect_err("the update reads card");
+        assert_eq!(denial.message(), "column card of shop.people is masked: a write tool may write it, never read it");
+        let denial = pg.validate_write("UPDATE people SET name = ssn WHERE id = 1", 0, false).expect_err("reads ssn");
+        assert_eq!(denial.message(), "column ssn of public.people is denied: a write tool may write it, never read it");
+    }
+
+    #[test]
+    fn an_unbounded_update_is_accepted_only_when_allowed() {
+        let pg = validator(SqlDialect::Postgres);
+        let update = pg.validate_write("UPDATE notes SET body = $1", 1, true).expect("allowed");
+        assert_eq!(update.sql(), r#"UPDATE "public"."notes" SET body = $1"#);
+        assert!(pg.validate_write("UPDATE notes SET body = $1", 1, false).is_err());
+    }
+
+    #[test]
+    fn a_write_names_each_table_once_and_has_a_fingerprint_of_its_shape() {
+        let pg = validator(SqlDialect::Postgres);
+        let write = pg
+            .validate_write(
+                "INSERT INTO notes (body) SELECT body FROM notes WHERE id IN (SELECT id FROM notes)",
+                0,
+                false,
+            )
+            .expect("accepted");
+        assert_eq!(write.tables().len(), 1, "{:?}", write.tables());
+        assert_eq!(write.tables()[0].to_string(), "public.notes");
+        assert_eq!(write.dialect(), SqlDialect::Postgres);
+        let first = pg.validate_write("UPDATE notes SET body = 'a' WHERE id = 1", 0, false).expect("accepted");
+        let second = pg.validate_write("UPDATE notes SET body = 'b' WHERE id = 2", 0, false).expect("accepted");
+        let other = pg.validate_write("DELETE FROM notes WHERE id = 1", 0, false).expect("accepted");
+        assert_eq!(first.fingerprint(), second.fingerprint(), "literals do not change the shape");
+        assert_ne!(first.fingerprint(), other.fingerprint());
+        assert_eq!(first.fingerprint().len(), 64, "{}", first.fingerprint());
+    }
+
+    #[test]
+    fn clauses_the_gate_does_not_know_are_refused() {
+        let mysql = validator(SqlDialect::MySql);
+        let denial = mysql
+            .validate_write("INSERT INTO notes PARTITION (p0) VALUES (?)", 1, false)
+            .expect_err("a partition clause");
+        assert!(denial.message().contains("not supported"), "{}", denial.message());
+    }
+
+    /// On a thread with a small stack the gate moves to a stack of its own, as a query's does.
+    #[test]
+    fn a_deep_write_is_validated_on_a_small_stack() {
+        let deep = format!("UPDATE notes SET body = {}1 WHERE id = 1", "1+".repeat(SqlValidator::MAX_TOKENS / 2 - 10));
+        std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || {
+                let write = validator(SqlDialect::Postgres).validate_write(&deep, 0, false);
+                assert!(write.is_ok(), "{:?}", write.map(|_| ()).map_err(|denial| denial.message().to_owned()));
+            })
+            .expect("spawn")
+            .join()
+            .expect("no overflow on a 128 KiB stack");
+    }
+
+    #[test]
+    fn the_amplification_guard_holds_for_writes() {
+        let pg = validator(SqlDialect::Postgres);
+        let denial = pg
+            .validate_write("UPDATE notes SET body = repeat('x', 100000000) WHERE id = 1", 0, false)
+            .expect_err("a constant amplification over the budget is refused when the config is read");
+        assert_eq!(denial.code(), DenialCode::QueryRejected);
+        pg.validate_write("UPDATE notes SET body = repeat('x', 10) WHERE id = 1", 0, false).expect("small");
+        let write = pg.validate_write("UPDATE notes SET body = repeat('x', $1) WHERE id = $2", 2, false).expect("ok");
+        let params = |count: f64| [super::super::ParamValue::Number(count), super::super::ParamValue::Number(1.0)];
+        assert!(write.check_params(&params(10.0), 8_000_000).is_ok());
+        assert!(write.check_params(&params(1e8), 8_000_000).is_err());
     }
 }
