@@ -176,24 +176,57 @@ fn parsed(value: Value) -> Check {
         _ => None,
     };
     match serde_json::from_value::<ClientMessage>(value) {
-        Ok(message) => Check::Forward(Box::new(message)),
-        Err(error) => match request {
-            Some((id, method)) => {
-                // serde quotes the offending value: keep the message short.
-                let mut reason = error.to_string();
-                if let Some((cut, _)) = reason.char_indices().nth(200) {
-                    reason.truncate(cut);
-                    reason.push('…');
-                }
+        Ok(message) => match misfit(&message) {
+            Some(reason) => {
+                let (id, method) = request.unwrap_or_default();
                 Check::Reply(error_line(
                     echoable(Some(&id)),
                     INVALID_PARAMS,
                     &format!("Invalid params for {method}: {reason}"),
                 ))
             }
+            None => Check::Forward(Box::new(message)),
+        },
+        Err(error) => match request {
+            Some((id, method)) => Check::Reply(error_line(
+                echoable(Some(&id)),
+                INVALID_PARAMS,
+                &format!("Invalid params for {method}: {}", short(error.to_string())),
+            )),
             None => Check::Drop,
         },
     }
+}
+
+/// Why a request for a method this server answers did not fit that method's params, if it did
+/// not. rmcp's request type is an untagged enum ending with a custom request, which takes any
+/// method: a `tools/call` without a name, say, lands there and would be answered as an unknown
+/// method (-32601), where its params are what is wrong.
+fn misfit(message: &ClientMessage) -> Option<String> {
+    use rmcp::model::{
+        CallToolRequestMethod, CallToolRequestParams, ClientRequest, ConstString, InitializeRequestParams,
+        InitializeResultMethod, JsonRpcMessage, JsonRpcRequest, ListToolsRequestMethod, PaginatedRequestParams,
+    };
+    let JsonRpcMessage::Request(JsonRpcRequest { request: ClientRequest::CustomRequest(custom), .. }) = message else {
+        return None;
+    };
+    let params = custom.params.clone().unwrap_or(Value::Null);
+    let fits = match custom.method.as_str() {
+        CallToolRequestMethod::VALUE => serde_json::from_value::<CallToolRequestParams>(params).map(drop),
+        ListToolsRequestMethod::VALUE => serde_json::from_value::<Option<PaginatedRequestParams>>(params).map(drop),
+        InitializeResultMethod::VALUE => serde_json::from_value::<InitializeRequestParams>(params).map(drop),
+        _ => return None,
+    };
+    Some(short(fits.err().map_or_else(|| "they do not fit the method".to_owned(), |error| error.to_string())))
+}
+
+/// serde's reason, which quotes the offending value, cut to 200 characters.
+fn short(mut reason: String) -> String {
+    if let Some((cut, _)) = reason.char_indices().nth(200) {
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
 }
 
 /// A plain `tools/call` (an id, a tool's name, its arguments, nothing else) as rmcp's type,
@@ -362,6 +395,48 @@ mod tests {
         assert_eq!(again.expect("answered")["error"]["message"], json!("the session is already initialized"));
     }
 
+    /// rmcp's request type takes a known method whose params do not fit as a custom request,
+    /// which it would answer as an unknown method: the front layer answers -32602 with the
+    /// reason and the id. An unknown method still goes to rmcp (-32601).
+    #[test]
+    fn a_known_method_whose_params_do_not_fit_is_invalid_params_not_an_unknown_method() {
+        let initialized = &Lifecycle::default();
+        initialized.forwarding_initialize(&json!(0));
+        initialized.observe(br#"{"jsonrpc": "2.0", "id": 0, "result": {}}"#);
+        for (line, reason) in [
+            (
+                r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"arguments": {}}}"#,
+                "missing field `name`",
+            ),
+            (r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}}"#, "expected a string"),
+            (
+                r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "q", "arguments": [1]}}"#,
+                "map",
+            ),
+            (r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/call"}"#, "CallToolRequestParams"),
+        ] {
+            let reply = reply_of(line, initialized).unwrap_or_else(|| panic!("{line}: answered"));
+            assert_eq!(
+                (reply["id"].clone(), reply["error"]["code"].clone()),
+                (json!(1), json!(INVALID_PARAMS)),
+                "{line}"
+            );
+            let message = reply["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with("Invalid params for ") && message.contains(reason), "{line}: {message}");
+        }
+        let fresh = &Lifecycle::default();
+        let reply =
+            reply_of(r#"{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"capabilities": {}}}"#, fresh);
+        let message = reply.expect("answered")["error"]["message"].clone();
+        assert_eq!(message, json!("Invalid params for initialize: missing field `protocolVersion`"));
+        for forwarded in [
+            r#"{"jsonrpc": "2.0", "id": 1, "method": "foo/bar", "params": {"x": 1}}"#,
+            r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "q", "arguments": {"a": 1}}}"#,
+        ] {
+            assert!(reply_of(forwarded, initialized).is_none(), "{forwarded}: forwarded to rmcp");
+        }
+    }
+
     #[test]
     fn only_initialize_and_ping_pass_before_an_initialize_succeeds() {
         let lifecycle = Lifecycle::default();
@@ -370,13 +445,19 @@ mod tests {
         let notification = br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#;
         assert!(matches!(check(notification, &lifecycle), Check::Drop));
         assert!(matches!(check(br#"{"jsonrpc": "2.0", "id": 1, "method": "ping"}"#, &lifecycle), Check::Forward(_)));
-        let initialize = br#"{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {}}"#;
+        // An initialize whose params do not fit is refused here; the gate stays closed.
+        let unfit = reply_of(r#"{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {}}"#, &lifecycle);
+        assert_eq!(unfit.expect("answered")["error"]["code"], json!(INVALID_PARAMS));
+        assert!(!lifecycle.is_initialized());
+        let initialize = br#"{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"protocolVersion": "0",
+            "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}}"#;
         assert!(matches!(check(initialize, &lifecycle), Check::Forward(_)));
         // rmcp refuses it: the gate stays closed, and a notification still cannot end the session.
         lifecycle.observe(br#"{"jsonrpc": "2.0", "id": 2, "error": {"code": -32602, "message": "bad"}}"#);
         assert!(!lifecycle.is_initialized());
         assert!(matches!(check(notification, &lifecycle), Check::Drop));
-        let retry = br#"{"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {}}"#;
+        let retry = br#"{"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {"protocolVersion": "0",
+            "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}}"#;
         assert!(matches!(check(retry, &lifecycle), Check::Forward(_)));
         lifecycle.observe(br#"{"jsonrpc": "2.0", "id": 99, "result": {}}"#);
         assert!(!lifecycle.is_initialized(), "only the answer to the initialize counts");
