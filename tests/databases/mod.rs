@@ -1166,6 +1166,11 @@ pub fn declared_tools_config(url: &str, dialect: sqlwarden::sql::SqlDialect, rea
         _ => "?".to_owned(),
     };
     let (p1, p2, p3, p4) = (p(1), p(2), p(3), p(4));
+    // A size-amplifying call whose count is a param: the guard can only check it on each call.
+    let pad = match dialect {
+        sqlwarden::sql::SqlDialect::Sqlite => format!("printf('%.*c', {p1}, 'x')"),
+        _ => format!("repeat('x', {p1})"),
+    };
     let mut text = format!(
         r#"[database]
 url = "{url}"
@@ -1275,9 +1280,28 @@ type = "string"
 name = "priority"
 type = "integer"
 enum = [1, 2, 3]
+
+[[tools]]
+name = "pad_title"
+description = "Pads one of your tenant's tickets' title: its count is checked on each call."
+access = "write"
+statement = "UPDATE tickets SET title = {pad} WHERE id = {p2} AND tenant = {p3}"
+max_affected_rows = 1
+[[tools.params]]
+name = "count"
+type = "integer"
+[[tools.params]]
+name = "id"
+type = "integer"
+[[tools.params]]
+name = "tenant"
+type = "string"
+from_claim = "tenant"
 "#
     );
-    for tool in ["query_read", "my_tickets", "due_before", "regional", "team_tickets", "retitle", "open_ticket"] {
+    for tool in
+        ["query_read", "my_tickets", "due_before", "regional", "team_tickets", "retitle", "open_ticket", "pad_title"]
+    {
         text.push_str(&format!("[[grants]]\ntool = \"{tool}\"\n"));
     }
     text
@@ -1373,6 +1397,12 @@ pub async fn exercise_declared_tools(url: &str, dialect: sqlwarden::sql::SqlDial
             [100, "acme", "fresh"]
         ])
     );
+
+    // A write's params pass the amplification guard on each call, before anything runs.
+    let before = tickets().await;
+    let padded = call("pad_title", json!({"count": 100_000_000, "id": 1})).await.expect_err("over the byte cap");
+    assert_eq!(padded.code(), DenialCode::QueryRejected, "{}", padded.message());
+    assert_eq!(tickets().await, before, "nothing was changed");
 
     // Read-only: the write tools are hidden and refused; the reads still run.
     let reader = service(true);
