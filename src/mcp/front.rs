@@ -201,11 +201,12 @@ fn parsed(value: Value) -> Check {
 /// Why a request for a method this server answers did not fit that method's params, if it did
 /// not. rmcp's request type is an untagged enum ending with a custom request, which takes any
 /// method: a `tools/call` without a name, say, lands there and would be answered as an unknown
-/// method (-32601), where its params are what is wrong.
+/// method (-32601), where its params are what is wrong. (rmcp takes any `tools/list` params
+/// that are an object.)
 fn misfit(message: &ClientMessage) -> Option<String> {
     use rmcp::model::{
         CallToolRequestMethod, CallToolRequestParams, ClientRequest, ConstString, InitializeRequestParams,
-        InitializeResultMethod, JsonRpcMessage, JsonRpcRequest, ListToolsRequestMethod, PaginatedRequestParams,
+        InitializeResultMethod, JsonRpcMessage, JsonRpcRequest,
     };
     let JsonRpcMessage::Request(JsonRpcRequest { request: ClientRequest::CustomRequest(custom), .. }) = message else {
         return None;
@@ -213,7 +214,6 @@ fn misfit(message: &ClientMessage) -> Option<String> {
     let params = custom.params.clone().unwrap_or(Value::Null);
     let fits = match custom.method.as_str() {
         CallToolRequestMethod::VALUE => serde_json::from_value::<CallToolRequestParams>(params).map(drop),
-        ListToolsRequestMethod::VALUE => serde_json::from_value::<Option<PaginatedRequestParams>>(params).map(drop),
         InitializeResultMethod::VALUE => serde_json::from_value::<InitializeRequestParams>(params).map(drop),
         _ => return None,
     };
