@@ -550,6 +550,138 @@ mod tests {
         assert_eq!(verifier.verify(&token).await, Err(Rejection::Invalid("exp: the token has expired")));
     }
 
+    /// Seconds since 1970 now.
+    fn now() -> u64 {
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs()
+    }
+
+    /// A token with this header algorithm and `kid`, signed with the test key `key`.
+    fn signed(algorithm: Algorithm, kid: &str, key: &str, claims: &Value) -> String {
+        let pem = std::fs::read(fixture(key)).expect("the test key");
+        let encoding = match family(algorithm) {
+            Some(Family::Ec) => EncodingKey::from_ec_pem(&pem).expect("PEM"),
+            _ => EncodingKey::from_rsa_pem(&pem).expect("PEM"),
+        };
+        let mut header = Header::new(algorithm);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, &encoding).expect("signed")
+    }
+
+    fn valid_claims() -> Value {
+        serde_json::json!({"iss": "https://idp.test", "aud": AUDIENCE, "sub": "alice", "exp": now() + 600})
+    }
+
+    /// A remembered token is held to `exp` and `nbf` exactly as `jsonwebtoken` holds a new one:
+    /// expired once `exp < now - leeway`, not valid yet while `nbf > now + leeway`.
+    #[tokio::test]
+    async fn a_remembered_token_is_held_to_exp_and_nbf_with_the_leeway() {
+        let verifier =
+            JwtVerifier::new(settings(JwksSource::File(fixture("jwks.json")), Duration::ZERO)).await.expect("the JWKS");
+        let principal = verifier.verify(&token("rsa-1", "rsa.pem")).await.expect("valid");
+        let leeway = verifier.settings().leeway.as_secs();
+        let check = |exp: i64, nbf: Option<i64>| loop {
+            // Within one second of the clock, so that `now` is the verifier's too.
+            let at = now();
+            let from_now = |offset: i64| at.checked_add_signed(offset).expect("a time after 1970");
+            let verified = Verified { principal: principal.clone(), exp: from_now(exp), nbf: nbf.map(from_now) };
+            let outcome = verifier.in_time(verified).map(|_| ());
+            if now() == at {
+                break outcome;
+            }
+        };
+        let (expired, early) = (
+            Err(Rejection::Invalid("exp: the token has expired")),
+            Err(Rejection::Invalid("nbf: the token is not valid yet")),
+        );
+        let leeway = i64::try_from(leeway).expect("a small leeway");
+        assert_eq!(check(600, None), Ok(()));
+        assert_eq!(check(-leeway, None), Ok(()), "exp within the leeway");
+        assert_eq!(check(-leeway - 1, None), expired);
+        assert_eq!(check(-3600, None), expired);
+        assert_eq!(check(600, Some(-3600)), Ok(()));
+        assert_eq!(check(600, Some(leeway)), Ok(()), "nbf within the leeway");
+        assert_eq!(check(600, Some(leeway + 1)), early);
+        assert_eq!(check(600, Some(3600)), early);
+    }
+
+    /// A JWK pinned to an algorithm of another family than its key is left out of the set, and
+    /// a token whose header names an algorithm its key is not pinned to is refused, even when
+    /// its signature holds for that algorithm.
+    #[tokio::test]
+    async fn a_key_and_a_token_must_agree_on_the_algorithm() {
+        let misfit = std::fs::read_to_string(fixture("jwks.json")).expect("JWKS").replacen("\"RS256\"", "\"ES256\"", 1);
+        let set = KeySet::parse(misfit.as_bytes()).expect("the EC key is kept");
+        assert!(
+            !set.0.contains_key("rsa-1") && set.0.contains_key("ec-1"),
+            "only the RSA key pinned to ES256 is left out"
+        );
+
+        let mut all = settings(JwksSource::File(fixture("jwks.json")), Duration::ZERO);
+        all.algorithms = vec![Algorithm::RS256, Algorithm::PS256, Algorithm::ES256];
+        let verifier = JwtVerifier::new(all).await.expect("the JWKS");
+        let claims = valid_claims();
+        verifier.verify(&signed(Algorithm::RS256, "rsa-1", "rsa.pem", &claims)).await.expect("RS256 by rsa-1");
+        verifier.verify(&signed(Algorithm::ES256, "ec-1", "ec.pem", &claims)).await.expect("ES256 by ec-1");
+        let misfit = Err(Rejection::Invalid("the token's algorithm does not fit its key"));
+        // rsa-1 signs PS256 as well as RS256, but its JWK pins it to RS256.
+        assert_eq!(verifier.verify(&signed(Algorithm::PS256, "rsa-1", "rsa.pem", &claims)).await.map(|_| ()), misfit);
+        assert_eq!(verifier.verify(&signed(Algorithm::ES256, "rsa-1", "ec.pem", &claims)).await.map(|_| ()), misfit);
+        assert_eq!(verifier.verify(&signed(Algorithm::RS256, "ec-1", "rsa.pem", &claims)).await.map(|_| ()), misfit);
+    }
+
+    /// Each failed check is named, for the log: the signature, `iss`, `aud`, `exp`, `nbf`, a
+    /// missing claim.
+    #[tokio::test]
+    async fn each_refusal_names_the_check_that_failed() {
+        let verifier =
+            JwtVerifier::new(settings(JwksSource::File(fixture("jwks.json")), Duration::ZERO)).await.expect("the JWKS");
+        let with = |change: &dyn Fn(&mut Value)| {
+            let mut claims = valid_claims();
+            change(&mut claims);
+            signed(Algorithm::RS256, "rsa-1", "rsa.pem", &claims)
+        };
+        let forged = signed(Algorithm::RS256, "rsa-1", "rsa-other.pem", &valid_claims());
+        let cases = [
+            (forged, "the signature"),
+            (with(&|c| c["iss"] = "https://other.test".into()), "iss"),
+            (with(&|c| c["aud"] = "https://other.test/mcp".into()), "aud"),
+            (with(&|c| c["exp"] = (now() - 3600).into()), "exp: the token has expired"),
+            (with(&|c| c["nbf"] = (now() + 3600).into()), "nbf: the token is not valid yet"),
+            (
+                with(&|c| drop(c.as_object_mut().map(|c| c.remove("exp")))),
+                "a required claim (exp, iss or aud) is missing",
+            ),
+            ("not.a.token".to_owned(), "the token's header"),
+        ];
+        for (token, named) in cases {
+            assert_eq!(verifier.verify(&token).await.map(|_| ()), Err(Rejection::Invalid(named)), "{named}");
+        }
+        use jsonwebtoken::errors::ErrorKind;
+        assert_eq!(reason(&ErrorKind::InvalidAlgorithm.into()), "the algorithm");
+        assert_eq!(reason(&ErrorKind::InvalidEcdsaKey.into()), "the key");
+        assert_eq!(reason(&ErrorKind::InvalidToken.into()), "the token is malformed");
+    }
+
+    /// The claims declared tools bind params to are kept as text (strings, numbers, booleans;
+    /// any other kind is as if absent), and `exp` becomes the principal's expiry.
+    #[tokio::test]
+    async fn the_principal_keeps_the_claims_asked_for_and_the_expiry() {
+        let mut asking = settings(JwksSource::File(fixture("jwks.json")), Duration::ZERO);
+        asking.claims = ["team", "level", "admin", "groups", "absent"].map(str::to_owned).to_vec();
+        let verifier = JwtVerifier::new(asking).await.expect("the JWKS");
+        let mut claims = valid_claims();
+        claims["team"] = "blue".into();
+        claims["level"] = 3.into();
+        claims["admin"] = true.into();
+        claims["groups"] = serde_json::json!(["a"]);
+        let exp = claims["exp"].as_u64().expect("exp");
+        let principal = verifier.verify(&signed(Algorithm::RS256, "rsa-1", "rsa.pem", &claims)).await.expect("valid");
+        let kept: Vec<(&str, &str)> = principal.claims.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(kept, [("team", "blue"), ("level", "3"), ("admin", "true")]);
+        assert_eq!(principal.expires_at, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(exp)));
+        assert_eq!(principal.credential, Credential::Jwt);
+    }
+
     #[tokio::test]
     async fn the_keys_are_read_again_at_most_once_per_interval() {
         let file = KeyFile::new("jwks.json");
